@@ -1,0 +1,8 @@
+import { defineConfig } from "vitest/config"
+
+// vitest 5 has no workspace files: this root config lists the packages as projects, each with its own vitest.config.ts.
+export default defineConfig({
+  test: {
+    projects: ["packages/*"]
+  }
+})
