@@ -1,0 +1,76 @@
+/**
+ * The errors of `@quiesce/stage`. Each carries what a caller needs to act on it.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * `Stage.ticket` was refused because another participant — a waiter, a
+ * registered ticket that has not entered yet, or the current head — already
+ * holds an equal token (`Equal`/`Hash`, or the canonical encoding across
+ * workers).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class TokenInUseError extends Schema.TaggedError<TokenInUseError>()("TokenInUseError", {
+  /** The token that was refused, as the stage printed it. */
+  token: Schema.String
+}) {
+  override get message(): string {
+    return `token ${this.token} is already held by another participant of the stage`
+  }
+}
+
+/**
+ * `Stage.receive` did not get the caller's event before its timeout elapsed.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class ReceiveTimeoutError extends Schema.TaggedError<ReceiveTimeoutError>()("ReceiveTimeoutError", {
+  /** The token that was waited for, as the stage printed it. */
+  token: Schema.String,
+  /** The timeout that elapsed, in milliseconds. */
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `no event for token ${this.token} within ${this.timeoutMillis} ms`
+  }
+}
+
+/**
+ * A token cannot cross worker threads: only strings, finite numbers, booleans,
+ * `null`, and arrays and plain objects of those have a canonical encoding, and
+ * the encoding must fit in the shared stage's `maxTokenBytes`.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class TokenEncodingError extends Schema.TaggedError<TokenEncodingError>()("TokenEncodingError", {
+  /** Why the token was rejected. */
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `token cannot be shared across workers: ${this.reason}`
+  }
+}
+
+/**
+ * The shared stage has no free slot left: `capacity` tickets are held at once
+ * across all workers, or `maxWorkers` workers are attached.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class StageCapacityError extends Schema.TaggedError<StageCapacityError>()("StageCapacityError", {
+  /** What ran out: `"tickets"` or `"workers"`. */
+  resource: Schema.Literals(["tickets", "workers"]),
+  /** The configured limit. */
+  limit: Schema.Number
+}) {
+  override get message(): string {
+    return `the shared stage has no free ${this.resource} (limit ${this.limit})`
+  }
+}

@@ -1,0 +1,481 @@
+/**
+ * The in-process stage: one state machine for the stage (head, FIFO of waiters,
+ * token index) and one per ticket. Every transition is a synchronous method of
+ * `StageImpl`, so each one is atomic with respect to every other fiber: the
+ * race arguments below only have to consider the order in which transitions
+ * run, never an interleaving inside one.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import { pipeArguments } from "effect/Pipeable"
+import * as Scope from "effect/Scope"
+import type * as Stage from "../Stage.ts"
+import { ReceiveTimeoutError, TokenInUseError } from "../StageError.ts"
+import { TokenIndex } from "./tokenIndex.ts"
+
+/** @internal */
+export const TypeId = "~@quiesce/stage/Stage"
+/** @internal */
+export const TicketTypeId = "~@quiesce/stage/Ticket"
+
+/**
+ * A ticket's life. `Idle`: registered, not entered (or back from an enter).
+ * `Waiting`: parked in the FIFO. `Promoted`: chosen as the next head, its fiber
+ * not yet running. `Heading`: running `head`. `Withdrawn`: its scope closed.
+ *
+ * @internal
+ */
+export type TicketState = TicketState.Idle | TicketState.Waiting | TicketState.Promoted | TicketState.Heading | TicketState.Withdrawn
+
+/** @internal */
+export declare namespace TicketState {
+  interface Idle {
+    readonly _tag: "Idle"
+  }
+  interface Waiting {
+    readonly _tag: "Waiting"
+    readonly waiter: Waiter
+  }
+  interface Promoted {
+    readonly _tag: "Promoted"
+  }
+  interface Heading {
+    readonly _tag: "Heading"
+  }
+  interface Withdrawn {
+    readonly _tag: "Withdrawn"
+  }
+}
+
+const idle: TicketState = { _tag: "Idle" }
+const promoted: TicketState = { _tag: "Promoted" }
+const heading: TicketState = { _tag: "Heading" }
+const withdrawn: TicketState = { _tag: "Withdrawn" }
+
+/** Why a parked waiter was resumed. */
+type Wake = "Token" | "Promoted" | "Timeout" | "Closed"
+
+/**
+ * A parked `enter`: a node of the stage's intrusive doubly-linked FIFO, so
+ * that joining, leaving from the middle (time-out, interruption, notify) and
+ * promoting the oldest are all O(1).
+ *
+ * @internal
+ */
+export class Waiter {
+  prev: Waiter | undefined = undefined
+  next: Waiter | undefined = undefined
+  linked = false
+  wake: Wake | undefined = undefined
+  resume: ((wake: Wake) => void) | undefined = undefined
+  readonly ticket: TicketImpl<any>
+  readonly deadline: number
+  constructor(ticket: TicketImpl<any>, deadline: number) {
+    this.ticket = ticket
+    this.deadline = deadline
+  }
+}
+
+/** @internal */
+export class TicketImpl<T> implements Stage.Ticket<T> {
+  readonly [TicketTypeId] = TicketTypeId
+  readonly token: T
+  readonly stage: StageImpl<any, T, any>
+  state: TicketState = idle
+  /** Notifications not yet returned as `Token` by an `enter`. */
+  pending = 0
+  constructor(stage: StageImpl<any, T, any>, token: T) {
+    this.stage = stage
+    this.token = token
+  }
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
+
+/** @internal */
+export type StageState = { readonly _tag: "Open" } | { readonly _tag: "Closed" }
+
+const variance: Stage.Stage.Variance<any> = { _T: (t: any) => t }
+
+const open: StageState = { _tag: "Open" }
+const closed: StageState = { _tag: "Closed" }
+
+/** @internal */
+export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
+  readonly [TypeId]: Stage.Stage.Variance<T> = variance
+  readonly resource: R
+  readonly buffer: B
+  state: StageState = open
+  head: TicketImpl<T> | undefined = undefined
+  first: Waiter | undefined = undefined
+  last: Waiter | undefined = undefined
+  waiting = 0
+  readonly tokens = new TokenIndex<TicketImpl<T>>()
+
+  constructor(resource: R, buffer: B) {
+    this.resource = resource
+    this.buffer = buffer
+  }
+
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+
+  // ---------------------------------------------------------------------------
+  // Transitions
+  // ---------------------------------------------------------------------------
+
+  register(token: T): TicketImpl<T> | undefined {
+    if (this.tokens.get(token) !== undefined) return undefined
+    const ticket = new TicketImpl<T>(this, token)
+    this.tokens.set(token, ticket)
+    return ticket
+  }
+
+  /** Closing a ticket's scope. Only ever removes this ticket's own registration (no ABA). */
+  withdraw(ticket: TicketImpl<T>): void {
+    const state = ticket.state
+    if (state._tag === "Withdrawn") return
+    if (state._tag === "Waiting") this.unlink(state.waiter)
+    ticket.state = withdrawn
+    if (this.head === ticket) this.handOn()
+    this.tokens.deleteIfSame(ticket.token, ticket)
+  }
+
+  notify(token: T): boolean {
+    const ticket = this.tokens.get(token)
+    if (ticket === undefined) return false
+    const state = ticket.state
+    if (state._tag === "Waiting") {
+      this.unlink(state.waiter)
+      ticket.state = idle
+      state.waiter.wake = "Token"
+      state.waiter.resume?.("Token")
+    } else {
+      // Idle (a notify before `enter`), Promoted, or Heading (the head's own
+      // token): kept, and the next `enter` returns `Token` at once.
+      ticket.pending++
+    }
+    return true
+  }
+
+  /** The synchronous part of `enter`: `Token`, `Head`, or a parked waiter. */
+  tryEnter(ticket: TicketImpl<T>, deadline: number): "Token" | "Head" | Waiter {
+    if (ticket.pending > 0) {
+      ticket.pending--
+      return "Token"
+    }
+    if (this.head === undefined) {
+      this.head = ticket
+      ticket.state = heading
+      return "Head"
+    }
+    const waiter = new Waiter(ticket, deadline)
+    ticket.state = { _tag: "Waiting", waiter }
+    this.link(waiter)
+    return waiter
+  }
+
+  /** A promoted waiter's fiber runs: it heads, unless its deadline passed, in which case it hands on. */
+  takePromotion(ticket: TicketImpl<T>, expired: boolean): boolean {
+    if (ticket.state._tag !== "Promoted" || this.head !== ticket) return false
+    if (expired) {
+      ticket.state = idle
+      this.handOn()
+      return false
+    }
+    ticket.state = heading
+    return true
+  }
+
+  /** The head leaves, however `head` ended. */
+  leave(ticket: TicketImpl<T>): void {
+    if (this.head !== ticket) return
+    if (ticket.state._tag !== "Withdrawn") ticket.state = idle
+    this.handOn()
+  }
+
+  expire(waiter: Waiter): void {
+    const ticket = waiter.ticket
+    if (ticket.state._tag !== "Waiting" || ticket.state.waiter !== waiter) return
+    this.unlink(waiter)
+    ticket.state = idle
+    waiter.wake = "Timeout"
+    waiter.resume?.("Timeout")
+  }
+
+  /** The parked fiber exited without observing its wake-up (interruption). */
+  abandon(waiter: Waiter): void {
+    const ticket = waiter.ticket
+    switch (waiter.wake) {
+      case undefined: {
+        if (ticket.state._tag === "Waiting" && ticket.state.waiter === waiter) {
+          this.unlink(waiter)
+          ticket.state = idle
+        }
+        return
+      }
+      case "Token": {
+        // The notification was taken off the ticket but never returned: give it back.
+        if (ticket.state._tag !== "Withdrawn") ticket.pending++
+        return
+      }
+      case "Promoted": {
+        if (this.head === ticket) {
+          if (ticket.state._tag !== "Withdrawn") ticket.state = idle
+          this.handOn()
+        }
+        return
+      }
+    }
+  }
+
+  close(): void {
+    if (this.state._tag === "Closed") return
+    this.state = closed
+    let waiter = this.first
+    this.first = this.last = undefined
+    this.waiting = 0
+    while (waiter !== undefined) {
+      const next = waiter.next
+      waiter.prev = waiter.next = undefined
+      waiter.linked = false
+      waiter.ticket.state = idle
+      waiter.wake = "Closed"
+      waiter.resume?.("Closed")
+      waiter = next
+    }
+  }
+
+  /** Headship passes to the oldest waiter, or lapses when nobody waits. Never leaves a waiter parked without a head. */
+  private handOn(): void {
+    const next = this.first
+    if (next === undefined) {
+      this.head = undefined
+      return
+    }
+    this.unlink(next)
+    this.head = next.ticket
+    next.ticket.state = promoted
+    next.wake = "Promoted"
+    next.resume?.("Promoted")
+  }
+
+  private link(waiter: Waiter): void {
+    waiter.linked = true
+    waiter.prev = this.last
+    if (this.last === undefined) this.first = waiter
+    else this.last.next = waiter
+    this.last = waiter
+    this.waiting++
+  }
+
+  private unlink(waiter: Waiter): void {
+    if (!waiter.linked) return
+    waiter.linked = false
+    if (waiter.prev === undefined) this.first = waiter.next
+    else waiter.prev.next = waiter.next
+    if (waiter.next === undefined) this.last = waiter.prev
+    else waiter.next.prev = waiter.prev
+    waiter.prev = waiter.next = undefined
+    this.waiting--
+  }
+}
+
+// -----------------------------------------------------------------------------
+// Effects
+// -----------------------------------------------------------------------------
+
+const showToken = (token: unknown): string => {
+  try {
+    return typeof token === "string" ? JSON.stringify(token) : JSON.stringify(token) ?? String(token)
+  } catch {
+    return String(token)
+  }
+}
+
+/** @internal */
+export const makeUnsafe = <R, T, B>(options: { readonly resource: R; readonly buffer: B }): StageImpl<R, T, B> =>
+  new StageImpl<R, T, B>(options.resource, options.buffer)
+
+/** @internal */
+export const make = <R, T, B>(options: { readonly resource: R; readonly buffer: B }) =>
+  Effect.flatMap(Effect.scope, (scope) => {
+    const stage = makeUnsafe<R, T, B>(options)
+    return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => stage.close())), stage as Stage.Stage<R, T, B>)
+  })
+
+/** @internal */
+export const ticket = <R, T, B>(
+  self: Stage.Stage<R, T, B>,
+  token: T
+): Effect.Effect<Stage.Ticket<T>, TokenInUseError, Scope.Scope> =>
+  Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
+    const stage = self as StageImpl<R, T, B>
+    const ticket = stage.register(token)
+    if (ticket === undefined) return Effect.fail(new TokenInUseError({ token: showToken(token) }))
+    return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => stage.withdraw(ticket))), ticket)
+  }))
+
+/** @internal */
+export const finished = <A>(value: A): Stage.StageExit<A> => ({ _tag: "Finished", value })
+/** @internal */
+export const tokenExit: Stage.StageExit<never> = { _tag: "Token" }
+/** @internal */
+export const timeoutExit: Stage.StageExit<never> = { _tag: "Timeout" }
+
+class DirectorImpl<R, T, B> implements Stage.Director<R, T, B> {
+  readonly stage: StageImpl<R, T, B>
+  readonly token: T
+  constructor(stage: StageImpl<R, T, B>, token: T) {
+    this.stage = stage
+    this.token = token
+  }
+  get resource(): R {
+    return this.stage.resource
+  }
+  get buffer(): B {
+    return this.stage.buffer
+  }
+  notifyUnsafe(token: T): boolean {
+    return this.stage.notify(token)
+  }
+  notify(token: T): Effect.Effect<boolean> {
+    return Effect.sync(() => this.stage.notify(token))
+  }
+}
+
+const runHead = <R, T, B, A, E, R2>(
+  stage: StageImpl<R, T, B>,
+  ticket: TicketImpl<T>,
+  head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>,
+  restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
+): Effect.Effect<Stage.StageExit<A>, E, R2> =>
+  Effect.onExit(
+    Effect.map(restore(Effect.suspend(() => head(new DirectorImpl(stage, ticket.token)))), finished),
+    () => Effect.sync(() => stage.leave(ticket))
+  )
+
+const park = (waiter: Waiter): Effect.Effect<Wake> =>
+  Effect.callback<Wake>((resume) => {
+    if (waiter.wake !== undefined) return resume(Effect.succeed(waiter.wake))
+    waiter.resume = (wake) => resume(Effect.succeed(wake))
+  })
+
+const durationMillis = (timeout: Duration.Input | undefined): number | undefined =>
+  timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(timeout))
+
+/** @internal */
+export const enter = <R, T, B, A, E, R2>(
+  self: Stage.Stage<R, T, B>,
+  ticket_: Stage.Ticket<T>,
+  options: {
+    readonly head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>
+    readonly timeout?: Duration.Input | undefined
+  }
+): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+  const stage = self as StageImpl<R, T, B>
+  const ticket = ticket_ as TicketImpl<T>
+  const timeout = durationMillis(options.timeout)
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.clockWith<Stage.StageExit<A>, E, R2>((clock) => {
+      if (stage.state._tag === "Closed") return Effect.interrupt
+      if (ticket.stage !== stage || ticket.state._tag !== "Idle") {
+        return Effect.die(
+          new Error(`Stage.enter: the ticket is ${ticket.stage !== stage ? "from another stage" : ticket.state._tag}; an enter needs an idle ticket of this stage`)
+        )
+      }
+      const now = timeout === undefined ? 0 : clock.currentTimeMillisUnsafe()
+      const deadline = timeout === undefined ? Infinity : now + timeout
+      const entered = stage.tryEnter(ticket, deadline)
+      if (entered === "Token") return Effect.succeed(tokenExit)
+      if (entered === "Head") return runHead(stage, ticket, options.head, restore)
+      const waiter = entered
+      const parked = timeout === undefined
+        ? restore(park(waiter))
+        : Effect.flatMap(
+          Effect.forkChild(
+            Effect.andThen(Effect.sleep(Duration.millis(timeout)), Effect.sync(() => stage.expire(waiter))),
+            { startImmediately: true }
+          ),
+          (timer) => Effect.onExit(restore(park(waiter)), () => Fiber.interrupt(timer))
+        )
+      return Effect.flatMap(
+        Effect.onExit(parked, (exit) => Exit.isFailure(exit) ? Effect.sync(() => stage.abandon(waiter)) : Effect.void),
+        (wake): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+          switch (wake) {
+            case "Token":
+              return Effect.succeed(tokenExit)
+            case "Timeout":
+              return Effect.succeed(timeoutExit)
+            case "Closed":
+              return Effect.interrupt
+            case "Promoted": {
+              const expired = clock.currentTimeMillisUnsafe() >= waiter.deadline
+              return stage.takePromotion(ticket, expired)
+                ? runHead(stage, ticket, options.head, restore)
+                : Effect.succeed(timeoutExit)
+            }
+          }
+        }
+      )
+    })
+  )
+}
+
+/** @internal */
+export const receive = <R, T, B, A, E, R2>(
+  self: Stage.Stage<R, T, B>,
+  options: {
+    readonly token: T
+    readonly take: (buffer: B, token: T) => A | undefined
+    readonly poll: (director: Stage.Director<R, T, B>) => Effect.Effect<void, E, R2>
+    readonly timeout?: Duration.Input | undefined
+  }
+): Effect.Effect<A, E | TokenInUseError | ReceiveTimeoutError, R2> => {
+  const { poll, take, token } = options
+  const timeout = durationMillis(options.timeout)
+  const headLoop = (director: Stage.Director<R, T, B>): Effect.Effect<A | undefined, E, R2> =>
+    Effect.suspend(function loop(): Effect.Effect<A, E, R2> {
+      const found = take(director.buffer, token)
+      if (found !== undefined) return Effect.succeed(found)
+      return Effect.flatMap(poll(director), loop)
+    })
+  return Effect.scoped(Effect.clockWith((clock) => {
+    const deadline = timeout === undefined ? Infinity : clock.currentTimeMillisUnsafe() + timeout
+    const timedOut = (): Effect.Effect<A, ReceiveTimeoutError> => {
+      // A notify may have raced the time-out: its event is then in the buffer.
+      const late = take(self.buffer, token)
+      if (late !== undefined) return Effect.succeed(late)
+      return Effect.fail(new ReceiveTimeoutError({ token: showToken(token), timeoutMillis: timeout ?? 0 }))
+    }
+    return Effect.flatMap(ticket(self, token), (t) => {
+      const round = (): Effect.Effect<A, E | ReceiveTimeoutError, R2> => {
+        const found = take(self.buffer, token)
+        if (found !== undefined) return Effect.succeed(found)
+        const remaining = deadline === Infinity ? undefined : Math.max(0, deadline - clock.currentTimeMillisUnsafe())
+        const entered = remaining === undefined
+          ? enter(self, t, { head: headLoop })
+          : enter(self, t, {
+            // The head polls under the same deadline; when it runs out, headship passes on.
+            head: (director) => Effect.map(Effect.timeoutOption(headLoop(director), remaining), (o) => o._tag === "Some" ? o.value : undefined),
+            timeout: remaining
+          })
+        return Effect.flatMap(entered, (exit): Effect.Effect<A, E | ReceiveTimeoutError, R2> => {
+          switch (exit._tag) {
+            case "Finished":
+              return exit.value === undefined ? timedOut() : Effect.succeed(exit.value)
+            case "Token":
+              return Effect.suspend(round)
+            case "Timeout":
+              return timedOut()
+          }
+        })
+      }
+      return round()
+    })
+  }))
+}

@@ -1,0 +1,407 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Context, Deferred, Effect, Equal, Exit, Fiber, Hash, Layer, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { Stage } from "@quiesce/stage"
+import { internals } from "./internals.ts"
+
+type Buffer = Map<string, string>
+
+const makeStage = Effect.suspend(() => Stage.make<Array<[string, string]>, string, Buffer>({ resource: [], buffer: new Map() }))
+
+/** Lets every runnable fiber run until none is left (bounded). */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+
+describe("Stage", () => {
+  it.effect("the first to enter heads and returns Finished", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const ticket = yield* Stage.ticket(stage, "a")
+      const exit = yield* Stage.enter(stage, ticket, { head: (d) => Effect.succeed(`headed by ${d.token}`) })
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: "headed by a" })
+      assert.isTrue(Stage.isStage(stage))
+      assert.isFalse(Stage.isStage({}))
+    }))
+
+  it.effect("tokens compare structurally; a held token is refused, also when held by the head", () =>
+    Effect.gen(function*() {
+      const stage = yield* Stage.make<null, { peer: string; port: number }, null>({ resource: null, buffer: null })
+      yield* Stage.ticket(stage, { peer: "x", port: 1 })
+      const refused = yield* Effect.flip(Stage.ticket(stage, { peer: "x", port: 1 }))
+      assert.strictEqual(refused._tag, "TokenInUseError")
+      assert.include(refused.token, "\"peer\":\"x\"")
+      const other = yield* Stage.ticket(stage, { peer: "x", port: 2 })
+      const inHead = yield* Stage.enter(stage, other, {
+        head: () => Effect.flip(Effect.scoped(Stage.ticket(stage, { peer: "x", port: 2 })))
+      })
+      assert.strictEqual(inHead._tag, "Finished")
+      if (inHead._tag === "Finished") assert.strictEqual(inHead.value._tag, "TokenInUseError")
+      // Withdrawn with its scope: the token is free again.
+      const again = yield* Effect.scoped(Effect.as(Stage.ticket(stage, { peer: "y", port: 1 }), "ok"))
+      assert.strictEqual(again, "ok")
+      yield* Effect.scoped(Stage.ticket(stage, { peer: "y", port: 1 }))
+    }))
+
+  it.effect("waiters park while someone heads, and the head notifies them (Token)", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const release = yield* Deferred.make<void>()
+      const headTicket = yield* Stage.ticket(stage, "h")
+      const head = yield* Effect.forkChild(Stage.enter(stage, headTicket, {
+        head: (d) =>
+          Effect.gen(function*() {
+            yield* Deferred.await(release)
+            d.buffer.set("w", "for w")
+            return yield* d.notify("w")
+          })
+      }))
+      yield* settle
+      const waiter = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+        const t = yield* Stage.ticket(stage, "w")
+        const exit = yield* Stage.enter(stage, t, { head: () => Effect.succeed("headed") })
+        return [exit._tag, stage.buffer.get("w")] as const
+      })))
+      yield* settle
+      assert.isUndefined(waiter.pollUnsafe())
+      yield* Deferred.succeed(release, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(head), { _tag: "Finished", value: true })
+      assert.deepStrictEqual(yield* Fiber.join(waiter), ["Token", "for w"])
+    }))
+
+  it.effect("a notify to a token nobody holds returns false and wakes nobody", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const t = yield* Stage.ticket(stage, "h")
+      const exit = yield* Stage.enter(stage, t, { head: (d) => Effect.sync(() => d.notifyUnsafe("nobody")) })
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: false })
+    }))
+
+  it.effect("layer: a stage declared as a service and provided by a Layer", () => {
+    class Inbox extends Context.Service<Inbox, Stage.Stage<Array<string>, string, Map<string, string>>>()("test/Inbox") {
+      static readonly layer = Stage.layer(Inbox, Effect.sync(() => ({ resource: ["one"], buffer: new Map<string, string>() })))
+    }
+    return Effect.gen(function*() {
+      const stage = yield* Inbox
+      const t = yield* Stage.ticket(stage, "x")
+      const exit = yield* Stage.enter(stage, t, { head: (d) => Effect.sync(() => d.resource.shift()) })
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: "one" })
+    }).pipe(Effect.provide(Layer.fresh(Inbox.layer)))
+  })
+
+  it.effect("closing the stage interrupts parked waiters and later enters", () =>
+    Effect.gen(function*() {
+      const stageScope = yield* Scope.make()
+      const stage = yield* Effect.provideService(makeStage, Scope.Scope, stageScope)
+      const h = yield* Stage.ticket(stage, "h")
+      const w = yield* Stage.ticket(stage, "w")
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Effect.never }))
+      yield* settle
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.void }))
+      yield* settle
+      yield* Scope.close(stageScope, Exit.void)
+      const exit = yield* Fiber.await(waiter)
+      assert.isTrue(Exit.hasInterrupts(exit))
+      yield* Fiber.interrupt(head)
+      const late = yield* Effect.exit(Stage.enter(stage, h, { head: () => Effect.void }))
+      assert.isTrue(Exit.hasInterrupts(late))
+    }))
+})
+
+describe("exit-left defects", () => {
+  it.effect("1. a notify between ticket and enter makes enter return Token at once", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const w = yield* Stage.ticket(stage, "w")
+      const notified = yield* Stage.enter(stage, h, { head: (d) => d.notify("w") })
+      assert.deepStrictEqual(notified, { _tag: "Finished", value: true })
+      // No head now: without the kept notification, w would head instead.
+      const exit = yield* Stage.enter(stage, w, { head: () => Effect.succeed("headed") })
+      assert.deepStrictEqual(exit, { _tag: "Token" })
+      // Delivered once: the next enter heads.
+      const next = yield* Stage.enter(stage, w, { head: () => Effect.succeed("headed") })
+      assert.deepStrictEqual(next, { _tag: "Finished", value: "headed" })
+    }))
+
+  it.effect("2. a promoted waiter whose deadline passed hands headship on; nobody is left parked", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const late = yield* Stage.ticket(stage, "late")
+      const next = yield* Stage.ticket(stage, "next")
+      // The head's turn and late's timeout end at the same instant: late is
+      // promoted, but by the time it runs its deadline has passed.
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Effect.sleep("1 second") }))
+      yield* settle
+      const lateFiber = yield* Effect.forkChild(Stage.enter(stage, late, { head: () => Effect.succeed("late headed"), timeout: "1 second" }))
+      yield* settle
+      const nextFiber = yield* Effect.forkChild(Stage.enter(stage, next, { head: () => Effect.succeed("next headed") }))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(head), { _tag: "Finished", value: undefined })
+      assert.deepStrictEqual(yield* Fiber.join(lateFiber), { _tag: "Timeout" })
+      assert.deepStrictEqual(yield* Fiber.join(nextFiber), { _tag: "Finished", value: "next headed" })
+      assert.isUndefined(internals(stage).head)
+      assert.strictEqual(internals(stage).waiting, 0)
+    }))
+
+  it.effect("2b. a waiter times out with TestClock, not before", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const w = yield* Stage.ticket(stage, "w")
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Effect.never }))
+      yield* settle
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.void, timeout: "5 seconds" }))
+      yield* settle
+      yield* TestClock.adjust("4999 millis")
+      yield* settle
+      assert.isUndefined(waiter.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Timeout" })
+      assert.strictEqual(internals(stage).waiting, 0)
+      yield* Fiber.interrupt(head)
+    }))
+
+  it.effect("3. a notify racing a timeout is never lost: Token, or kept for the next enter", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const w = yield* Stage.ticket(stage, "w")
+      const go = yield* Deferred.make<void>()
+      // The head's notify is due at the same instant as w's timeout; the timer was registered first and wins.
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
+        head: (d) =>
+          Effect.gen(function*() {
+            yield* Deferred.await(go)
+            yield* Effect.sleep("1 second")
+            d.buffer.set("w", "event")
+            return yield* d.notify("w")
+          })
+      }))
+      yield* settle
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.void, timeout: "1 second" }))
+      yield* settle
+      yield* Deferred.succeed(go, undefined)
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Timeout" })
+      assert.deepStrictEqual(yield* Fiber.join(head), { _tag: "Finished", value: true })
+      // The event is in the buffer and the notification is kept.
+      assert.strictEqual(stage.buffer.get("w"), "event")
+      assert.deepStrictEqual(yield* Stage.enter(stage, w, { head: () => Effect.void }), { _tag: "Token" })
+    }))
+
+  it.effect("3b. receive returns an event that raced its timeout instead of failing", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
+        head: (d) => Effect.andThen(Effect.sleep("1 second"), Effect.sync(() => (d.buffer.set("w", "event"), d.notifyUnsafe("w"))))
+      }))
+      yield* settle
+      const take = (b: Buffer, t: string) => {
+        const e = b.get(t)
+        b.delete(t)
+        return e
+      }
+      const receiver = yield* Effect.forkChild(Stage.receive(stage, { token: "w", take, poll: () => Effect.never, timeout: "1 second" }))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Fiber.join(receiver), "event")
+      yield* Fiber.join(head)
+      // And with no event at all it fails with the timeout that elapsed.
+      const head2 = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Effect.never }))
+      yield* settle
+      const failing = yield* Effect.forkChild(Effect.flip(Stage.receive(stage, { token: "w", take, poll: () => Effect.never, timeout: "2 seconds" })))
+      yield* settle
+      yield* TestClock.adjust("2 seconds")
+      const error = yield* Fiber.join(failing)
+      assert.strictEqual(error._tag, "ReceiveTimeoutError")
+      if (error._tag === "ReceiveTimeoutError") assert.strictEqual(error.timeoutMillis, 2000)
+      yield* Fiber.interrupt(head2)
+    }))
+
+  it.effect("4. withdrawing a ticket after its token was reused never removes the new holder (ABA)", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const first = yield* Scope.make()
+      yield* Effect.provideService(Stage.ticket(stage, "t"), Scope.Scope, first)
+      yield* Scope.close(first, Exit.void)
+      const second = yield* Stage.ticket(stage, "t")
+      // Withdrawing the first ticket again (a finalizer running twice, a stale handle) must not touch the second.
+      yield* Scope.close(first, Exit.void)
+      const refused = yield* Effect.flip(Effect.scoped(Stage.ticket(stage, "t")))
+      assert.strictEqual(refused._tag, "TokenInUseError")
+      const h = yield* Stage.ticket(stage, "h")
+      const exit = yield* Stage.enter(stage, h, { head: (d) => d.notify("t") })
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: true })
+      assert.deepStrictEqual(yield* Stage.enter(stage, second, { head: () => Effect.void }), { _tag: "Token" })
+    }))
+
+  it.effect("5. a head notifying its own token is harmless", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const w = yield* Stage.ticket(stage, "w")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
+        head: (d) =>
+          Effect.gen(function*() {
+            yield* Deferred.await(gate)
+            const self = yield* d.notify("h")
+            return self
+          })
+      }))
+      yield* settle
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.succeed("w headed") }))
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(head), { _tag: "Finished", value: true })
+      // Headship passed on normally; the self-notification is kept for h's next enter.
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "w headed" })
+      assert.deepStrictEqual(yield* Stage.enter(stage, h, { head: () => Effect.void }), { _tag: "Token" })
+    }))
+
+  it.effect("6. promotion is FIFO, also after waiters leave from the middle", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const order: Array<number> = []
+      const h = yield* Stage.ticket(stage, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Deferred.await(gate) }))
+      yield* settle
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (let i = 0; i < 10; i++) {
+        const t = yield* Stage.ticket(stage, `w${i}`)
+        fibers.push(yield* Effect.forkChild(Stage.enter(stage, t, { head: () => Effect.sync(() => order.push(i)) })))
+        yield* settle
+      }
+      // Leave from the middle: one interrupted, one notified.
+      yield* Fiber.interrupt(fibers[3]!)
+      internals(stage).notify("w6")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      for (const f of fibers) yield* Fiber.await(f)
+      assert.deepStrictEqual(order, [0, 1, 2, 4, 5, 7, 8, 9])
+    }))
+
+  it.effect("6b. entering, leaving and promotion are O(1) in the number of waiters", () =>
+    Effect.gen(function*() {
+      // Time per operation with n and 16n parked waiters: O(1) keeps the ratio
+      // near 1, a scan of the queue would make it ~16.
+      const perOp = (n: number) =>
+        Effect.gen(function*() {
+          const stage = Stage.makeUnsafe<null, number, null>({ resource: null, buffer: null })
+          const impl = internals(stage)
+          const tickets = []
+          for (let i = 0; i < n; i++) {
+            const t = impl.register(i)!
+            tickets.push(t)
+          }
+          impl.tryEnter(tickets[0]!, Infinity)
+          const waiters = []
+          for (let i = 1; i < n; i++) waiters.push(impl.tryEnter(tickets[i]!, Infinity))
+          const start = performance.now()
+          const ops = 2_000
+          for (let k = 0; k < ops; k++) {
+            // Remove one from the middle (notify), put it back at the end, and hand headship on.
+            const i = 1 + ((k * 7919) % (n - 1))
+            impl.notify(i)
+            tickets[i]!.pending = 0
+            impl.tryEnter(tickets[i]!, Infinity)
+            const head = impl.head!
+            impl.leave(head)
+            impl.takePromotion(impl.head!, false)
+            head.pending = 0
+            impl.tryEnter(head, Infinity)
+          }
+          return (performance.now() - start) / ops
+        })
+      let best = Infinity
+      for (let attempt = 0; attempt < 3 && best >= 4; attempt++) {
+        yield* perOp(1_000)
+        const small = yield* perOp(1_000)
+        const large = yield* perOp(16_000)
+        best = Math.min(best, large / small)
+      }
+      assert.isBelow(best, 4)
+    }))
+
+  for (const [name, makeHead] of [
+    ["fails", () => Effect.fail("boom" as const)],
+    ["dies", () => Effect.die("defect")],
+    ["is interrupted", () => Effect.interrupt]
+  ] as const) {
+    it.effect(`7. a head that ${name} gives headship to the next waiter, and its caller sees why`, () =>
+      Effect.gen(function*() {
+        const stage = yield* makeStage
+        const h = yield* Stage.ticket(stage, "h")
+        const w = yield* Stage.ticket(stage, "w")
+        const gate = yield* Deferred.make<void>()
+        const head = yield* Effect.forkChild(Stage.enter(stage, h, {
+          head: () => Effect.andThen(Deferred.await(gate), makeHead())
+        }))
+        yield* settle
+        const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.succeed("w headed") }))
+        yield* settle
+        yield* Deferred.succeed(gate, undefined)
+        const exit = yield* Fiber.await(head)
+        assert.isTrue(Exit.isFailure(exit))
+        if (Exit.isFailure(exit)) {
+          if (name === "fails") assert.deepStrictEqual(Cause.squash(exit.cause), "boom")
+          if (name === "dies") assert.deepStrictEqual(Cause.squash(exit.cause), "defect")
+          if (name === "is interrupted") assert.isTrue(Cause.hasInterrupts(exit.cause))
+        }
+        assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "w headed" })
+      }))
+  }
+
+  it.effect("7b. interrupting the head's fiber from outside passes headship on", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const w = yield* Stage.ticket(stage, "w")
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Effect.never }))
+      yield* settle
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.succeed("w headed") }))
+      yield* settle
+      yield* Fiber.interrupt(head)
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "w headed" })
+    }))
+
+  it.effect("8. a notify to a colliding token (same hash bucket) never wakes another waiter", () =>
+    Effect.gen(function*() {
+      class Key implements Equal.Equal {
+        readonly id: string
+        constructor(id: string) {
+          this.id = id
+        }
+        [Equal.symbol](that: Equal.Equal): boolean {
+          return that instanceof Key && that.id === this.id
+        }
+        [Hash.symbol](): number {
+          return 42
+        }
+      }
+      const stage = yield* Stage.make<null, Key, Set<string>>({ resource: null, buffer: new Set() })
+      const h = yield* Stage.ticket(stage, new Key("h"))
+      const a = yield* Stage.ticket(stage, new Key("a"))
+      const b = yield* Stage.ticket(stage, new Key("b"))
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
+        head: (d) => Effect.andThen(Deferred.await(gate), Effect.sync(() => (d.buffer.add("b"), d.notifyUnsafe(new Key("b")))))
+      }))
+      yield* settle
+      const fa = yield* Effect.forkChild(Stage.enter(stage, a, { head: () => Effect.succeed("a headed") }))
+      const fb = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.succeed("b headed") }))
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      assert.deepStrictEqual(yield* Fiber.join(fb), { _tag: "Token" })
+      // a was not woken by b's notify: it was promoted when the head left.
+      assert.deepStrictEqual(yield* Fiber.join(fa), { _tag: "Finished", value: "a headed" })
+    }))
+})
