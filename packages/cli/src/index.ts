@@ -1,1 +1,27 @@
-export {}
+/**
+ * `@quiesce/cli`: the `quiesce` command line, which shares one local service between
+ * concurrent commands, and the pieces it is built from.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * The `quiesce` command tree and `main(argv)`.
+ *
+ * @since 0.1.0
+ */
+export * as Cli from "./Cli.ts"
+
+/**
+ * Errors of the command line and the exit codes they map to.
+ *
+ * @since 0.1.0
+ */
+export * as QuiesceError from "./QuiesceError.ts"
+
+/**
+ * Readiness probes that try every address a host resolves to.
+ *
+ * @since 0.1.0
+ */
+export * as Readiness from "./Readiness.ts"

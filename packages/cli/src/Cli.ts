@@ -1,0 +1,198 @@
+/**
+ * The `quiesce` command line: `run`, `status`, `list` and `stop`, built with `effect/cli`.
+ *
+ * `main(argv)` parses, runs, prints errors as one line on stderr and returns the process exit
+ * code; `bin.ts` is a thin shell around it.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "effect/cli/Command"
+import * as CliConfig from "effect/cli/CliConfig"
+import * as CliError from "effect/cli/CliError"
+import * as GlobalFlag from "effect/cli/GlobalFlag"
+import * as CliOutput from "effect/cli/CliOutput"
+import * as Console from "effect/Console"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Flags from "./internal/flags.ts"
+import { statusDetail, statusTable, stopLine, toJson } from "./internal/format.ts"
+import { Manager } from "./internal/manager.ts"
+import { runCommand } from "./internal/runCommand.ts"
+import { ExitCode, type QuiesceError } from "./QuiesceError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const version = "0.1.0"
+
+/** The exit code a handler decided, for `main` to return (handlers themselves return void). */
+class ExitStatus extends Context.Service<ExitStatus, { code: number }>()("@quiesce/cli/Cli/ExitStatus") {}
+
+const setExitCode = (code: number) => Effect.map(Effect.service(ExitStatus), (status) => {
+  status.code = code
+})
+
+const run = Command.make("run", {
+  name: Flags.name,
+  service: Flags.service,
+  ready: Flags.ready,
+  port: Flags.port,
+  grace: Flags.grace,
+  startTimeout: Flags.startTimeout,
+  command: Flags.command
+}, (input) =>
+  Effect.scoped(Effect.gen(function*() {
+    const manager = yield* Manager
+    const lease = yield* manager.acquire({
+      name: input.name,
+      command: input.service,
+      ready: Option.getOrUndefined(input.ready),
+      port: Option.getOrUndefined(input.port),
+      graceMillis: input.grace,
+      startTimeoutMillis: input.startTimeout
+    })
+    const env: Record<string, string> = {
+      QUIESCE_SERVICE_NAME: lease.name,
+      QUIESCE_SERVICE_PID: String(lease.pid)
+    }
+    if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
+    yield* setExitCode(yield* runCommand(input.command, env))
+  }))).pipe(
+    Command.withDescription(
+      "Run a command with a shared service: start the service unless another `quiesce run` already holds it, " +
+        "wait until it is ready, run the command with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID and " +
+        "QUIESCE_SERVICE_PORT set, and exit with its exit code. The service stops once its last client " +
+        "has left (or was killed) and the grace period has passed."
+    ),
+    Command.withExamples([
+      {
+        command: `quiesce run --name db --service "postgres -D ./data -p 5432" --ready tcp:5432 -- npm test`,
+        description: "Share one Postgres between concurrent test runs"
+      },
+      {
+        command: `quiesce run -n web -s "npm run dev" --ready http://localhost:3000/health --grace 30s -- npx playwright test`,
+        description: "Reuse a dev server across back-to-back commands"
+      },
+      {
+        command: `quiesce run -n demo -s "quiesce-demo-service" -- sh -c 'curl -s localhost:$QUIESCE_SERVICE_PORT'`,
+        description: "The embedded demo service on a free port"
+      }
+    ])
+  )
+
+const status = Command.make("status", {
+  name: Flags.positionalName,
+  json: Flags.json
+}, (input) =>
+  Effect.gen(function*() {
+    const manager = yield* Manager
+    const s = yield* manager.status(input.name)
+    yield* Console.log(input.json ? toJson(s) : statusDetail(s, Date.now()))
+    if (s.state !== "running") yield* setExitCode(1)
+  })).pipe(
+    Command.withDescription("Show one service: running or not, pid, port, clients, uptime. Exits 1 when it is not running."),
+    Command.withExamples([
+      { command: "quiesce status db", description: "Is db running, and for whom?" },
+      { command: "quiesce status db --json", description: "The same, for scripts" }
+    ])
+  )
+
+const list = Command.make("list", { json: Flags.json }, (input) =>
+  Effect.gen(function*() {
+    const manager = yield* Manager
+    const services = yield* manager.list
+    yield* Console.log(input.json ? toJson(services) : statusTable(services, Date.now()))
+  })).pipe(
+    Command.withAlias("ls"),
+    Command.withDescription("List this user's services."),
+    Command.withExamples([
+      { command: "quiesce list", description: "A table of services" },
+      { command: "quiesce list --json", description: "An array of services" }
+    ])
+  )
+
+const stop = Command.make("stop", {
+  name: Flags.positionalName,
+  json: Flags.json
+}, (input) =>
+  Effect.gen(function*() {
+    const manager = yield* Manager
+    const report = yield* manager.stop(input.name, { timeoutMillis: 10_000 })
+    yield* Console.log(input.json ? toJson(report) : stopLine(report))
+    if (!report.stopped) yield* setExitCode(1)
+  })).pipe(
+    Command.withDescription(
+      "Stop a service now, whoever holds it (SIGTERM, then SIGKILL after 10s). Commands using it will see it gone."
+    ),
+    Command.withExamples([{ command: "quiesce stop db", description: "Stop db now" }])
+  )
+
+/**
+ * The `quiesce` command tree.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const quiesce = Command.make("quiesce").pipe(
+  Command.withDescription("Share one local service (a database, an emulator, a dev server) between concurrent commands."),
+  Command.withSubcommands([run, status, list, stop]),
+  Command.withExamples([
+    {
+      command: `quiesce run --name db --service "postgres -D ./data" --ready tcp:5432 -- npm test`,
+      description: "Run npm test with a shared Postgres"
+    },
+    { command: "quiesce list", description: "Which services are running" },
+    { command: "quiesce stop db", description: "Stop one now" }
+  ])
+)
+
+/** Bad invocations print one line, then where to look: the full help is one `--help` away. */
+const presenter: CliOutput.Presenter = {
+  present: (event) => {
+    if (event._tag !== "InvalidInvocation") return CliOutput.defaultPresenter.present(event)
+    const first = event.errors[0]
+    const where = event.commandPath.join(" ")
+    return Console.error(
+      `${where}: ${first === undefined ? "invalid invocation" : first.message} (see '${where} --help')`
+    )
+  }
+}
+
+const isQuiesceError = (u: unknown): u is QuiesceError =>
+  typeof u === "object" && u !== null && "_tag" in u && "exitCode" in u && typeof u.exitCode === "number"
+
+/**
+ * Runs `quiesce` with `argv` (without the node and script paths) and returns the exit code.
+ * Errors are printed on stderr as one line.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const main = (
+  argv: ReadonlyArray<string>
+): Effect.Effect<number, never, Manager | Command.Environment | ChildProcessSpawner> =>
+  Effect.suspend(() => {
+    const status = { code: 0 }
+    return Command.runWith(quiesce, { version })(argv).pipe(
+      Effect.provideService(ExitStatus, status),
+      Effect.map(() => status.code)
+    )
+  }).pipe(
+    Effect.provide(CliOutput.layerPresenter(presenter)),
+    Effect.provide(CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] })),
+    Effect.catch((error) => {
+      if (CliError.isCliError(error)) {
+        // ShowHelp has been presented: with errors it was a bad invocation; without, a bare
+        // `quiesce` that named no subcommand, which is also a usage error.
+        return Effect.succeed(ExitCode.usage)
+      }
+      if (isQuiesceError(error)) {
+        return Effect.as(Console.error(`quiesce: ${error.message}`), error.exitCode)
+      }
+      return Effect.as(Console.error(`quiesce: ${String(error)}`), ExitCode.failure)
+    })
+  )
+
+

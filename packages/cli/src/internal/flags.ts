@@ -1,0 +1,96 @@
+/**
+ * The flags and arguments of `quiesce`, with their parsing. Values are checked here, so a bad
+ * invocation is refused by the parser (one line, exit code 2) before anything starts.
+ */
+import * as Argument from "effect/cli/Argument"
+import * as Flag from "effect/cli/Flag"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Readiness from "../Readiness.ts"
+
+const fromResult = <A>(result: Result.Result<A, string>): Option.Option<A> =>
+  Result.isSuccess(result) ? Option.some(result.success) : Option.none()
+
+const errorOf = <A>(result: Result.Result<A, string>): string => Result.isFailure(result) ? result.failure : ""
+
+/** Service names become file and semaphore names: keep them to a portable, unambiguous set. */
+export const validName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export const name = Flag.String("name").pipe(
+  Flag.withAlias("n"),
+  Flag.withMetavar("NAME"),
+  Flag.withDescription("The shared service's name: every `quiesce run` with the same name shares one service"),
+  Flag.filter(
+    (value) => validName.test(value),
+    () => "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+  )
+)
+
+export const positionalName = Argument.String("name").pipe(
+  Argument.withDescription("The service's name"),
+  Argument.filter(
+    (value) => validName.test(value),
+    () => "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+  )
+)
+
+export const service = Flag.String("service").pipe(
+  Flag.withAlias("s"),
+  Flag.withMetavar("COMMAND"),
+  Flag.withDescription(
+    "Shell command that starts the service if no one holds it; it gets PORT and QUIESCE_SERVICE_PORT in its environment"
+  ),
+  Flag.filter((value) => value.trim() !== "", () => "a non-empty shell command")
+)
+
+const parseReady = (text: string) => Readiness.parse(text)
+
+export const ready = Flag.String("ready").pipe(
+  Flag.withMetavar("TARGET"),
+  Flag.withDescription(
+    "When the service is ready: tcp:PORT, tcp:HOST:PORT, http://HOST:PORT/PATH, or none (default: tcp:PORT when a port is known, else none)"
+  ),
+  Flag.filterMap((text) => fromResult(parseReady(text)), (text) => errorOf(parseReady(text))),
+  Flag.optional
+)
+
+export const port = Flag.Int("port").pipe(
+  Flag.withAlias("p"),
+  Flag.withMetavar("PORT"),
+  Flag.withDescription("The service's port, given to it as PORT (default: the --ready port, else a free port)"),
+  Flag.filter((n) => Number.isInteger(n) && n > 0 && n <= 65535, () => "a port number from 1 to 65535"),
+  Flag.optional
+)
+
+const duration = (flag: string, description: string, fallback: number) =>
+  Flag.String(flag).pipe(
+    Flag.withMetavar("DURATION"),
+    Flag.withDescription(description),
+    Flag.filterMap(
+      (text) => fromResult(Readiness.parseDuration(text)),
+      (text) => errorOf(Readiness.parseDuration(text))
+    ),
+    Flag.withDefault(fallback)
+  )
+
+export const grace = duration(
+  "grace",
+  "How long the service outlives its last client, so that back-to-back commands reuse it (default 5s)",
+  5_000
+)
+
+export const startTimeout = duration(
+  "start-timeout",
+  "How long the service may take to become ready (default 30s)",
+  30_000
+)
+
+export const json = Flag.Boolean("json").pipe(
+  Flag.withDescription("Print machine-readable JSON"),
+  Flag.withDefault(false)
+)
+
+export const command = Argument.String("command").pipe(
+  Argument.withDescription("The command to run once the service is ready (after --)"),
+  Argument.variadic({ min: 1 })
+)

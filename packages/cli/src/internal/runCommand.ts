@@ -1,0 +1,70 @@
+/**
+ * Runs the user's command in the foreground: inherited stdio, the service's coordinates in its
+ * environment, signals forwarded, its exit status returned as a process exit code.
+ */
+import * as Effect from "effect/Effect"
+import * as PlatformError from "effect/PlatformError"
+import * as ChildProcess from "effect/process/ChildProcess"
+import { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import { constants } from "node:os"
+import { CommandError, ExitCode } from "../QuiesceError.ts"
+import { forwardSignals } from "./signals.ts"
+
+const signalExitCode = (error: PlatformError.PlatformError): number | undefined => {
+  // The Node spawner reports death by signal only in the error's text.
+  const cause = error.reason.cause
+  const text = cause instanceof Error ? cause.message : error.message
+  const match = /signal: '(SIG[A-Z0-9]+)'/.exec(text)
+  if (match === null) return undefined
+  const number = (constants.signals as Record<string, number | undefined>)[match[1]!]
+  return number === undefined ? undefined : 128 + number
+}
+
+const spawnFailure = (display: string, error: PlatformError.PlatformError): CommandError => {
+  const reason = error.reason
+  if (reason._tag === "NotFound") {
+    return new CommandError({ command: display, reason: "command not found", exitCode: ExitCode.notFound })
+  }
+  if (reason._tag === "PermissionDenied") {
+    return new CommandError({ command: display, reason: "permission denied", exitCode: ExitCode.cannotExecute })
+  }
+  return new CommandError({ command: display, reason: error.message, exitCode: ExitCode.cannotExecute })
+}
+
+/**
+ * Runs `argv` to completion and returns the exit code `quiesce` should exit with: the command's
+ * own, or 128 + the signal number when a signal ended it (as a shell reports it).
+ */
+export const runCommand = Effect.fnUntraced(function*(
+  argv: ReadonlyArray<string>,
+  env: Record<string, string>
+): Effect.fn.Return<number, CommandError, ChildProcessSpawner> {
+  const [command, ...args] = argv
+  const display = argv.join(" ")
+  if (command === undefined) {
+    return yield* new CommandError({ command: "", reason: "no command given", exitCode: ExitCode.usage })
+  }
+  const spawner = yield* ChildProcessSpawner
+  return yield* Effect.scoped(Effect.gen(function*() {
+    const handle = yield* spawner.spawn(ChildProcess.make(command, args, {
+      env,
+      extendEnv: true,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+      // The command stays in quiesce's process group, so it keeps the terminal (an interactive
+      // command can read it) and a terminal's Ctrl-C reaches it directly, as with `npm run`.
+      detached: false
+    })).pipe(Effect.mapError((error) => spawnFailure(display, error)))
+    yield* forwardSignals(handle.pid)
+    return yield* handle.exitCode.pipe(
+      Effect.map((code): number => code),
+      Effect.catch((error) => {
+        const code = signalExitCode(error)
+        return code === undefined
+          ? Effect.fail(new CommandError({ command: display, reason: error.message, exitCode: ExitCode.failure }))
+          : Effect.succeed(code)
+      })
+    )
+  }))
+})
