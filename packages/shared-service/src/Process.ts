@@ -1,0 +1,128 @@
+/**
+ * Processes as Effects: a pid is only ever trusted together with the process start time
+ * (`/proc/<pid>/stat`, field 22), so a recycled pid is never mistaken for the service.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Effect, Schedule } from "effect"
+import * as L from "./internal/linux.ts"
+
+/**
+ * The start time of `pid` (clock ticks since boot), `undefined` when it does not exist or is a
+ * zombie. Linux only (`/proc`); `undefined` elsewhere.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const startTime = (pid: number): Effect.Effect<number | undefined> =>
+  Effect.sync(() => L.processStartTime(pid))
+
+/**
+ * Synchronous `isAlive`, for hot paths and finalizers.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const isAliveUnsafe = (pid: number, startTime?: number): boolean => {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  if (process.platform === "linux") {
+    const st = L.processStartTime(pid)
+    return st !== undefined && (startTime === undefined || st === startTime)
+  }
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/**
+ * Whether process `pid` is alive and, when `startTime` is given, is the same process that had
+ * that start time (not a later process that got the recycled pid). Zombies count as dead.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const isAlive = (pid: number, startTime?: number): Effect.Effect<boolean> =>
+  Effect.sync(() => isAliveUnsafe(pid, startTime))
+
+/**
+ * Options of `terminate`, `kill` and `stop`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SignalOptions {
+  /** Only signal the process if it still has this start time (PID-reuse proof). */
+  readonly startTime?: number | undefined
+  /** Signal the whole process group led by `pid` (a detached service and its children). */
+  readonly group?: boolean | undefined
+}
+
+const signal = (pid: number, sig: NodeJS.Signals, options: SignalOptions | undefined): Effect.Effect<boolean> =>
+  Effect.sync(() => {
+    if (!isAliveUnsafe(pid, options?.startTime)) return false
+    try {
+      process.kill(options?.group === true ? -pid : pid, sig)
+      return true
+    } catch {
+      try {
+        // The group may be gone while its leader lingers.
+        if (options?.group === true) process.kill(pid, sig)
+        return true
+      } catch {
+        return false
+      }
+    }
+  })
+
+/**
+ * Sends SIGTERM, if the process is (still) the one with `startTime`. `true` when sent.
+ *
+ * @category signals
+ * @since 0.1.0
+ */
+export const terminate = (pid: number, options?: SignalOptions): Effect.Effect<boolean> =>
+  signal(pid, "SIGTERM", options)
+
+/**
+ * Sends SIGKILL, if the process is (still) the one with `startTime`. `true` when sent.
+ *
+ * @category signals
+ * @since 0.1.0
+ */
+export const kill = (pid: number, options?: SignalOptions): Effect.Effect<boolean> => signal(pid, "SIGKILL", options)
+
+/**
+ * Stops a process gracefully: SIGTERM, wait up to `timeout` (polling every 15 ms), then
+ * SIGKILL and wait for it to be gone (bounded by another `timeout`). Completes with `true` if
+ * the process is gone at the end. Never signals a recycled pid when `startTime` is given.
+ *
+ * @category signals
+ * @since 0.1.0
+ */
+export const stop = (
+  pid: number,
+  options?: SignalOptions & { readonly timeout?: Duration.Input | undefined }
+): Effect.Effect<boolean> => {
+  const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(5))
+  const st = options?.startTime ?? L.processStartTime(pid)
+  const gone = Effect.sync(() => !isAliveUnsafe(pid, st))
+  const waitGone = gone.pipe(
+    Effect.repeat({
+      until: (g) => g,
+      schedule: Schedule.spaced(Duration.millis(15))
+    }),
+    Effect.timeoutOption(timeout),
+    Effect.map((o) => o._tag === "Some" && o.value)
+  )
+  return Effect.gen(function*() {
+    if (st === undefined) return true
+    const target = { startTime: st, group: options?.group }
+    yield* terminate(pid, target)
+    if (yield* waitGone) return true
+    yield* kill(pid, target)
+    return yield* waitGone
+  })
+}

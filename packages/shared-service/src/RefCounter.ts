@@ -1,0 +1,161 @@
+/**
+ * The kernel side of `SharedService`: a per-name, cross-process reference count whose entries
+ * the operating system drops when a process dies, a crash-safe startup lock, and a "reaper"
+ * slot that at most one live process holds.
+ *
+ * | implementation | where | count | crash safety |
+ * |---|---|---|---|
+ * | `sysV` (default on Linux) | System V semaphores with `SEM_UNDO`, set mode 0600, keyed by (uid, name) | exact number of processes | the kernel undoes a dead process's lock, reference and reaper slot |
+ * | `flock` | `flock(2)` on files in the runtime directory | only "any clients left" (0 or 1) | the kernel drops a dead process's locks |
+ * | `memory` | one JS object | exact, for simulated processes | only simulated (`MemoryKernel.crash`) |
+ *
+ * macOS and other POSIX systems: `flock` (not wired as a default: `RefCounter.flock` must be
+ * chosen explicitly, and it needs libc to be loadable through koffi, which this package only
+ * does on Linux today, so elsewhere it fails with `UnsupportedPlatform`). Windows: nothing is
+ * implemented; every operation fails with `UnsupportedPlatform`.
+ *
+ * Every wait is bounded: the SysV implementation waits in `semtimedop` slices of at most
+ * 50 ms on the libuv pool (one pool thread per waiting process and name, never the event loop),
+ * and is interruptible between slices.
+ *
+ * @since 0.1.0
+ */
+import type { Duration, Effect } from "effect"
+import { Context } from "effect"
+import * as flockImpl from "./internal/flock.ts"
+import * as memoryImpl from "./internal/memory.ts"
+import * as sysvImpl from "./internal/sysv.ts"
+import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError.ts"
+
+/**
+ * One process's view of the counter for one name. Obtained with `RefCounter.open`; the same
+ * `Counter` object is returned for the same name within one `RefCounter`, and the process holds
+ * at most one reference through it (callers keep their own in-process count above it).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Counter {
+  readonly name: string
+  /** `true` when `count` is the exact number of holding processes, `false` when it only says 0 or "some". */
+  readonly exact: boolean
+  /**
+   * Takes the startup lock (waits up to `timeout`). The lock is crash-safe: if this process
+   * dies holding it, the kernel releases it. Interruptible; an interrupted wait never leaves
+   * the lock held.
+   */
+  readonly lock: (timeout: Duration.Duration) => Effect.Effect<void, LockTimeout | SystemError>
+  /**
+   * Releases the startup lock, atomically adjusting this process's reference by `delta`
+   * (`+1` registers it, `-1` drops it, `0` leaves it). Must only be called holding the lock.
+   */
+  readonly unlock: (delta: -1 | 0 | 1) => Effect.Effect<void, SystemError>
+  /** Drops this process's reference without the lock (a release needs no decision). */
+  readonly decrement: Effect.Effect<void, SystemError>
+  /** The number of processes holding a reference (see `exact`). */
+  readonly count: Effect.Effect<number, SystemError>
+  /** Whether a live process holds the reaper slot. */
+  readonly hasReaper: Effect.Effect<boolean, SystemError>
+  /** Takes the reaper slot if it is free (never waits); crash-safe like the lock. */
+  readonly claimReaper: Effect.Effect<boolean, SystemError>
+  /** Gives the reaper slot back. */
+  readonly releaseReaper: Effect.Effect<void, SystemError>
+  /**
+   * Completes when the count is zero: immediately if it is, otherwise as soon as the last
+   * holder releases or dies. Interruptible.
+   */
+  readonly awaitZero: Effect.Effect<void, SystemError>
+  /**
+   * Re-opens the underlying kernel object after `SemaphoreSetRemoved`, re-registering this
+   * process's reference if `holding`.
+   */
+  readonly reopen: (holding: boolean) => Effect.Effect<void, SystemError>
+  /** Removes the kernel object (`IPC_RMID`, or the lock files): every user gets `SemaphoreSetRemoved`. */
+  readonly remove: Effect.Effect<void, SystemError>
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface RefCounter {
+  readonly kind: "sysv" | "flock" | "memory" | "unsupported"
+  /** Opens (creating if needed) the counter for `name` (validated: see `SharedService.validateName`). */
+  readonly open: (name: string) => Effect.Effect<Counter, SystemError | InvalidName>
+  /** Opens the counter for `name` only if it exists already (inspection must not create sets). */
+  readonly openExisting: (name: string) => Effect.Effect<Counter | undefined, SystemError | InvalidName>
+}
+
+/**
+ * System V semaphores with `SEM_UNDO` (Linux). One set of three semaphores per (uid, name):
+ * the startup lock, the count, and the reaper slot. Created mode 0600 and never `SETVAL`'d
+ * (a fresh Linux set starts at zero; `SETVAL` would wipe every process's undo records).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const sysV: () => RefCounter = sysvImpl.make
+
+/**
+ * `flock(2)` fallback: every client holds a shared lock on `<runtime dir>/<name>.clients`, the
+ * startup lock is an exclusive lock on `<name>.lock`, the reaper slot on `<name>.reaper`. It
+ * can tell "any clients left", not how many (`exact: false`).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const flock: () => RefCounter = flockImpl.make
+
+/**
+ * An in-memory kernel shared by simulated processes, for unit tests. Each
+ * `MemoryKernel.process()` is one simulated process's `RefCounter`; `crash` drops what the
+ * kernel would undo. Waits use the Effect clock, so `TestClock` drives lock timeouts.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const memoryKernel: () => MemoryKernel = memoryImpl.makeKernel
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface MemoryKernel {
+  /** A new simulated process. */
+  readonly process: () => MemoryProcess
+  /** The count for `name`. */
+  readonly countOf: (name: string) => number
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface MemoryProcess extends RefCounter {
+  readonly kind: "memory"
+  readonly pid: number
+  /** What the kernel does when the process dies: its lock, reference and reaper slot are undone. */
+  readonly crash: Effect.Effect<void>
+}
+
+/**
+ * The platform default: `sysV` on Linux; on other platforms a counter whose `open` fails with
+ * `UnsupportedPlatform`.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const platformDefault = (): RefCounter =>
+  process.platform === "linux" ? sysvImpl.make() : sysvImpl.unsupported(process.platform)
+
+/**
+ * The `RefCounter` in use: a `Context.Reference` defaulting to `platformDefault()`, so nothing
+ * needs providing; tests provide a `MemoryProcess` with `Effect.provideService(RefCounter, …)`.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const RefCounter: Context.Reference<RefCounter> = Context.Reference<RefCounter>(
+  "@quiesce/shared-service/RefCounter",
+  { defaultValue: platformDefault }
+)

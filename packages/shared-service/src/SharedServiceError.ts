@@ -1,0 +1,267 @@
+/**
+ * The typed failures of `@quiesce/shared-service`. Every error names the shared service it is
+ * about (`name`) and, where a system call failed, the `syscall` and its `errno` / `code`, so a
+ * caller can tell "IPC is not available here" from "another user owns this name" from "the
+ * kernel is out of semaphore sets" without parsing messages.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+const sysFields = {
+  name: Schema.String,
+  syscall: Schema.String,
+  errno: Schema.Number,
+  code: Schema.String
+}
+
+const where = (e: { readonly syscall: string; readonly code: string; readonly errno: number }) =>
+  `${e.syscall}: ${e.code} (errno ${e.errno})`
+
+/**
+ * System V IPC (or the fallback's locking) is not usable here: the libc could not be loaded,
+ * the kernel has no SysV IPC (`ENOSYS`), or an unexpected errno came back.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class IpcUnavailable extends Schema.TaggedError<IpcUnavailable>()("IpcUnavailable", sysFields) {
+  override get message(): string {
+    return `IPC unavailable for shared service "${this.name}": ${where(this)}`
+  }
+}
+
+/**
+ * The semaphore set (or lock file) for this name exists but belongs to someone else, or its
+ * mode does not let this user in (`EACCES` / `EPERM`). Sets are created mode 0600 and keyed by
+ * (uid, name), so this means another user's set collides with ours, or a hostile one.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", sysFields) {
+  override get message(): string {
+    return `permission denied for shared service "${this.name}": ${where(this)}`
+  }
+}
+
+/**
+ * A kernel limit was hit: no semaphore set left (`ENOSPC`, SEMMNI/SEMMNS), too many undo
+ * structures (`ENOMEM`), or a semaphore value would exceed SEMVMX (`ERANGE`).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()("LimitExceeded", sysFields) {
+  override get message(): string {
+    return `kernel IPC limit exceeded for shared service "${this.name}": ${where(this)}`
+  }
+}
+
+/**
+ * The semaphore set was removed (`EIDRM`, or `EINVAL` for a stale id) while this process was
+ * using it, e.g. by `ipcrm`. `SharedService` recovers from this once by re-opening the set; the
+ * error escapes only when the set disappears again during the retry.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SemaphoreSetRemoved extends Schema.TaggedError<SemaphoreSetRemoved>()("SemaphoreSetRemoved", sysFields) {
+  override get message(): string {
+    return `the semaphore set of shared service "${this.name}" was removed: ${where(this)}`
+  }
+}
+
+/**
+ * The cross-process startup lock was not obtained within `lockTimeout` (another live process
+ * held it that long: a crashed holder releases it at once, since the kernel undoes its lock).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class LockTimeout extends Schema.TaggedError<LockTimeout>()("LockTimeout", {
+  name: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `timed out after ${this.timeoutMillis} ms waiting for the startup lock of shared service "${this.name}"`
+  }
+}
+
+/**
+ * `start` failed, did not finish within `startTimeout` (`timeoutMillis` is set), or the started
+ * service never became ready. The startup lock is released and no reference is kept.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed", {
+  name: Schema.String,
+  reason: Schema.String,
+  timeoutMillis: Schema.optional(Schema.Number),
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return `shared service "${this.name}" failed to start: ${this.reason}`
+  }
+}
+
+/**
+ * A health check failed. Raised by `healthCheck` helpers; `SharedService.acquire` reacts to a
+ * failing check by running `recover` instead of failing with this.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {
+  name: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return `shared service "${this.name}" is unhealthy: ${this.reason}`
+  }
+}
+
+/**
+ * The service failed its health check and `recover` failed too (or the recovered service
+ * failed its health check again).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RecoveryFailed extends Schema.TaggedError<RecoveryFailed>()("RecoveryFailed", {
+  name: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return `shared service "${this.name}" was unhealthy and could not be recovered: ${this.reason}`
+  }
+}
+
+/**
+ * The service name is not usable: names are 1–64 characters of `[A-Za-z0-9._-]`, not starting
+ * with `.` or `-` (they become file names and part of the IPC key).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidName extends Schema.TaggedError<InvalidName>()("InvalidName", {
+  name: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid shared service name ${JSON.stringify(this.name)}: ${this.reason}`
+  }
+}
+
+/**
+ * The hint file could not be parsed, or is not a regular file owned by this user with mode
+ * 0600. Acquisition never fails with this: the hint is ignored and replaced. Inspection
+ * (`SharedService.inspect`) reports it.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class CorruptHint extends Schema.TaggedError<CorruptHint>()("CorruptHint", {
+  name: Schema.String,
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `corrupt hint file for shared service "${this.name}" at ${this.path}: ${this.reason}`
+  }
+}
+
+/**
+ * The platform has no crash-safe reference counter implemented here (Windows, or a system
+ * without SysV IPC and without `flock`). Nothing pretends otherwise.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class UnsupportedPlatform extends Schema.TaggedError<UnsupportedPlatform>()("UnsupportedPlatform", {
+  name: Schema.String,
+  platform: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `shared service "${this.name}": platform ${this.platform} is not supported: ${this.reason}`
+  }
+}
+
+/**
+ * Failures of the kernel primitives (what a `RefCounter` can fail with).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type SystemError = IpcUnavailable | PermissionDenied | LimitExceeded | SemaphoreSetRemoved | UnsupportedPlatform
+
+/**
+ * Every failure of this package.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type SharedServiceError =
+  | SystemError
+  | LockTimeout
+  | StartFailed
+  | Unhealthy
+  | RecoveryFailed
+  | InvalidName
+  | CorruptHint
+
+/**
+ * Maps a failed system call to the typed error a caller can act on.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fromErrno = (name: string, syscall: string, errno: number): SystemError => {
+  const code = errnoCode(errno)
+  const fields = { name, syscall, errno, code }
+  switch (code) {
+    case "EACCES":
+    case "EPERM":
+      return new PermissionDenied(fields)
+    case "ENOSPC":
+    case "ENOMEM":
+    case "ERANGE":
+    case "E2BIG":
+    case "EFBIG":
+      return new LimitExceeded(fields)
+    case "EIDRM":
+      return new SemaphoreSetRemoved(fields)
+    default:
+      return new IpcUnavailable(fields)
+  }
+}
+
+const codes: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  7: "E2BIG",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  17: "EEXIST",
+  22: "EINVAL",
+  27: "EFBIG",
+  28: "ENOSPC",
+  34: "ERANGE",
+  38: "ENOSYS",
+  43: "EIDRM"
+}
+
+/**
+ * The symbolic name of a Linux errno (`"E?"` with the number when unknown).
+ *
+ * @category utils
+ * @since 0.1.0
+ */
+export const errnoCode = (errno: number): string => codes[errno] ?? `E?${errno}`

@@ -1,0 +1,132 @@
+/**
+ * Starting a shell command as a detached shared service, on `effect/process`: the command is
+ * spawned in its own process group (`detached`), unref'd so that closing the spawning scope
+ * leaves it running, its output appended to `<runtime dir>/<name>.log`, and readiness polled
+ * until `ready` succeeds (or the process dies, or the start timeout interrupts the poll, which
+ * kills the group).
+ *
+ * @internal
+ */
+import { Duration, Effect, Schedule, Scope } from "effect"
+import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { connect } from "node:net"
+import { join } from "node:path"
+import * as Process from "../Process.ts"
+import * as ServiceInfo from "../ServiceInfo.ts"
+import { StartFailed, Unhealthy } from "../SharedServiceError.ts"
+import { ensureRuntimeDir } from "./paths.ts"
+
+export type Readiness =
+  | { readonly _tag: "Tcp"; readonly port: number; readonly host?: string | undefined }
+  | { readonly _tag: "Http"; readonly url: string }
+  | { readonly _tag: "Check"; readonly check: (info: ServiceInfo.ServiceInfo) => Effect.Effect<void, unknown> }
+
+export const tcpProbe = (name: string, port: number, host = "127.0.0.1"): Effect.Effect<void, Unhealthy> =>
+  Effect.callback<void, Unhealthy>((resume) => {
+    const socket = connect({ port, host })
+    const done = (e?: Error) => {
+      socket.removeAllListeners()
+      socket.destroy()
+      resume(e === undefined ? Effect.void : Effect.fail(new Unhealthy({ name, reason: `tcp ${host}:${port}: ${e.message}` })))
+    }
+    socket.once("connect", () => done())
+    socket.once("error", (e) => done(e))
+    return Effect.sync(() => socket.destroy())
+  })
+
+export const httpProbe = (name: string, url: string): Effect.Effect<void, Unhealthy> =>
+  Effect.tryPromise({
+    try: (signal) => fetch(url, { signal, redirect: "manual" }),
+    catch: (e) => new Unhealthy({ name, reason: `GET ${url}: ${e instanceof Error ? e.message : String(e)}` })
+  }).pipe(
+    Effect.flatMap((res) => {
+      void res.body?.cancel()
+      return res.status < 500
+        ? Effect.void
+        : Effect.fail(new Unhealthy({ name, reason: `GET ${url}: HTTP ${res.status}` }))
+    })
+  )
+
+export const probe = (name: string, ready: Readiness, info: ServiceInfo.ServiceInfo): Effect.Effect<void, unknown> => {
+  switch (ready._tag) {
+    case "Tcp":
+      return tcpProbe(name, ready.port, ready.host)
+    case "Http":
+      return httpProbe(name, ready.url)
+    case "Check":
+      return ready.check(info)
+  }
+}
+
+export interface CommandOptions {
+  readonly name: string
+  readonly command: string
+  readonly cwd?: string | undefined
+  readonly env?: Readonly<Record<string, string>> | undefined
+  readonly port?: number | undefined
+  readonly metadata?: Readonly<Record<string, string>> | undefined
+  readonly ready?: Readiness | undefined
+  /** Where the service's stdout/stderr go (appended); default `<runtime dir>/<name>.log`. */
+  readonly logFile?: string | undefined
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+
+export const startCommand = (
+  options: CommandOptions
+): Effect.Effect<ServiceInfo.ServiceInfo, StartFailed, ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const { name } = options
+    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+    const dir = ensureRuntimeDir()
+    const log = options.logFile ?? (dir instanceof Error ? "/dev/null" : join(dir, `${name}.log`))
+    // `exec` keeps the service's pid the shell's pid for single commands; the process group
+    // covers whatever a compound command forks.
+    const script = `exec >>${quote(log)} 2>&1 </dev/null; ${options.command}`
+    const scope = yield* Scope.make()
+    const handle = yield* spawner.spawn(
+      ChildProcess.make(script, {
+        shell: "/bin/sh",
+        detached: true,
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "ignore",
+        ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+        env: { ...options.env, QUIESCE_SERVICE_NAME: name },
+        extendEnv: true
+      })
+    ).pipe(
+      Scope.provide(scope),
+      Effect.mapError((cause) => new StartFailed({ name, reason: `spawn failed: ${cause.message}`, cause }))
+    )
+    // Unref'd, closing the spawning scope leaves the detached service running.
+    yield* Effect.orDie(handle.unref)
+    yield* Scope.close(scope, Effect.void as never)
+    const pid = handle.pid
+    const info = ServiceInfo.make({
+      pid,
+      startTime: yield* Process.startTime(pid),
+      processGroup: true,
+      port: options.port,
+      metadata: options.metadata
+    })
+    const ready = options.ready
+    if (ready === undefined) return info
+    const poll = Effect.gen(function*() {
+      if (!Process.isAliveUnsafe(pid, info.startTime)) {
+        return yield* Effect.fail(new StartFailed({ name, reason: `the service process ${pid} exited before it was ready` }))
+      }
+      return yield* Effect.mapError(probe(name, ready, info), (cause) => ({ _tag: "NotReady" as const, cause }))
+    })
+    yield* poll.pipe(
+      Effect.retry({
+        while: (e) => e._tag === "NotReady",
+        schedule: Schedule.min([Schedule.exponential(Duration.millis(2), 1.5), Schedule.spaced(Duration.millis(100))])
+      }),
+      Effect.catchTag("NotReady", (e) => Effect.fail(new StartFailed({ name, reason: "not ready", cause: e.cause }))),
+      Effect.onExit((exit) =>
+        exit._tag === "Success" ? Effect.void : Effect.asVoid(Process.kill(pid, { startTime: info.startTime, group: true }))
+      )
+    )
+    return info
+  })

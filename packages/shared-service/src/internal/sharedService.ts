@@ -1,0 +1,525 @@
+/**
+ * The SharedService state machine. Per process and name there is one `Local`: the in-process
+ * count of handles and the info they share, over the single kernel reference the process holds
+ * while that count is positive.
+ *
+ * Per acquisition (under the in-process mutex):
+ *
+ *   local > 0                      → local += 1 (no system call)
+ *   local = 0, lock, then by count:
+ *     count = 0, no live service   → start             → unlock(+1)
+ *     count = 0, live service      → health check      → (grace period: keep it) unlock(+1)
+ *     count > 0, live service      → health check      → fails: recover → unlock(+1)
+ *     count > 0, service gone      → start             → unlock(+1)
+ *   any failure                    → unlock(0), nothing registered
+ *
+ * Release: local -= 1; at 0 the kernel reference is dropped (no lock needed: the reaper
+ * re-checks under the lock before stopping anything).
+ *
+ * @internal
+ */
+import { Cause, Duration, Effect, Exit, Scope, Semaphore } from "effect"
+import type { Pipeable } from "effect/Pipeable"
+import { pipeArguments } from "effect/Pipeable"
+import { spawn } from "node:child_process"
+import { extname } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Process from "../Process.ts"
+import type { Counter } from "../RefCounter.ts"
+import { RefCounter } from "../RefCounter.ts"
+import type { ServiceInfo } from "../ServiceInfo.ts"
+import { CorruptHint, RecoveryFailed, StartFailed, Unhealthy } from "../SharedServiceError.ts"
+import type { InvalidName, LockTimeout, SharedServiceError, SystemError } from "../SharedServiceError.ts"
+import * as Hint from "./hint.ts"
+import { validate } from "./name.ts"
+
+export const TypeId = "~@quiesce/shared-service/SharedService"
+
+export type ReaperMode = "detached" | "in-process" | "none"
+
+export interface Options<E, R> {
+  readonly name: string
+  readonly start: Effect.Effect<ServiceInfo, E, R>
+  readonly stop?: ((info: ServiceInfo) => Effect.Effect<void, E, R>) | undefined
+  readonly healthCheck?: ((info: ServiceInfo) => Effect.Effect<void, unknown, R>) | undefined
+  readonly recover?: ((info: ServiceInfo) => Effect.Effect<ServiceInfo, E, R>) | undefined
+  readonly idleTimeToLive?: Duration.Input | undefined
+  readonly startTimeout?: Duration.Input | undefined
+  readonly lockTimeout?: Duration.Input | undefined
+  readonly stopTimeout?: Duration.Input | undefined
+  readonly reaper?: ReaperMode | undefined
+}
+
+export interface SharedService<out E = never, out R = never> extends Pipeable {
+  readonly [TypeId]: {
+    readonly _E: (_: never) => E
+    readonly _R: (_: never) => R
+  }
+  readonly name: string
+  readonly idleTimeToLive: Duration.Duration
+  readonly startTimeout: Duration.Duration
+  readonly lockTimeout: Duration.Duration
+  readonly stopTimeout: Duration.Duration
+  readonly reaper: ReaperMode
+}
+
+export interface ServiceHandle {
+  readonly name: string
+  readonly info: ServiceInfo
+  /** `true` when this acquisition started (or restarted) the service. */
+  readonly started: boolean
+}
+
+const variance = { _E: (_: never) => _, _R: (_: never) => _ }
+
+export class SharedServiceImpl<E, R> implements SharedService<E, R> {
+  readonly [TypeId] = variance
+  readonly name: string
+  readonly start: Effect.Effect<ServiceInfo, E, R>
+  readonly stop: (info: ServiceInfo) => Effect.Effect<void, E, R>
+  readonly healthCheck: ((info: ServiceInfo) => Effect.Effect<void, unknown, R>) | undefined
+  readonly recover: (info: ServiceInfo) => Effect.Effect<ServiceInfo, E, R>
+  readonly idleTimeToLive: Duration.Duration
+  readonly startTimeout: Duration.Duration
+  readonly lockTimeout: Duration.Duration
+  readonly stopTimeout: Duration.Duration
+  readonly reaper: ReaperMode
+
+  constructor(options: Options<E, R>) {
+    this.name = options.name
+    this.start = options.start
+    this.idleTimeToLive = Duration.fromInputUnsafe(options.idleTimeToLive ?? 0)
+    this.startTimeout = Duration.fromInputUnsafe(options.startTimeout ?? Duration.seconds(30))
+    this.stopTimeout = Duration.fromInputUnsafe(options.stopTimeout ?? Duration.seconds(5))
+    // A lock holder may be starting the service: by default wait for a whole start and a stop.
+    this.lockTimeout = Duration.fromInputUnsafe(
+      options.lockTimeout ?? Duration.sum(Duration.sum(this.startTimeout, this.stopTimeout), Duration.seconds(5))
+    )
+    this.stop = options.stop ?? ((info) => Effect.asVoid(stopProcess(info, this.stopTimeout)))
+    this.healthCheck = options.healthCheck
+    this.recover = options.recover ?? ((info) => Effect.andThen(this.stop(info), this.start))
+    this.reaper = options.reaper ?? "detached"
+  }
+
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
+
+export const stopProcess = (info: ServiceInfo, timeout: Duration.Duration): Effect.Effect<boolean> =>
+  Process.stop(info.pid, { timeout, startTime: info.startTime, group: info.processGroup })
+
+export const isSharedService = (u: unknown): u is SharedService<unknown, unknown> =>
+  typeof u === "object" && u !== null && TypeId in u
+
+export const make = <E = never, R = never>(options: Options<E, R>): Effect.Effect<SharedService<E, R>, InvalidName> =>
+  Effect.map(validate(options.name), () => new SharedServiceImpl(options))
+
+export const makeUnsafe = <E = never, R = never>(options: Options<E, R>): SharedService<E, R> => {
+  const r = Effect.runSyncExit(validate(options.name))
+  if (Exit.isFailure(r)) throw Cause.squash(r.cause)
+  return new SharedServiceImpl(options)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-process state
+// ---------------------------------------------------------------------------------------------
+
+interface Local {
+  holders: number
+  info: ServiceInfo | undefined
+  readonly mutex: Semaphore.Semaphore
+  watchdog: ReturnType<typeof setInterval> | undefined
+}
+
+const locals = new WeakMap<Counter, Local>()
+const localOf = (counter: Counter): Local => {
+  let l = locals.get(counter)
+  if (l === undefined) {
+    l = { holders: 0, info: undefined, mutex: Semaphore.makeUnsafe(1), watchdog: undefined }
+    locals.set(counter, l)
+  }
+  return l
+}
+
+/** How often a holding process checks that its semaphore set still exists. */
+export const WATCHDOG_MS = 500
+
+/**
+ * While this process holds a reference, check every `WATCHDOG_MS` that the set still exists;
+ * if it was removed (`ipcrm`), re-open it and re-register, so the count stays true and the
+ * reaper does not stop a service that is still in use.
+ */
+const startWatchdog = (counter: Counter, local: Local) => {
+  if (local.watchdog !== undefined || counter.exact === false) return
+  local.watchdog = setInterval(() => {
+    Effect.runFork(
+      counter.count.pipe(
+        Effect.catchTag("SemaphoreSetRemoved", () => local.holders > 0 ? counter.reopen(true) : Effect.void),
+        Effect.ignore
+      )
+    )
+  }, WATCHDOG_MS)
+  local.watchdog.unref()
+}
+
+const stopWatchdog = (local: Local) => {
+  if (local.watchdog !== undefined) {
+    clearInterval(local.watchdog)
+    local.watchdog = undefined
+  }
+}
+
+/** Retries `f` once after re-opening the set when it was removed under us. */
+const reopening = <A, E2, R2>(
+  counter: Counter,
+  holding: boolean,
+  f: () => Effect.Effect<A, E2 | SystemError, R2>
+): Effect.Effect<A, E2 | SystemError, R2> =>
+  Effect.catchTag(
+    f(),
+    "SemaphoreSetRemoved",
+    () => Effect.andThen(counter.reopen(holding), f()),
+    (e) => Effect.fail(e)
+  ) as Effect.Effect<A, E2 | SystemError, R2>
+
+/** The hinted service if its process is alive (same pid and start time); a corrupt hint counts as none. */
+const verifiedHint = (name: string): ServiceInfo | undefined => {
+  const info = Hint.readUnsafe(name)
+  if (info === undefined || info instanceof CorruptHint) return undefined
+  return Process.isAliveUnsafe(info.pid, info.startTime) ? info : undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// acquire / release
+// ---------------------------------------------------------------------------------------------
+
+export const acquire = <E, R>(
+  self: SharedService<E, R>
+): Effect.Effect<ServiceHandle, SharedServiceError | E, R | Scope.Scope> =>
+  Effect.flatMap(RefCounter, (rc) =>
+    Effect.flatMap(rc.open(self.name), (counter) => {
+      const local = localOf(counter)
+      return local.mutex.withPermits(1)(
+        Effect.uninterruptibleMask((restore) => acquireLocked(self as SharedServiceImpl<E, R>, counter, local, restore))
+      )
+    }))
+
+const acquireLocked = Effect.fnUntraced(function*<E, R>(
+  self: SharedServiceImpl<E, R>,
+  counter: Counter,
+  local: Local,
+  restore: <A, E2, R2>(effect: Effect.Effect<A, E2, R2>) => Effect.Effect<A, E2, R2>
+): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R | Scope.Scope> {
+  const scope = yield* Scope.Scope
+  if (local.holders > 0 && local.info !== undefined) {
+    local.holders++
+    yield* Scope.addFinalizer(scope, release(counter, local))
+    return { name: self.name, info: local.info, started: false }
+  }
+  yield* reopening(counter, false, () => restore(counter.lock(self.lockTimeout)))
+  const exit = yield* Effect.exit(restore(decide(self, counter)))
+  if (Exit.isFailure(exit)) {
+    yield* Effect.ignore(counter.unlock(0))
+    return yield* exit
+  }
+  yield* counter.unlock(1)
+  local.holders = 1
+  local.info = exit.value.info
+  startWatchdog(counter, local)
+  yield* Scope.addFinalizer(scope, release(counter, local))
+  return exit.value
+})
+
+const release = (counter: Counter, local: Local): Effect.Effect<void> =>
+  local.mutex.withPermits(1)(Effect.suspend(() => {
+    local.holders--
+    if (local.holders > 0) return Effect.void
+    local.info = undefined
+    stopWatchdog(local)
+    // A removed set took our reference with it: nothing left to drop.
+    return Effect.ignore(counter.decrement)
+  }))
+
+/** Runs under the startup lock: every decision about the count is taken here. */
+const decide = Effect.fnUntraced(function*<E, R>(
+  self: SharedServiceImpl<E, R>,
+  counter: Counter
+): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R> {
+  const count = yield* counter.count
+  const hinted = verifiedHint(self.name)
+  let handle: ServiceHandle
+  if (hinted === undefined) {
+    // Cold start, or the service died while clients held it: start a new one.
+    handle = { name: self.name, info: yield* startService(self), started: true }
+  } else if (self.healthCheck === undefined) {
+    handle = { name: self.name, info: hinted, started: false }
+  } else {
+    const healthy = yield* Effect.exit(self.healthCheck(hinted))
+    if (Exit.isSuccess(healthy)) {
+      handle = { name: self.name, info: hinted, started: false }
+    } else if (count === 0) {
+      // Nobody holds it (a reaper's grace period): replace it.
+      yield* self.stop(hinted)
+      handle = { name: self.name, info: yield* startService(self), started: true }
+    } else {
+      handle = { name: self.name, info: yield* recoverService(self, hinted, healthy.cause), started: true }
+    }
+  }
+  yield* ensureReaper(self, counter)
+  return handle
+})
+
+const startService = <E, R>(self: SharedServiceImpl<E, R>): Effect.Effect<ServiceInfo, E | SharedServiceError, R> =>
+  self.start.pipe(
+    Effect.timeoutOrElse({
+      duration: self.startTimeout,
+      orElse: () =>
+        Effect.fail(
+          new StartFailed({
+            name: self.name,
+            reason: `not started within ${Duration.format(self.startTimeout)}`,
+            timeoutMillis: Duration.toMillis(self.startTimeout)
+          })
+        )
+    }),
+    Effect.tap((info) => Hint.write(self.name, info))
+  )
+
+const recoverService = <E, R>(
+  self: SharedServiceImpl<E, R>,
+  info: ServiceInfo,
+  unhealthy: Cause.Cause<unknown>
+): Effect.Effect<ServiceInfo, SharedServiceError, R> =>
+  self.recover(info).pipe(
+    Effect.timeoutOrElse({
+      duration: self.startTimeout,
+      orElse: () => Effect.fail(new StartFailed({ name: self.name, reason: "recovery timed out" }))
+    }),
+    Effect.tap((recovered) =>
+      self.healthCheck === undefined
+        ? Effect.void
+        : Effect.mapError(
+          self.healthCheck(recovered),
+          (cause) => new Unhealthy({ name: self.name, reason: "still unhealthy after recovery", cause })
+        )
+    ),
+    Effect.tap((recovered) => Hint.write(self.name, recovered)),
+    Effect.mapError((cause) =>
+      new RecoveryFailed({
+        name: self.name,
+        reason: `health check failed (${Cause.pretty(unhealthy).split("\n")[0]}) and recovery failed`,
+        cause
+      })
+    )
+  )
+
+// ---------------------------------------------------------------------------------------------
+// The reaper
+// ---------------------------------------------------------------------------------------------
+
+const ensureReaper = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter): Effect.Effect<void, SystemError, R> => {
+  if (self.reaper === "none") return Effect.void
+  return Effect.flatMap(counter.hasReaper, (has) => {
+    if (has) return Effect.void
+    if (self.reaper === "detached") {
+      return Effect.sync(() =>
+        spawnReaper(self.name, {
+          idleTimeToLive: self.idleTimeToLive,
+          stopTimeout: self.stopTimeout,
+          lockTimeout: self.lockTimeout
+        })
+      )
+    }
+    return Effect.flatMap(counter.claimReaper, (claimed) =>
+      claimed
+        ? Effect.asVoid(Effect.forkDetach(
+          reap(counter, { idleTimeToLive: self.idleTimeToLive, lockTimeout: self.lockTimeout, stop: self.stop }).pipe(
+            Effect.ignore
+          )
+        ))
+        : Effect.void)
+  })
+}
+
+export interface ReapOptions<E, R> {
+  readonly idleTimeToLive: Duration.Duration
+  readonly lockTimeout: Duration.Duration
+  readonly stop: (info: ServiceInfo) => Effect.Effect<void, E, R>
+}
+
+/**
+ * The reaper's loop, for a process that holds the reaper slot and no reference: wait for the
+ * count to reach zero, wait `idleTimeToLive`, then under the lock re-check and, if still zero,
+ * stop the hinted service and remove the hint. A client arriving in the grace period keeps it.
+ * Completes (releasing the slot) after stopping the service.
+ */
+export const reap = Effect.fnUntraced(function*<E, R>(
+  counter: Counter,
+  options: ReapOptions<E, R>
+): Effect.fn.Return<void, SystemError | E, R> {
+  while (true) {
+    const waited = yield* counter.awaitZero.pipe(
+      Effect.as("zero" as const),
+      Effect.catchTag("SemaphoreSetRemoved", () => Effect.succeed("removed" as const))
+    )
+    if (waited === "removed") {
+      // The set was removed (ipcrm): re-open it and give holders' watchdogs time to
+      // re-register before counting again.
+      yield* counter.reopen(false)
+      if (!(yield* counter.claimReaper)) return
+      yield* Effect.sleep(Duration.millis(WATCHDOG_MS * 3))
+      continue
+    }
+    yield* Effect.sleep(options.idleTimeToLive)
+    const locked = yield* counter.lock(options.lockTimeout).pipe(
+      Effect.as(true),
+      Effect.catchTags({
+        LockTimeout: () => Effect.succeed(false),
+        SemaphoreSetRemoved: () => Effect.succeed(false)
+      })
+    )
+    if (!locked) continue
+    const done = yield* Effect.exit(Effect.gen(function*() {
+      if ((yield* counter.count) > 0) return false
+      const info = Hint.readUnsafe(counter.name)
+      if (info !== undefined && !(info instanceof CorruptHint)) {
+        if (Process.isAliveUnsafe(info.pid, info.startTime)) yield* options.stop(info)
+        yield* Hint.remove(counter.name, info.instanceId)
+      }
+      yield* counter.releaseReaper
+      return true
+    }))
+    yield* Effect.ignore(counter.unlock(0))
+    const finished = yield* done
+    if (finished) return
+  }
+})
+
+/** Spawns the detached reaper process (`bin/reaper.ts`); it exits at once if a reaper exists. */
+export const spawnReaper = (
+  name: string,
+  options: {
+    readonly idleTimeToLive: Duration.Duration
+    readonly stopTimeout: Duration.Duration
+    readonly lockTimeout: Duration.Duration
+  }
+): void => {
+  const ext = extname(fileURLToPath(import.meta.url))
+  const entry = fileURLToPath(new URL(`../bin/reaper${ext}`, import.meta.url))
+  const execArgv = ext === ".ts" ? ["--conditions=@quiesce/source", "--no-warnings"] : []
+  const child = spawn(
+    process.execPath,
+    [
+      ...execArgv,
+      entry,
+      name,
+      String(Duration.toMillis(options.idleTimeToLive)),
+      String(Duration.toMillis(options.stopTimeout)),
+      String(Duration.toMillis(options.lockTimeout))
+    ],
+    { detached: true, stdio: "ignore" }
+  )
+  child.on("error", () => {})
+  child.unref()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inspection
+// ---------------------------------------------------------------------------------------------
+
+export interface ServiceStatus {
+  readonly name: string
+  /** Processes holding a reference (`undefined` when the counter does not exist). */
+  readonly count: number
+  /** Whether `count` is exact (SysV) or only says "some" (flock). */
+  readonly exact: boolean
+  readonly hasReaper: boolean
+  /** The hinted service, when the hint exists and its process is alive. */
+  readonly info: ServiceInfo | undefined
+  /** The hint, whether or not its process is alive. */
+  readonly hint: ServiceInfo | undefined
+  readonly hintError: CorruptHint | undefined
+  readonly hintPath: string
+  readonly running: boolean
+}
+
+export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError | InvalidName> =>
+  Effect.gen(function*() {
+    yield* validate(name)
+    const rc = yield* RefCounter
+    const counter = yield* rc.openExisting(name)
+    const count = counter === undefined ? 0 : yield* reopening(counter, localOf(counter).holders > 0, () => counter.count)
+    const hasReaper = counter === undefined ? false : yield* counter.hasReaper
+    const raw = Hint.readUnsafe(name)
+    const hint = raw instanceof CorruptHint ? undefined : raw
+    const alive = hint !== undefined && Process.isAliveUnsafe(hint.pid, hint.startTime)
+    return {
+      name,
+      count,
+      exact: counter?.exact ?? true,
+      hasReaper,
+      info: alive ? hint : undefined,
+      hint,
+      hintError: raw instanceof CorruptHint ? raw : undefined,
+      hintPath: Hint.hintPath(name),
+      running: alive
+    }
+  })
+
+export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = Effect.flatMap(
+  Hint.list(),
+  (names) =>
+    Effect.forEach(
+      names,
+      (name) => inspect(name).pipe(Effect.catchTag("InvalidName", () => Effect.succeed(undefined))),
+      { concurrency: 1 }
+    ).pipe(Effect.map((all) => all.filter((s): s is ServiceStatus => s !== undefined)))
+)
+
+export const forceStop = (
+  name: string,
+  options?: {
+    readonly timeout?: Duration.Input | undefined
+    readonly lockTimeout?: Duration.Input | undefined
+    readonly removeSet?: boolean | undefined
+  }
+): Effect.Effect<boolean, SystemError | InvalidName | LockTimeout> =>
+  Effect.gen(function*() {
+    yield* validate(name)
+    const rc = yield* RefCounter
+    const counter = yield* rc.open(name)
+    const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(5))
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        yield* reopening(counter, localOf(counter).holders > 0, () =>
+          restore(counter.lock(Duration.fromInputUnsafe(options?.lockTimeout ?? Duration.seconds(30)))))
+        const stopped = yield* Effect.gen(function*() {
+          const raw = Hint.readUnsafe(name)
+          if (raw === undefined || raw instanceof CorruptHint) {
+            yield* Hint.remove(name)
+            return false
+          }
+          const alive = Process.isAliveUnsafe(raw.pid, raw.startTime)
+          if (alive) yield* stopProcess(raw, timeout)
+          yield* Hint.remove(name, raw.instanceId)
+          return alive
+        }).pipe(Effect.ensuring(Effect.ignore(counter.unlock(0))))
+        if (options?.removeSet === true) yield* Effect.ignore(counter.remove)
+        return stopped
+      })
+    )
+  })
+
+/** Removes the counter's kernel object (`IPC_RMID`); holders re-register through their watchdogs. */
+export const removeCounter = (name: string): Effect.Effect<void, SystemError | InvalidName> =>
+  Effect.gen(function*() {
+    const rc = yield* RefCounter
+    const counter = yield* rc.openExisting(name)
+    if (counter !== undefined) yield* counter.remove
+  })
+
+export const count = <E, R>(self: SharedService<E, R>): Effect.Effect<number, SystemError | InvalidName> =>
+  Effect.flatMap(RefCounter, (rc) =>
+    Effect.flatMap(rc.open(self.name), (counter) =>
+      reopening(counter, localOf(counter).holders > 0, () => counter.count)))

@@ -1,0 +1,12 @@
+import koffi from "koffi"
+const lib = koffi.load("libc.so.6")
+const f = lib.func("int semtimedop(int semid, void *sops, size_t nsops, void *timeout)")
+const semget = lib.func("int semget(int key, int nsems, int semflg)")
+const id = semget(0, 1, 0o1600)
+console.log("id", id)
+const sops = new Uint8Array(6); const v = new DataView(sops.buffer); v.setUint16(0,0,true); v.setInt16(2,-1,true); v.setInt16(4,0,true)
+const ts = new BigInt64Array([0n, 100000000n])
+const t0 = Date.now()
+f.async(id, sops, 1, ts, (err: any, res: number) => { console.log("async", err, res, koffi.errno(), Date.now()-t0) 
+  lib.func("int semctl(int,int,int)")(id, 0, 0)
+})

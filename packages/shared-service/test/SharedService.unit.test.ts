@@ -1,0 +1,289 @@
+/**
+ * The state machine, against the in-memory RefCounter (simulated processes) and TestClock.
+ * A simulated service is "running" while its hint exists and names a live pid (this process).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+
+process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-unit-"))
+
+const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 10)}`
+
+/** A simulated service: start/stop counters, and a switch for the health check. */
+const fakeService = (name: string, options?: Partial<SharedService.Options<never, never>>) => {
+  const stats = { starts: 0, stops: 0, checks: 0, recovers: 0, healthy: true }
+  const service = SharedService.makeUnsafe<never, never>({
+    name,
+    start: Effect.sync(() => {
+      stats.starts++
+      return ServiceInfo.make({ pid: process.pid, port: 1000 + stats.starts })
+    }),
+    stop: () =>
+      Effect.sync(() => {
+        stats.stops++
+        rmSync(join(SharedService.runtimeDirectory(), `${name}.json`), { force: true })
+      }),
+    healthCheck: () =>
+      Effect.suspend(() => {
+        stats.checks++
+        return stats.healthy ? Effect.void : Effect.fail("down")
+      }),
+    reaper: "none",
+    ...options
+  })
+  return { service, stats }
+}
+
+const inProcess = (p: RefCounter.MemoryProcess) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.provideService(effect, RefCounter.RefCounter, p)
+
+describe("SharedService (in-memory kernel)", () => {
+  it.effect("starts once; one kernel reference per process however many handles", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("once")
+      const { service, stats } = fakeService(name)
+      const h1 = yield* inProcess(a)(SharedService.acquire(service))
+      const h2 = yield* inProcess(a)(SharedService.acquire(service))
+      const h3 = yield* inProcess(b)(SharedService.acquire(service))
+      assert.strictEqual(stats.starts, 1)
+      assert.isTrue(h1.started)
+      assert.isFalse(h2.started)
+      assert.isFalse(h3.started)
+      assert.strictEqual(h3.info.instanceId, h1.info.instanceId)
+      assert.strictEqual(kernel.countOf(name), 2)
+      // Only b (a process's first handle) ran the health check; a's second handle is local.
+      assert.strictEqual(stats.checks, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("concurrent fibers of many processes: exactly one start", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const name = uniqueName("race")
+      const { service, stats } = fakeService(name, {
+        start: Effect.sleep(Duration.millis(10)).pipe(
+          Effect.andThen(Effect.sync(() => {
+            stats.starts++
+            return ServiceInfo.make({ pid: process.pid })
+          }))
+        )
+      })
+      const procs = Array.from({ length: 8 }, () => kernel.process())
+      const fiber = yield* Effect.forkChild(
+        Effect.forEach(
+          procs.flatMap((p) => [p, p]),
+          (p) => inProcess(p)(SharedService.acquire(service)),
+          { concurrency: "unbounded" }
+        )
+      )
+      yield* TestClock.adjust(Duration.millis(10))
+      const handles = yield* Fiber.join(fiber)
+      assert.strictEqual(stats.starts, 1)
+      assert.strictEqual(handles.filter((h) => h.started).length, 1)
+      assert.strictEqual(kernel.countOf(name), 8)
+    }).pipe(Effect.scoped))
+
+  it.effect("releasing the last handle of a process drops its reference", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const p = kernel.process()
+      const name = uniqueName("release")
+      const { service } = fakeService(name)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* inProcess(p)(SharedService.acquire(service))
+        yield* Effect.scoped(inProcess(p)(SharedService.acquire(service)))
+        assert.strictEqual(kernel.countOf(name), 1)
+      }))
+      assert.strictEqual(kernel.countOf(name), 0)
+      assert.strictEqual(yield* inProcess(p)(SharedService.count(service)), 0)
+    }))
+
+  it.effect("a failing health check runs recover; a failing recover is RecoveryFailed", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b, c] = [kernel.process(), kernel.process(), kernel.process()]
+      const name = uniqueName("recover")
+      const { service, stats } = fakeService(name)
+      const first = yield* inProcess(a)(SharedService.acquire(service))
+      stats.healthy = false
+      // recover = stop + start; the restarted service is checked again and must be healthy.
+      const failed = yield* Effect.exit(inProcess(b)(SharedService.acquire(service)))
+      assert.isTrue(Exit.isFailure(failed))
+      const err = yield* Effect.flip(failed)
+      assert.strictEqual(err._tag, "RecoveryFailed")
+      assert.strictEqual(kernel.countOf(name), 1, "the failed client registered nothing")
+      stats.healthy = true
+      // The stop in the failed recovery removed the hint: c finds no service and starts one.
+      const second = yield* inProcess(c)(SharedService.acquire(service))
+      assert.isTrue(second.started)
+      assert.notStrictEqual(second.info.instanceId, first.info.instanceId)
+      assert.strictEqual(kernel.countOf(name), 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("recover replaces an unhealthy service for the next client", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("recover-ok")
+      let flaky = false
+      const { service, stats } = fakeService(name, {
+        healthCheck: () =>
+          Effect.suspend(() => {
+            stats.checks++
+            if (flaky) {
+              flaky = false
+              return Effect.fail("down once")
+            }
+            return Effect.void
+          })
+      })
+      const first = yield* inProcess(a)(SharedService.acquire(service))
+      flaky = true
+      const second = yield* inProcess(b)(SharedService.acquire(service))
+      assert.isTrue(second.started)
+      assert.strictEqual(stats.stops, 1)
+      assert.strictEqual(stats.starts, 2)
+      assert.notStrictEqual(second.info.instanceId, first.info.instanceId)
+      const hinted = yield* SharedService.readHint(name)
+      assert.strictEqual(hinted?.instanceId, second.info.instanceId)
+    }).pipe(Effect.scoped))
+
+  it.effect("LockTimeout after lockTimeout on the Effect clock", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("locktimeout")
+      const { service } = fakeService(name, { lockTimeout: Duration.seconds(5) })
+      const counter = yield* a.open(name)
+      yield* counter.lock(Duration.seconds(1))
+      const fiber = yield* Effect.forkChild(Effect.exit(inProcess(b)(SharedService.acquire(service))))
+      yield* TestClock.adjust(Duration.millis(4999))
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(Duration.millis(1))
+      const exit = yield* Fiber.join(fiber)
+      const err = yield* Effect.flip(exit)
+      assert.strictEqual(err._tag, "LockTimeout")
+      assert.strictEqual((err as { timeoutMillis: number }).timeoutMillis, 5000)
+    }).pipe(Effect.scoped))
+
+  it.effect("a crashed lock holder releases the lock at once", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("crash-lock")
+      const { service, stats } = fakeService(name)
+      const counter = yield* a.open(name)
+      yield* counter.lock(Duration.seconds(1))
+      const fiber = yield* Effect.forkChild(inProcess(b)(SharedService.acquire(service)))
+      yield* Effect.yieldNow
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* a.crash
+      const handle = yield* Fiber.join(fiber)
+      assert.isTrue(handle.started)
+      assert.strictEqual(stats.starts, 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a failed or timed-out start registers nothing and frees the lock", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("startfail")
+      const slow = SharedService.makeUnsafe({
+        name,
+        start: Effect.never,
+        startTimeout: Duration.seconds(3),
+        reaper: "none"
+      })
+      const fiber = yield* Effect.forkChild(Effect.exit(inProcess(a)(SharedService.acquire(slow))))
+      yield* TestClock.adjust(Duration.seconds(3))
+      const err = yield* Effect.flip(yield* Fiber.join(fiber))
+      assert.strictEqual(err._tag, "StartFailed")
+      assert.strictEqual((err as { timeoutMillis?: number }).timeoutMillis, 3000)
+      assert.strictEqual(kernel.countOf(name), 0)
+      const failing = SharedService.makeUnsafe({ name, start: Effect.fail("boom" as const), reaper: "none" })
+      const err2 = yield* Effect.flip(inProcess(b)(SharedService.acquire(failing)))
+      assert.strictEqual(err2, "boom")
+      // The lock is free: a healthy definition starts at once.
+      const { service } = fakeService(name)
+      const handle = yield* inProcess(b)(SharedService.acquire(service))
+      assert.isTrue(handle.started)
+    }).pipe(Effect.scoped))
+
+  it.effect("interrupting a waiting acquire leaves nothing registered", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("interrupt")
+      const { service } = fakeService(name)
+      const counter = yield* a.open(name)
+      yield* counter.lock(Duration.seconds(1))
+      const fiber = yield* Effect.forkChild(inProcess(b)(SharedService.acquire(service)))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(fiber)
+      yield* counter.unlock(0)
+      assert.strictEqual(kernel.countOf(name), 0)
+      // And b can still acquire (its in-process mutex was released).
+      const handle = yield* inProcess(b)(SharedService.acquire(service))
+      assert.isTrue(handle.started)
+    }).pipe(Effect.scoped))
+
+  it.effect("in-process reaper: stops after idleTimeToLive; a client in the grace period keeps it", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("reaper")
+      const { service, stats } = fakeService(name, { reaper: "in-process", idleTimeToLive: Duration.seconds(10) })
+      yield* Effect.scoped(inProcess(a)(SharedService.acquire(service)))
+      assert.strictEqual(kernel.countOf(name), 0)
+      yield* TestClock.adjust(Duration.seconds(9))
+      assert.strictEqual(stats.stops, 0)
+      // b arrives in the grace period: the running service is kept, not restarted.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const h = yield* inProcess(b)(SharedService.acquire(service))
+        assert.isFalse(h.started)
+        yield* TestClock.adjust(Duration.seconds(5))
+        assert.strictEqual(stats.stops, 0, "the reaper re-checked under the lock and kept it")
+      }))
+      yield* TestClock.adjust(Duration.seconds(9))
+      assert.strictEqual(stats.stops, 0)
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* Effect.yieldNow
+      assert.strictEqual(stats.stops, 1)
+      assert.strictEqual(stats.starts, 1)
+      assert.isUndefined(yield* SharedService.readHint(name))
+    }))
+
+  it.effect("a crashed holder's reference is dropped, so the reaper stops the service", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("crash-holder")
+      const { service, stats } = fakeService(name, { reaper: "in-process", idleTimeToLive: Duration.seconds(1) })
+      yield* Effect.scoped(inProcess(a)(SharedService.acquire(service)))
+      // b acquires in a scope that never closes, then "crashes".
+      const never = yield* Scope.make()
+      yield* inProcess(b)(SharedService.acquire(service)).pipe(Scope.provide(never))
+      assert.strictEqual(kernel.countOf(name), 1)
+      yield* b.crash
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* Effect.yieldNow
+      assert.strictEqual(kernel.countOf(name), 0)
+      assert.strictEqual(stats.stops, 1)
+    }))
+
+  it.effect("invalid names fail with InvalidName", () =>
+    Effect.gen(function*() {
+      for (const bad of ["", ".hidden", "-x", "a/b", "a b", "x".repeat(65), "ü", "a\u0000b"]) {
+        const err = yield* Effect.flip(SharedService.make({ name: bad, start: Effect.die("unused") }))
+        assert.strictEqual(err._tag, "InvalidName", JSON.stringify(bad))
+        assert.isTrue(Schema.is(Schema.String)(err.reason))
+      }
+      assert.isUndefined(SharedService.validateName("pg-16_dev.1"))
+    }))
+})
