@@ -6,16 +6,21 @@
  * @internal
  */
 import { Effect, Schema } from "effect"
-import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { ServiceInfo } from "../ServiceInfo.ts"
 import { CorruptHint, IpcUnavailable } from "../SharedServiceError.ts"
 import { ensureRuntimeDir, runtimeDirPath } from "./paths.ts"
 
+const ReaperRecord = Schema.Struct({ pid: Schema.Int, startTime: Schema.optional(Schema.Number) })
+export type ReaperRecord = typeof ReaperRecord.Type
+
 const HintFile = Schema.Struct({
   version: Schema.Literal(1),
   name: Schema.String,
-  info: ServiceInfo
+  info: ServiceInfo,
+  /** The reaper process last spawned for this service (so that clients do not spawn more). */
+  reaper: Schema.optional(ReaperRecord)
 })
 const decode = Schema.decodeUnknownSync(HintFile)
 const encode = Schema.encodeSync(HintFile)
@@ -27,6 +32,7 @@ interface Cached {
   readonly mtimeMs: number
   readonly size: number
   readonly info: ServiceInfo
+  readonly reaper: ReaperRecord | undefined
 }
 const cache = new Map<string, Cached>()
 
@@ -34,6 +40,11 @@ const uid = (): number => (typeof process.getuid === "function" ? process.getuid
 
 /** Synchronous read: `undefined` when there is no hint, `CorruptHint` when it cannot be used. */
 export const readUnsafe = (name: string, dir?: string): ServiceInfo | undefined | CorruptHint => {
+  const r = readFullUnsafe(name, dir)
+  return r === undefined || r instanceof CorruptHint ? r : r.info
+}
+
+export const readFullUnsafe = (name: string, dir?: string): Cached | undefined | CorruptHint => {
   const path = hintPath(name, dir)
   let st
   try {
@@ -47,12 +58,13 @@ export const readUnsafe = (name: string, dir?: string): ServiceInfo | undefined 
   if (st.uid !== uid()) return corrupt(`owned by uid ${st.uid}, not ${uid()}`)
   if ((st.mode & 0o077) !== 0) return corrupt(`mode ${(st.mode & 0o777).toString(8)} is not 600`)
   const hit = cache.get(path)
-  if (hit !== undefined && hit.ino === st.ino && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.info
+  if (hit !== undefined && hit.ino === st.ino && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit
   try {
     const parsed = decode(JSON.parse(readFileSync(path, "utf8")))
     if (parsed.name !== name) return corrupt(`it names "${parsed.name}"`)
-    cache.set(path, { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, info: parsed.info })
-    return parsed.info
+    const entry = { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, info: parsed.info, reaper: parsed.reaper }
+    cache.set(path, entry)
+    return entry
   } catch (e) {
     return corrupt(e instanceof Error ? e.message.split("\n")[0]! : String(e))
   }
@@ -64,7 +76,7 @@ export const read = (name: string, dir?: string): Effect.Effect<ServiceInfo | un
     return r instanceof CorruptHint ? Effect.fail(r) : Effect.succeed(r)
   })
 
-export const write = (name: string, info: ServiceInfo): Effect.Effect<void, IpcUnavailable> =>
+export const write = (name: string, info: ServiceInfo, reaper?: ReaperRecord): Effect.Effect<void, IpcUnavailable> =>
   Effect.suspend(() => {
     const dir = ensureRuntimeDir()
     const fail = (syscall: string, e: unknown) =>
@@ -75,8 +87,7 @@ export const write = (name: string, info: ServiceInfo): Effect.Effect<void, IpcU
     try {
       const fd = openSync(tmp, "wx", 0o600)
       try {
-        writeSync(fd, JSON.stringify(encode({ version: 1, name, info })) + "\n")
-        fsyncSync(fd)
+        writeSync(fd, JSON.stringify(encode({ version: 1, name, info, ...(reaper === undefined ? {} : { reaper }) })) + "\n")
       } finally {
         closeSync(fd)
       }

@@ -266,7 +266,10 @@ const decide = Effect.fnUntraced(function*<E, R>(
       handle = { name: self.name, info: yield* recoverService(self, hinted, healthy.cause), started: true }
     }
   }
-  yield* ensureReaper(self, counter)
+  const spawned = yield* ensureReaper(self, counter)
+  if (handle.started || spawned !== undefined) {
+    yield* Hint.write(self.name, handle.info, spawned ?? recordedReaper(self.name))
+  }
   return handle
 })
 
@@ -282,8 +285,7 @@ const startService = <E, R>(self: SharedServiceImpl<E, R>): Effect.Effect<Servic
             timeoutMillis: Duration.toMillis(self.startTimeout)
           })
         )
-    }),
-    Effect.tap((info) => Hint.write(self.name, info))
+    })
   )
 
 const recoverService = <E, R>(
@@ -304,7 +306,6 @@ const recoverService = <E, R>(
           (cause) => new Unhealthy({ name: self.name, reason: "still unhealthy after recovery", cause })
         )
     ),
-    Effect.tap((recovered) => Hint.write(self.name, recovered)),
     Effect.mapError((cause) =>
       new RecoveryFailed({
         name: self.name,
@@ -318,27 +319,45 @@ const recoverService = <E, R>(
 // The reaper
 // ---------------------------------------------------------------------------------------------
 
-const ensureReaper = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter): Effect.Effect<void, SystemError, R> => {
-  if (self.reaper === "none") return Effect.void
-  return Effect.flatMap(counter.hasReaper, (has) => {
-    if (has) return Effect.void
+/**
+ * Under the lock: makes sure a reaper exists. A freshly spawned reaper takes a while to boot
+ * and claim its slot, so the spawner records it in the hint; later clients spawn another only
+ * when neither a slot holder nor the recorded reaper process is alive.
+ */
+const recordedReaper = (name: string): Hint.ReaperRecord | undefined => {
+  const full = Hint.readFullUnsafe(name)
+  return full === undefined || full instanceof CorruptHint ? undefined : full.reaper
+}
+
+/** Returns the reaper it spawned, if it had to. */
+const ensureReaper = <E, R>(
+  self: SharedServiceImpl<E, R>,
+  counter: Counter
+): Effect.Effect<Hint.ReaperRecord | undefined, SystemError, R> => {
+  if (self.reaper === "none") return Effect.undefined
+  return Effect.flatMap(counter.hasReaper, (has): Effect.Effect<Hint.ReaperRecord | undefined, SystemError, R> => {
+    if (has) return Effect.undefined
     if (self.reaper === "detached") {
-      return Effect.sync(() =>
-        spawnReaper(self.name, {
-          idleTimeToLive: self.idleTimeToLive,
-          stopTimeout: self.stopTimeout,
-          lockTimeout: self.lockTimeout
-        })
-      )
+      const recorded = recordedReaper(self.name)
+      if (recorded !== undefined && Process.isAliveUnsafe(recorded.pid, recorded.startTime)) return Effect.undefined
+      const pid = spawnReaper(self.name, {
+        idleTimeToLive: self.idleTimeToLive,
+        stopTimeout: self.stopTimeout,
+        lockTimeout: self.lockTimeout
+      })
+      return Effect.succeed(pid === undefined ? undefined : { pid, startTime: startTimeOf(pid) })
     }
     return Effect.flatMap(counter.claimReaper, (claimed) =>
       claimed
-        ? Effect.asVoid(Effect.forkDetach(
-          reap(counter, { idleTimeToLive: self.idleTimeToLive, lockTimeout: self.lockTimeout, stop: self.stop }).pipe(
-            Effect.ignore
-          )
-        ))
-        : Effect.void)
+        ? Effect.as(
+          Effect.forkDetach(
+            reap(counter, { idleTimeToLive: self.idleTimeToLive, lockTimeout: self.lockTimeout, stop: self.stop }).pipe(
+              Effect.ignore
+            )
+          ),
+          undefined
+        )
+        : Effect.undefined)
   })
 }
 
@@ -396,6 +415,8 @@ export const reap = Effect.fnUntraced(function*<E, R>(
   }
 })
 
+const startTimeOf = (pid: number): number | undefined => Effect.runSync(Process.startTime(pid))
+
 /** Spawns the detached reaper process (`bin/reaper.ts`); it exits at once if a reaper exists. */
 export const spawnReaper = (
   name: string,
@@ -404,7 +425,7 @@ export const spawnReaper = (
     readonly stopTimeout: Duration.Duration
     readonly lockTimeout: Duration.Duration
   }
-): void => {
+): number | undefined => {
   const ext = extname(fileURLToPath(import.meta.url))
   const entry = fileURLToPath(new URL(`../bin/reaper${ext}`, import.meta.url))
   const execArgv = ext === ".ts" ? ["--conditions=@quiesce/source", "--no-warnings"] : []
@@ -422,6 +443,7 @@ export const spawnReaper = (
   )
   child.on("error", () => {})
   child.unref()
+  return child.pid
 }
 
 // ---------------------------------------------------------------------------------------------
