@@ -85,21 +85,6 @@ export class SharedServiceFailure extends Schema.TaggedError<SharedServiceFailur
 }
 
 /**
- * `status NAME` or `stop NAME` named a service that is not running.
- *
- * @since 0.1.0
- * @category errors
- */
-export class ServiceNotFoundError extends Schema.TaggedError<ServiceNotFoundError>()("ServiceNotFoundError", {
-  service: Schema.String
-}) {
-  readonly exitCode: number = 1
-  override get message(): string {
-    return `no service named "${this.service}" is running`
-  }
-}
-
-/**
  * The command given after `--` could not be run.
  *
  * @since 0.1.0
@@ -124,7 +109,6 @@ export type QuiesceError =
   | NotReadyError
   | ServiceStartError
   | SharedServiceFailure
-  | ServiceNotFoundError
   | CommandError
 
 /**

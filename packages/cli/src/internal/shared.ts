@@ -1,13 +1,175 @@
 /**
- * The `Manager` over `@quiesce/shared-service`.
+ * The `Manager` over `@quiesce/shared-service`: `SharedService.command` starts the service
+ * detached (its own process group, output to `<runtime dir>/<name>.log`) under the cross-process
+ * startup lock and spawns the detached reaper that stops it `--grace` after the last client,
+ * SIGKILL included. Readiness and health use this package's probe (every resolved address).
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { Manager } from "./manager.ts"
+import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Net from "node:net"
+import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+import { NotReadyError, ServiceStartError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
+import * as Readiness from "../Readiness.ts"
+import type { ServiceStatus, StopReport } from "./format.ts"
+import { Manager, type RunOptions } from "./manager.ts"
 
-export const layer: Layer.Layer<Manager> = Layer.succeed(Manager)(Manager.of({
-  acquire: () => Effect.die("not yet"),
-  status: () => Effect.die("not yet"),
-  list: Effect.die("not yet"),
-  stop: () => Effect.die("not yet")
-}))
+/** A port nothing listens on right now, for a service started without `--port`. */
+const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((resume) => {
+  const server = Net.createServer()
+  server.once("error", (error) =>
+    resume(Effect.fail(new SharedServiceFailure({ service: "", reason: `no free port: ${error.message}` }))))
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as Net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const notExecable = new Set(["cd", "export", "set", "unset", ".", "source", "eval", "exec", "if", "while", "until", "for", "case", "!", "{"])
+
+/**
+ * `exec COMMAND` when COMMAND is one simple command, so that the service's recorded pid (what
+ * QUIESCE_SERVICE_PID shows and what `status` probes) is the service itself rather than the
+ * `/bin/sh` that `SharedService.command` runs it under. Compound commands are left alone; the
+ * process group still covers them.
+ */
+export const execSimple = (command: string): string => {
+  const trimmed = command.trim()
+  const first = trimmed.split(/\s+/, 1)[0] ?? ""
+  const simple = !/[;&|(){}\n`]/.test(trimmed) && !first.includes("=") && !notExecable.has(first)
+  return simple ? `exec ${trimmed}` : command
+}
+
+/** The probe for a running service: the `--ready` target, else its port, else none. */
+const targetOf = (explicit: Readiness.Target | undefined, info: ServiceInfo.ServiceInfo): Readiness.Target =>
+  explicit ?? (info.port === undefined ? Readiness.none : Readiness.tcp(info.port))
+
+const failure = (service: string) => (error: { readonly _tag: string; readonly message: string }) => {
+  switch (error._tag) {
+    case "InvalidName":
+      return new UsageError({ message: error.message })
+    case "StartFailed":
+      return new ServiceStartError({ service, reason: error.message.replace(/^shared service "[^"]*" failed to start: /, "") })
+    default:
+      return new SharedServiceFailure({ service, reason: error.message })
+  }
+}
+
+const acquire = (options: RunOptions) =>
+  Effect.gen(function*() {
+    const port = options.port ?? (options.ready === undefined ? undefined : Readiness.port(options.ready)) ??
+      (options.ready?._tag === "None" ? undefined : yield* freePort)
+    const ready = options.ready ?? (port === undefined ? Readiness.none : Readiness.tcp(port))
+    let lastFailure = "no probe finished"
+    const check = (info: ServiceInfo.ServiceInfo) =>
+      Readiness.probe(targetOf(options.ready, info)).pipe(
+        Effect.tapError((reason) =>
+          Effect.sync(() => {
+            lastFailure = reason
+          })
+        )
+      )
+    const service = yield* SharedService.command({
+      name: options.name,
+      command: execSimple(options.command),
+      port,
+      env: port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) },
+      metadata: {
+        command: options.command,
+        ready: Readiness.format(ready),
+        startedAt: new Date().toISOString()
+      },
+      ready: SharedService.check(check),
+      idleTimeToLive: options.graceMillis,
+      startTimeout: options.startTimeoutMillis
+    })
+    const handle = yield* SharedService.acquire(service).pipe(
+      Effect.mapError((error) =>
+        error._tag === "StartFailed" && error.reason.includes("not ready")
+          ? new NotReadyError({
+            service: options.name,
+            target: Readiness.format(ready),
+            timeoutMillis: options.startTimeoutMillis,
+            lastFailure
+          })
+          : failure(options.name)(error)
+      )
+    )
+    return {
+      name: options.name,
+      pid: handle.info.pid,
+      port: handle.info.port,
+      started: handle.started
+    }
+  }).pipe(
+    Effect.mapError((error) =>
+      error._tag === "InvalidName" ? failure(options.name)(error) : error as Exclude<typeof error, { _tag: "InvalidName" }>
+    )
+  )
+
+const probeNow = (status: SharedService.ServiceStatus): Effect.Effect<boolean | null> => {
+  const info = status.info
+  if (info === undefined) return Effect.succeed(null)
+  const spec = info.metadata["ready"]
+  const parsed = spec === undefined ? undefined : Readiness.parse(spec)
+  const target = parsed !== undefined && parsed._tag === "Success" ? parsed.success : targetOf(undefined, info)
+  if (target._tag === "None") return Effect.succeed(null)
+  return Readiness.probe(target, { attemptTimeoutMillis: 500 }).pipe(
+    Effect.as(true),
+    Effect.catch(() => Effect.succeed(false))
+  )
+}
+
+const toStatus = (status: SharedService.ServiceStatus): Effect.Effect<ServiceStatus> =>
+  Effect.map(probeNow(status), (ready): ServiceStatus => {
+    const info = status.info
+    return {
+      name: status.name,
+      state: status.running ? "running" : "stopped",
+      pid: info?.pid ?? null,
+      port: info?.port ?? null,
+      clients: status.exact ? status.count : null,
+      command: info?.metadata["command"] ?? null,
+      startedAt: info?.metadata["startedAt"] ?? null,
+      ready
+    }
+  })
+
+const status = (name: string) =>
+  SharedService.inspect(name).pipe(
+    Effect.mapError(failure(name)),
+    Effect.flatMap(toStatus)
+  )
+
+const list = SharedService.list.pipe(
+  Effect.mapError(failure("*")),
+  Effect.flatMap((all) => Effect.forEach(all, toStatus, { concurrency: 4 }))
+)
+
+const stop = (name: string, options: { readonly timeoutMillis: number }) =>
+  Effect.gen(function*() {
+    const before = yield* SharedService.inspect(name)
+    const stopped = yield* SharedService.forceStop(name, { timeout: options.timeoutMillis })
+    const report: StopReport = {
+      name,
+      stopped,
+      pid: before.info?.pid ?? null,
+      clients: before.exact ? before.count : null
+    }
+    return report
+  }).pipe(Effect.mapError(failure(name)))
+
+/**
+ * The `Manager` on the platform's shared-service kernel objects. Needs a `ChildProcessSpawner`
+ * to start services.
+ */
+export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.effect(
+  Manager,
+  Effect.map(Effect.context<ChildProcessSpawner>(), (context) =>
+    Manager.of({
+      acquire: (options) => Effect.provideContext(acquire(options), context),
+      status,
+      list,
+      stop
+    }))
+)

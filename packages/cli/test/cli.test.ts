@@ -1,0 +1,205 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { join } from "node:path"
+import {
+  client,
+  eventually,
+  isAlive,
+  node,
+  quiesce,
+  quiesceExit,
+  serviceCommand,
+  starts,
+  stops,
+  tempDir,
+  uniqueName
+} from "./util.ts"
+
+const runArgs = (name: string, log: string, grace = "200ms") => [
+  "run",
+  "--name",
+  name,
+  "--service",
+  serviceCommand(log),
+  "--grace",
+  grace,
+  "--"
+]
+
+// Each test uses its own service name, so they can run while other suites use the machine.
+describe("quiesce run", { timeout: 60_000 }, () => {
+  it.live("passes the command's exit code through, and 127 for a command that does not exist", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const log = join(dir, "service.log")
+      const name = uniqueName("exit")
+      const seven = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "7"])
+      assert.strictEqual(seven.code, 7, seven.stderr)
+      const zero = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "0"])
+      assert.strictEqual(zero.code, 0, zero.stderr)
+      const missing = yield* quiesceExit([...runArgs(name, log), "no-such-command-quiesce"])
+      assert.strictEqual(missing.code, 127)
+      assert.match(missing.stderr.trim(), /^quiesce: cannot run "no-such-command-quiesce": command not found$/)
+    }))
+
+  it.live("gives the command the service's name, pid and port", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const log = join(dir, "service.log")
+      const name = uniqueName("env")
+      const result = yield* quiesceExit([...runArgs(name, log), node, client, "get"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      const { env, service } = JSON.parse(result.stdout.trim().replace(/^served /, ""))
+      assert.deepStrictEqual(env, { name, pid: String(service.pid), port: String(service.port) })
+      const started = starts(log)
+      assert.strictEqual(started.length, 1)
+      assert.include(started[0]!, `pid=${service.pid} port=${service.port}`)
+    }))
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it.live(`forwards ${signal} to the command and exits with the command's code`, () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const log = join(dir, "service.log")
+        const q = yield* quiesce([...runArgs(uniqueName("sig"), log), node, client, "signals"])
+        yield* q.line("waiting")
+        yield* q.kill(signal)
+        const exit = yield* q.exit
+        assert.include(q.stdout(), `got ${signal}`)
+        assert.strictEqual(exit.code, signal === "SIGINT" ? 42 : 55, q.stderr())
+      }))
+  }
+
+  it.live("several concurrent runs share one service, which stops after the last one leaves", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const log = join(dir, "service.log")
+      const name = uniqueName("share")
+      const holders = yield* Effect.forEach(
+        [1, 2, 3, 4],
+        () => quiesce([...runArgs(name, log), node, client, "hold"]),
+        { concurrency: "unbounded" }
+      )
+      const envs = yield* Effect.forEach(holders, (q) => q.line("holding"), { concurrency: "unbounded" })
+      const pids = new Set(envs.map((line) => JSON.parse(line.slice("holding ".length)).pid))
+      assert.strictEqual(pids.size, 1, "one service for all")
+      assert.strictEqual(starts(log).length, 1, "started exactly once")
+      const servicePid = Number([...pids][0])
+      assert.isTrue(isAlive(servicePid))
+      // All but the last leave: the service stays.
+      for (const q of holders.slice(0, 3)) {
+        yield* q.closeStdin
+        assert.strictEqual((yield* q.exit).code, 0)
+      }
+      assert.isTrue(isAlive(servicePid))
+      assert.strictEqual(stops(log).length, 0)
+      yield* holders[3]!.closeStdin
+      assert.strictEqual((yield* holders[3]!.exit).code, 0)
+      yield* eventually("the service to stop after its grace period", () => !isAlive(servicePid))
+      assert.strictEqual(stops(log).length, 1)
+    }))
+
+  it.live("a SIGKILLed run releases its reference: the service stops after grace", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const log = join(dir, "service.log")
+      const name = uniqueName("kill")
+      const victim = yield* quiesce([...runArgs(name, log), node, client, "hold"])
+      const other = yield* quiesce([...runArgs(name, log), node, client, "hold"])
+      const line = yield* victim.line("holding")
+      yield* other.line("holding")
+      const servicePid = Number(JSON.parse(line.slice("holding ".length)).pid)
+      yield* victim.kill("SIGKILL")
+      yield* victim.exit
+      // Its command sees stdin close (the pipe's writer died with quiesce) and exits too.
+      yield* other.closeStdin
+      assert.strictEqual((yield* other.exit).code, 0)
+      yield* eventually("the service to stop", () => !isAlive(servicePid))
+      assert.strictEqual(starts(log).length, 1)
+      assert.strictEqual(stops(log).length, 1)
+    }))
+})
+
+describe("quiesce status, list, stop", { timeout: 60_000 }, () => {
+  it.live("status --json matches reality while held and after", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const log = join(dir, "service.log")
+      const name = uniqueName("status")
+      const holder = yield* quiesce([...runArgs(name, log), node, client, "hold"])
+      const env = JSON.parse((yield* holder.line("holding")).slice("holding ".length))
+      const held = yield* quiesceExit(["status", name, "--json"])
+      assert.strictEqual(held.code, 0, held.stderr)
+      const status = JSON.parse(held.stdout)
+      assert.strictEqual(status.name, name)
+      assert.strictEqual(status.state, "running")
+      assert.strictEqual(status.pid, Number(env.pid))
+      assert.strictEqual(status.port, Number(env.port))
+      assert.isTrue(isAlive(status.pid))
+      if (status.clients !== null) assert.strictEqual(status.clients, 1)
+      const listed = JSON.parse((yield* quiesceExit(["list", "--json"])).stdout)
+      assert.isTrue(listed.some((s: { name: string; pid: number }) => s.name === name && s.pid === status.pid))
+      const human = yield* quiesceExit(["status", name])
+      assert.include(human.stdout, `${name}: running`)
+      yield* holder.closeStdin
+      yield* holder.exit
+      yield* eventually("the service to stop", () => !isAlive(status.pid))
+      const after = yield* quiesceExit(["status", name, "--json"])
+      assert.strictEqual(after.code, 1)
+      assert.strictEqual(JSON.parse(after.stdout).state, "stopped")
+    }))
+
+  it.live("stop NAME stops a held service now", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const log = join(dir, "service.log")
+      const name = uniqueName("stop")
+      const holder = yield* quiesce([...runArgs(name, log, "1h"), node, client, "hold"])
+      const env = JSON.parse((yield* holder.line("holding")).slice("holding ".length))
+      const stopped = yield* quiesceExit(["stop", name, "--json"])
+      assert.strictEqual(stopped.code, 0, stopped.stderr)
+      const report = JSON.parse(stopped.stdout)
+      assert.strictEqual(report.stopped, true)
+      assert.strictEqual(report.pid, Number(env.pid))
+      assert.isFalse(isAlive(Number(env.pid)))
+      yield* holder.closeStdin
+      yield* holder.exit
+      const again = yield* quiesceExit(["stop", name])
+      assert.strictEqual(again.code, 1)
+      assert.include(again.stdout, "was not running")
+    }))
+})
+
+describe("bad arguments", { timeout: 60_000 }, () => {
+  const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, RegExp]> = [
+    ["a missing --service", ["run", "--name", "x", "--", "true"], /Missing required flag: --service/],
+    ["a missing command", ["run", "--name", "x", "--service", "true"], /Missing required argument: command/],
+    ["a bad name", ["run", "--name", "a b", "--service", "true", "--", "true"], /--name: "a b"/],
+    ["a bad --ready", ["run", "--name", "x", "--service", "true", "--ready", "tcp:x", "--", "true"], /--ready/],
+    ["a bad --port", ["run", "-n", "x", "-s", "true", "--port", "70000", "--", "true"], /--port: "70000"/],
+    ["a bad --grace", ["run", "-n", "x", "-s", "true", "--grace", "soon", "--", "true"], /--grace: "soon"/],
+    ["an unknown flag", ["run", "-n", "x", "-s", "true", "--bogus", "--", "true"], /--bogus/],
+    ["an unknown subcommand", ["frobnicate"], /Unknown subcommand "frobnicate"/],
+    ["status without a name", ["status"], /Missing required argument: name/]
+  ]
+  for (const [label, args, pattern] of cases) {
+    it.live(`${label}: one line on stderr, exit code 2, nothing started`, () =>
+      Effect.gen(function*() {
+        const result = yield* quiesceExit(args)
+        assert.strictEqual(result.code, 2)
+        const lines = result.stderr.trim().split("\n")
+        assert.strictEqual(lines.length, 1, result.stderr)
+        assert.match(lines[0]!, pattern)
+        assert.strictEqual(result.stdout, "")
+      }))
+  }
+
+  it.live("--help shows the usage and examples", () =>
+    Effect.gen(function*() {
+      const result = yield* quiesceExit(["run", "--help"])
+      assert.strictEqual(result.code, 0)
+      assert.include(result.stdout, "quiesce run [flags] <command...>")
+      assert.include(result.stdout, "EXAMPLES")
+      assert.include(result.stdout, "--start-timeout")
+    }))
+})

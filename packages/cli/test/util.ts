@@ -1,0 +1,132 @@
+/**
+ * End-to-end helpers: `quiesce` run as a real process, the way a user runs it.
+ */
+import { Deferred, Effect, Exit } from "effect"
+import * as ChildProcess from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { Scope } from "effect"
+
+export const root = join(import.meta.dirname, "..")
+export const bin = join(root, "src", "bin.ts")
+export const demoService = join(root, "src", "bin", "demo-service.ts")
+export const client = join(root, "examples", "client.ts")
+export const node = process.execPath
+export const nodeArgs = ["--conditions=@quiesce/source"]
+
+/** A service name no other test (or test run) uses. */
+export const uniqueName = (label: string): string =>
+  `t-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+
+export interface Quiesce {
+  readonly pid: number
+  /** Resolves with the first stdout line that contains `text`. */
+  readonly line: (text: string) => Effect.Effect<string>
+  readonly stdout: () => string
+  readonly stderr: () => string
+  readonly exit: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
+  readonly closeStdin: Effect.Effect<void>
+}
+
+/** Starts `quiesce ARGS` as a child process; killed with SIGKILL if still running when the scope closes. */
+export const quiesce = (args: ReadonlyArray<string>, options?: { readonly env?: Record<string, string> }) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = ChildProcess.spawn(node, [...nodeArgs, bin, ...args], {
+        stdio: ["pipe", "pipe", "pipe"],
+        env: { ...process.env, ...options?.env }
+      })
+      let out = ""
+      let err = ""
+      const waiters: Array<{ text: string; deferred: Deferred.Deferred<string> }> = []
+      const check = () => {
+        for (const line of out.split("\n")) {
+          for (const w of waiters) if (line.includes(w.text)) Deferred.doneUnsafe(w.deferred, Exit.succeed(line))
+        }
+      }
+      child.stdout.on("data", (chunk: Buffer) => {
+        out += chunk.toString()
+        check()
+      })
+      child.stderr.on("data", (chunk: Buffer) => {
+        err += chunk.toString()
+      })
+      const exited = Deferred.makeUnsafe<{ code: number | null; signal: NodeJS.Signals | null }>()
+      child.on("close", (code, signal) => Deferred.doneUnsafe(exited, Exit.succeed({ code, signal })))
+      const handle: Quiesce = {
+        pid: child.pid!,
+        line: (text) =>
+          Effect.suspend(() => {
+            const deferred = Deferred.makeUnsafe<string>()
+            waiters.push({ text, deferred })
+            check()
+            return Deferred.await(deferred).pipe(
+              Effect.timeoutOrElse({
+                duration: 20_000,
+                orElse: () =>
+                  Effect.die(new Error(`no line with ${JSON.stringify(text)}; stdout: ${out}; stderr: ${err}`))
+              })
+            )
+          }),
+        stdout: () => out,
+        stderr: () => err,
+        exit: Deferred.await(exited),
+        kill: (signal) => Effect.sync(() => void child.kill(signal)),
+        closeStdin: Effect.sync(() => void child.stdin.end())
+      }
+      return { child, handle }
+    }),
+    ({ child }) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      })
+  ).pipe(Effect.map(({ handle }) => handle))
+
+/** Runs `quiesce ARGS` to completion. */
+export const quiesceExit = (args: ReadonlyArray<string>, options?: { readonly env?: Record<string, string> }) =>
+  Effect.scoped(Effect.gen(function*() {
+    const q = yield* quiesce(args, options)
+    yield* q.closeStdin
+    const exit = yield* q.exit
+    return { ...exit, stdout: q.stdout(), stderr: q.stderr() }
+  }))
+
+/** A temporary directory removed with the scope. */
+export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "quiesce-cli-test-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** The demo service, logging its starts and stops to `log`. */
+export const serviceCommand = (log: string): string => `'${node}' '${demoService}' --log '${log}'`
+
+export const logLines = (log: string): ReadonlyArray<string> =>
+  existsSync(log) ? readFileSync(log, "utf8").split("\n").filter((line) => line !== "") : []
+
+export const starts = (log: string) => logLines(log).filter((line) => line.includes(" started "))
+export const stops = (log: string) => logLines(log).filter((line) => line.includes(" stopped "))
+
+/**
+ * Polls `condition` every 25 ms of real time until it holds, dying after `timeoutMillis`: for
+ * what only an outside process can tell (a service exiting after its grace period).
+ */
+export const eventually = (what: string, condition: () => boolean, timeoutMillis = 15_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMillis
+    while (!condition()) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
+      yield* Effect.sleep(25)
+    }
+  })
+
+export const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
