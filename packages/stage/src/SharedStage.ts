@@ -1,0 +1,254 @@
+/**
+ * One stage shared by several worker threads through a `SharedArrayBuffer`:
+ * head election, tickets, notifications and timeouts work across threads,
+ * with the guarantees of `Stage` (one head at a time, FIFO O(1) promotion,
+ * exactly-once notifications, no lost notify, no ABA, harmless self-notify).
+ *
+ * Create the memory once ({@link makeMemory}), hand `memory` to the workers
+ * (`workerData` or `postMessage`: a `SharedArrayBuffer` is shared, not
+ * copied), and {@link attach} in each worker with that worker's handle on the
+ * resource and its own buffer.
+ *
+ * How it works — and what to expect:
+ * - Shared state (head, FIFO, tickets, token index) changes only under one
+ *   spin lock held for well under a microsecond; nothing ever waits on it.
+ *   Waiting never blocks an event loop: each worker has a doorbell word it
+ *   waits on with `Atomics.waitAsync`, and an inbox ring that wake-ups and
+ *   events are written into, so one notify costs one `Atomics.notify`
+ *   whatever the number of waiting tokens.
+ * - Tokens cross threads by their canonical encoding: strings, finite
+ *   numbers, booleans, `null`, and arrays and plain objects of those (equal
+ *   under `Equal` exactly when their encodings are equal). Other tokens are
+ *   refused with `TokenEncodingError`; the encoding must fit in
+ *   `maxTokenBytes`.
+ * - The buffer is per worker. The head routes an event to whichever worker
+ *   holds its token with `director.deliver(token, event)`: the event is
+ *   encoded with the `events` codec given to `attach`, copied into that
+ *   worker's inbox, and filed into that worker's buffer with `events.offer`
+ *   before the waiter wakes. A token nobody holds is not delivered
+ *   (`deliver` returns `false`): take the ticket before the event can arrive
+ *   (`receive`'s `onTicket`, e.g. to send the request).
+ * - A worker that dies (is terminated) stops its heartbeat; once its lease
+ *   runs out, the first worker with a parked fiber reaps it: its tickets are
+ *   withdrawn and, if it headed, the oldest waiter is promoted. A worker whose
+ *   event loop is blocked for longer than the lease is treated as dead too:
+ *   its later stage operations die with an "evicted" defect.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import type { Pipeable } from "effect/Pipeable"
+import { hasProperty } from "effect/Predicate"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/sharedStage.ts"
+import type * as Stage from "./Stage.ts"
+import type { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError } from "./StageError.ts"
+
+/**
+ * @category type ids
+ * @since 0.1.0
+ */
+export const TypeId: "~@quiesce/stage/SharedStage" = internal.TypeId as "~@quiesce/stage/SharedStage"
+
+/**
+ * @category type ids
+ * @since 0.1.0
+ */
+export type TypeId = "~@quiesce/stage/SharedStage"
+
+/**
+ * The shared memory of a stage: plain data, to be sent to workers.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Memory {
+  readonly _tag: "SharedStageMemory"
+  readonly buffer: SharedArrayBuffer
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface MemoryOptions {
+  /** Tickets held at once across all workers (default 1024). */
+  readonly capacity?: number | undefined
+  /** Workers attached at once (default 16). */
+  readonly maxWorkers?: number | undefined
+  /** Longest canonical token encoding, in bytes (default 64). */
+  readonly maxTokenBytes?: number | undefined
+  /** Size of each worker's inbox, rounded up to a power of two (default 256 KiB). */
+  readonly inboxBytes?: number | undefined
+  /** How long a worker may go without a heartbeat before it is presumed dead (default 2000 ms). */
+  readonly leaseMillis?: number | undefined
+}
+
+/**
+ * How events travel to the worker holding their token.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Events<in out T, in out B, in out E> {
+  readonly encode: (event: E) => Uint8Array
+  readonly decode: (bytes: Uint8Array) => E
+  /** Files a delivered event into this worker's buffer (runs before the waiter wakes). */
+  readonly offer: (buffer: B, token: T, event: E) => void
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface AttachOptions<R, T, B, E> {
+  /** This worker's handle on the resource (what it polls when it heads, and the backdoor). */
+  readonly resource: R
+  /** This worker's buffer. */
+  readonly buffer: B
+  /** Needed for `director.deliver`. */
+  readonly events?: Events<T, B, E> | undefined
+}
+
+/**
+ * One worker's attachment to a shared stage.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SharedStage<out R, in out T, out B, in out E = never> extends Pipeable {
+  readonly [TypeId]: TypeId
+  readonly resource: R
+  readonly buffer: B
+  /** @internal */
+  readonly events: Events<T, any, E> | undefined
+}
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface Ticket<out T> extends Pipeable {
+  readonly token: T
+}
+
+/**
+ * What the head is given.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Director<out R, in out T, out B, in out E> {
+  readonly token: T
+  readonly resource: R
+  readonly buffer: B
+  /** Wakes the holder of `token`, in any worker (see `Stage.Director.notify`). */
+  readonly notify: (token: T) => Effect.Effect<boolean>
+  /** Sends `event` to the worker holding `token`, files it in that worker's buffer, and notifies the token. */
+  readonly deliver: (token: T, event: E) => Effect.Effect<boolean>
+}
+
+/**
+ * @category guards
+ * @since 0.1.0
+ */
+export const isSharedStage = (u: unknown): u is SharedStage<unknown, unknown, unknown, unknown> => hasProperty(u, TypeId)
+
+/**
+ * Allocates and initializes the shared memory of a stage.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeMemory: (options?: MemoryOptions) => Memory = internal.makeMemory
+
+/**
+ * Attaches this worker to a shared stage. Closing the scope detaches it: its
+ * tickets are withdrawn (passing headship on if one of them headed).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const attach: <R, T, B, E = never>(
+  memory: Memory,
+  options: AttachOptions<R, T, B, E>
+) => Effect.Effect<SharedStage<R, T, B, E>, StageCapacityError, Scope.Scope> = internal.attach
+
+/**
+ * Registers `token` across all workers (see `Stage.ticket`).
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const ticket: {
+  <T>(
+    token: T
+  ): <R, B, E>(
+    self: SharedStage<R, T, B, E>
+  ) => Effect.Effect<Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError, Scope.Scope>
+  <R, T, B, E>(
+    self: SharedStage<R, T, B, E>,
+    token: T
+  ): Effect.Effect<Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError, Scope.Scope>
+} = dual(2, internal.ticket)
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface EnterOptions<R, T, B, E, A, EH, RH> {
+  readonly head: (director: Director<R, T, B, E>) => Effect.Effect<A, EH, RH>
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * Enters the shared stage (see `Stage.enter`; the same outcomes and guarantees,
+ * across workers).
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const enter: {
+  <R, T, B, E, A, EH, RH>(
+    ticket: Ticket<T>,
+    options: EnterOptions<R, T, B, E, A, EH, RH>
+  ): (self: SharedStage<R, T, B, E>) => Effect.Effect<Stage.StageExit<A>, EH, RH>
+  <R, T, B, E, A, EH, RH>(
+    self: SharedStage<R, T, B, E>,
+    ticket: Ticket<T>,
+    options: EnterOptions<R, T, B, E, A, EH, RH>
+  ): Effect.Effect<Stage.StageExit<A>, EH, RH>
+} = dual(3, internal.enter)
+
+/**
+ * @category models
+ * @since 0.1.0
+ */
+export interface ReceiveOptions<R, T, B, E, A, EP, RP> {
+  readonly token: T
+  readonly take: (buffer: B, token: T) => A | undefined
+  readonly poll: (director: Director<R, T, B, E>) => Effect.Effect<void, EP, RP>
+  /** Runs once the ticket is registered, before waiting: send the request here, so its reply cannot arrive unclaimed. */
+  readonly onTicket?: Effect.Effect<void, EP, RP> | undefined
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * The whole loop in one call, across workers (see `Stage.receive`).
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const receive: {
+  <R, T, B, E, A, EP, RP>(
+    options: ReceiveOptions<R, T, B, E, A, EP, RP>
+  ): (
+    self: SharedStage<R, T, B, E>
+  ) => Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP>
+  <R, T, B, E, A, EP, RP>(
+    self: SharedStage<R, T, B, E>,
+    options: ReceiveOptions<R, T, B, E, A, EP, RP>
+  ): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP>
+} = dual(2, internal.receive)

@@ -1,0 +1,443 @@
+/**
+ * One worker's view of a shared stage: the shared state machine lives in
+ * `sharedMemory.ts`; this module keeps the worker-local side — its tickets
+ * (slot → local ticket), the fibers parked on them, and the pump that waits on
+ * the worker's doorbell with `Atomics.waitAsync` and turns inbox records into
+ * buffered events and wake-ups.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import { pipeArguments } from "effect/Pipeable"
+import * as Scope from "effect/Scope"
+import type * as SharedStage from "../SharedStage.ts"
+import type * as Stage from "../Stage.ts"
+import { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError } from "../StageError.ts"
+import * as memory from "./sharedMemory.ts"
+import { finished, timeoutExit, tokenExit } from "./stage.ts"
+import { encodeToken } from "./tokenCodec.ts"
+
+/** @internal */
+export const TypeId = "~@quiesce/stage/SharedStage"
+
+type Wake = "Token" | "Promoted" | "Timeout" | "Closed"
+
+/** @internal */
+export class LocalTicket<T> implements SharedStage.Ticket<T> {
+  readonly token: T
+  readonly slot: number
+  readonly gen: number
+  readonly stage: SharedStageImpl<any, T, any, any>
+  seq = -1
+  wake: Wake | undefined = undefined
+  resume: ((wake: Wake) => void) | undefined = undefined
+  parked = false
+  withdrawn = false
+  constructor(stage: SharedStageImpl<any, T, any, any>, token: T, slot: number, gen: number) {
+    this.stage = stage
+    this.token = token
+    this.slot = slot
+    this.gen = gen
+  }
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
+
+/** @internal */
+export const makeMemory = (options?: SharedStage.MemoryOptions): SharedStage.Memory => {
+  const capacity = options?.capacity ?? 1024
+  const maxWorkers = options?.maxWorkers ?? 16
+  const keyWords = Math.ceil((options?.maxTokenBytes ?? 64) / 4)
+  let inboxWords = 1024
+  while (inboxWords * 4 < (options?.inboxBytes ?? 256 * 1024)) inboxWords <<= 1
+  const buffer = new SharedArrayBuffer(memory.bytesFor(capacity, maxWorkers, keyWords, inboxWords))
+  memory.initialize(buffer, { capacity, maxWorkers, keyWords, inboxWords, leaseMillis: options?.leaseMillis ?? 2000 })
+  return { _tag: "SharedStageMemory", buffer }
+}
+
+/** @internal */
+export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T, B, E> {
+  readonly [TypeId] = TypeId
+  readonly resource: R
+  readonly buffer: B
+  readonly shared: memory.SharedState
+  readonly events: SharedStage.Events<T, B, E> | undefined
+  readonly me: number
+  readonly gen: number
+  readonly maxTokenBytes: number
+  readonly locals: Array<LocalTicket<T> | undefined> = []
+  tickets = 0
+  parkedCount = 0
+  pumping = false
+  closed = false
+  heartbeat: ReturnType<typeof setInterval> | undefined
+
+  constructor(shared: memory.SharedState, me: number, gen: number, options: SharedStage.AttachOptions<R, T, B, E>) {
+    this.shared = shared
+    this.me = me
+    this.gen = gen
+    this.resource = options.resource
+    this.buffer = options.buffer
+    this.events = options.events
+    this.maxTokenBytes = shared.l.keyWords * 4
+    this.heartbeat = setInterval(() => shared.heartbeat(me), Math.max(1, Math.floor(shared.lease / 4)))
+    this.heartbeat.unref?.()
+  }
+
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+
+  /** Runs `f` under the shared lock, then rings the doorbells its records need and reads this worker's own inbox. */
+  locked<A>(f: (state: memory.SharedState) => A): A {
+    if (!this.shared.isCurrent(this.me, this.gen)) {
+      throw new Error(
+        `SharedStage: this worker was evicted (its heartbeat was older than the ${this.shared.lease} ms lease, so its tickets were withdrawn)`
+      )
+    }
+    this.shared.lock(this.me)
+    let result: A
+    try {
+      result = f(this.shared)
+    } finally {
+      this.shared.unlock()
+    }
+    this.flushRings()
+    return result
+  }
+
+  private flushRings(): void {
+    const rings = this.shared.rings
+    if (rings.length === 0) return
+    let self = false
+    for (let i = 0; i < rings.length; i++) {
+      const w = rings[i]!
+      if (w === this.me) self = true
+      else this.shared.ring(w)
+    }
+    rings.length = 0
+    if (self) this.drain()
+  }
+
+  readonly onRecord = (kind: number, slot: number, gen: number, seq: number, event: Uint8Array | undefined): void => {
+    const ticket = this.locals[slot]
+    if (ticket === undefined || ticket.gen !== gen) return
+    if (event !== undefined && this.events !== undefined) {
+      this.events.offer(this.buffer, ticket.token, this.events.decode(event))
+    }
+    if (kind === memory.REC_EVENT) return
+    // Only the wait the record was written for may take it: a record left over
+    // from an abandoned wait is a spurious wake-up and is ignored.
+    if (!ticket.parked || ticket.seq !== seq || ticket.wake !== undefined) return
+    this.wakeUp(ticket, kind === memory.REC_TOKEN ? "Token" : "Promoted")
+  }
+
+  drain(): void {
+    this.shared.drain(this.me, this.onRecord)
+  }
+
+  wakeUp(ticket: LocalTicket<T>, wake: Wake): void {
+    ticket.wake = wake
+    const resume = ticket.resume
+    ticket.resume = undefined
+    resume?.(wake)
+  }
+
+  startPump(): void {
+    if (this.pumping || this.closed) return
+    this.pumping = true
+    const m = this.shared.m
+    const index = this.shared.doorbellIndex(this.me)
+    const step = (): void => {
+      for (;;) {
+        if (this.tickets === 0 || this.closed) {
+          this.pumping = false
+          return
+        }
+        const seen = Atomics.load(m, index)
+        this.drain()
+        // While fibers are parked, wake up every half lease to check that the head's worker is alive.
+        const waited = Atomics.waitAsync(m, index, seen, this.parkedCount > 0 ? this.shared.lease / 2 : Infinity)
+        if (!waited.async) continue
+        waited.value.then((outcome) => {
+          if (outcome === "timed-out" && !this.closed) this.checkLeases()
+          step()
+        })
+        return
+      }
+    }
+    step()
+  }
+
+  checkLeases(): void {
+    if (!this.shared.isCurrent(this.me, this.gen)) return
+    if (this.shared.reapDead(this.me) > 0) this.flushRings()
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
+    if (this.shared.isCurrent(this.me, this.gen)) {
+      this.shared.lock(this.me)
+      try {
+        this.shared.reapLocked(this.me)
+      } finally {
+        this.shared.unlock()
+      }
+      const rings = this.shared.rings
+      for (const w of rings) if (w !== this.me) this.shared.ring(w)
+      rings.length = 0
+    }
+    this.shared.ring(this.me)
+    for (const ticket of this.locals) {
+      if (ticket !== undefined && ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
+    }
+  }
+}
+
+const showToken = (token: unknown): string => {
+  try {
+    return JSON.stringify(token) ?? String(token)
+  } catch {
+    return String(token)
+  }
+}
+
+/** @internal */
+export const attach = <R, T, B, E = never>(
+  mem: SharedStage.Memory,
+  options: SharedStage.AttachOptions<R, T, B, E>
+): Effect.Effect<SharedStage.SharedStage<R, T, B, E>, StageCapacityError, Scope.Scope> =>
+  Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) => {
+    const shared = new memory.SharedState(mem.buffer)
+    const slot = shared.attach()
+    if (slot === undefined) return Effect.fail(new StageCapacityError({ resource: "workers", limit: shared.l.maxWorkers }))
+    const stage = new SharedStageImpl<R, T, B, E>(shared, slot[0], slot[1], options)
+    return Effect.as(Scope.addFinalizer(scope, Effect.sync(() => stage.close())), stage)
+  }))
+
+/** @internal */
+export const ticket = <R, T, B, E>(
+  self: SharedStage.SharedStage<R, T, B, E>,
+  token: T
+): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError, Scope.Scope> =>
+  Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError> => {
+    const stage = self as SharedStageImpl<R, T, B, E>
+    if (stage.closed) return Effect.interrupt
+    const encoded = encodeToken(token, stage.maxTokenBytes)
+    if ("error" in encoded) return Effect.fail(new TokenEncodingError({ reason: encoded.error }))
+    const slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
+    if (slot === -1) return Effect.fail(new TokenInUseError({ token: showToken(token) }))
+    if (slot === -2) return Effect.fail(new StageCapacityError({ resource: "tickets", limit: stage.shared.l.capacity }))
+    const local = new LocalTicket<T>(stage, token, slot, stage.shared.genOf(slot))
+    stage.locals[slot] = local
+    stage.tickets++
+    stage.startPump()
+    return Effect.as(
+      Scope.addFinalizer(
+        scope,
+        Effect.sync(() => {
+          local.withdrawn = true
+          if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) {
+            stage.locked((s) => s.withdrawLocked(slot, local.gen))
+          }
+          if (stage.locals[slot] === local) stage.locals[slot] = undefined
+          // The pump stops with the last ticket; ring our own doorbell so its pending wait returns.
+          if (--stage.tickets === 0) stage.shared.ring(stage.me)
+        })
+      ),
+      local
+    )
+  }))
+
+class SharedDirector<R, T, B, E> implements SharedStage.Director<R, T, B, E> {
+  readonly stage: SharedStageImpl<R, T, B, E>
+  readonly token: T
+  constructor(stage: SharedStageImpl<R, T, B, E>, token: T) {
+    this.stage = stage
+    this.token = token
+  }
+  get resource(): R {
+    return this.stage.resource
+  }
+  get buffer(): B {
+    return this.stage.buffer
+  }
+  notify(token: T): Effect.Effect<boolean> {
+    return send(this.stage, token, undefined)
+  }
+  deliver(token: T, event: E): Effect.Effect<boolean> {
+    const events = this.stage.events
+    if (events === undefined) return Effect.die(new Error("SharedStage: deliver needs the `events` codec given to attach"))
+    return Effect.suspend(() => send(this.stage, token, events.encode(event)))
+  }
+}
+
+const send = <R, T, B, E>(stage: SharedStageImpl<R, T, B, E>, token: T, event: Uint8Array | undefined): Effect.Effect<boolean> =>
+  Effect.suspend(function attempt(): Effect.Effect<boolean> {
+    const encoded = encodeToken(token, stage.maxTokenBytes)
+    // A token without an encoding cannot be held by anyone.
+    if ("error" in encoded) return Effect.succeed(false)
+    const owner = stage.locked((s) => s.notifyLocked(encoded.bytes, encoded.hash, event))
+    if (owner === -2) {
+      // The owner's inbox is full: it drains on its next turn of the event loop.
+      return Effect.flatMap(Effect.sleep(Duration.millis(1)), attempt)
+    }
+    return Effect.succeed(owner >= 0)
+  })
+
+const runHead = <R, T, B, E, A, EH, RH>(
+  stage: SharedStageImpl<R, T, B, E>,
+  ticket: LocalTicket<T>,
+  head: (director: SharedStage.Director<R, T, B, E>) => Effect.Effect<A, EH, RH>,
+  restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
+): Effect.Effect<Stage.StageExit<A>, EH, RH> =>
+  Effect.onExit(
+    Effect.map(restore(Effect.suspend(() => head(new SharedDirector(stage, ticket.token)))), finished),
+    () =>
+      Effect.sync(() => {
+        if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) {
+          stage.locked((s) => s.leaveLocked(ticket.slot, ticket.gen))
+        }
+      })
+  )
+
+const park = <T>(ticket: LocalTicket<T>): Effect.Effect<Wake> =>
+  Effect.callback<Wake>((resume) => {
+    if (ticket.wake !== undefined) return resume(Effect.succeed(ticket.wake))
+    ticket.resume = (wake) => resume(Effect.succeed(wake))
+    return Effect.sync(() => {
+      ticket.resume = undefined
+    })
+  })
+
+/** @internal */
+export const enter = <R, T, B, E, A, EH, RH>(
+  self: SharedStage.SharedStage<R, T, B, E>,
+  ticket_: SharedStage.Ticket<T>,
+  options: {
+    readonly head: (director: SharedStage.Director<R, T, B, E>) => Effect.Effect<A, EH, RH>
+    readonly timeout?: Duration.Input | undefined
+  }
+): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
+  const stage = self as SharedStageImpl<R, T, B, E>
+  const ticket = ticket_ as LocalTicket<T>
+  const timeout = options.timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.clockWith<Stage.StageExit<A>, EH, RH>((clock) => {
+      if (stage.closed) return Effect.interrupt
+      if (ticket.stage !== stage || ticket.withdrawn || ticket.parked) {
+        return Effect.die(new Error("SharedStage.enter: the ticket is withdrawn, parked, or from another stage"))
+      }
+      const deadline = timeout === undefined ? Infinity : clock.currentTimeMillisUnsafe() + timeout
+      const entered = stage.locked((s) => s.enterLocked(ticket.slot))
+      if (entered === 1) {
+        // Its event, if any, was written to our inbox before the notification was counted.
+        stage.drain()
+        return Effect.succeed(tokenExit)
+      }
+      if (entered === 2) return runHead(stage, ticket, options.head, restore)
+      const seq = -entered - 3
+      ticket.seq = seq
+      ticket.wake = undefined
+      ticket.parked = true
+      stage.parkedCount++
+      stage.startPump()
+      if (stage.parkedCount === 1) stage.shared.ring(stage.me) // re-arm the pump's wait with the lease timeout
+      const expire = Effect.sync(() => {
+        if (ticket.wake !== undefined || !ticket.parked) return
+        if (stage.locked((s) => s.expireLocked(ticket.slot, ticket.gen, seq))) stage.wakeUp(ticket, "Timeout")
+        // Otherwise a wake-up is already in our inbox: it arrives with the next drain.
+      })
+      const waitForWake: Effect.Effect<Wake> = timeout === undefined
+        ? restore(park(ticket))
+        : Effect.flatMap(
+          Effect.forkChild(Effect.andThen(Effect.sleep(Duration.millis(timeout)), expire), { startImmediately: true }),
+          (timer) => Effect.onExit(restore(park(ticket)), () => Fiber.interrupt(timer))
+        )
+      const unpark = () => {
+        if (ticket.parked) {
+          ticket.parked = false
+          stage.parkedCount--
+        }
+      }
+      return Effect.flatMap(
+        Effect.onExit(waitForWake, (exit) =>
+          Effect.sync(() => {
+            unpark()
+            if (Exit.isFailure(exit) && !stage.closed && !ticket.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
+              stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq))
+            }
+          })),
+        (wake): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
+          switch (wake) {
+            case "Token":
+              return Effect.succeed(tokenExit)
+            case "Timeout":
+              return Effect.succeed(timeoutExit)
+            case "Closed":
+              return Effect.interrupt
+            case "Promoted": {
+              const expired = clock.currentTimeMillisUnsafe() >= deadline
+              return stage.locked((s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, expired))
+                ? runHead(stage, ticket, options.head, restore)
+                : Effect.succeed(timeoutExit)
+            }
+          }
+        }
+      )
+    })
+  )
+}
+
+/** @internal */
+export const receive = <R, T, B, E, A, EP, RP>(
+  self: SharedStage.SharedStage<R, T, B, E>,
+  options: SharedStage.ReceiveOptions<R, T, B, E, A, EP, RP>
+): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP> => {
+  const { poll, take, token } = options
+  const timeout = options.timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+  const headLoop = (director: SharedStage.Director<R, T, B, E>): Effect.Effect<A, EP, RP> =>
+    Effect.suspend(function loop(): Effect.Effect<A, EP, RP> {
+      const found = take(director.buffer, token)
+      if (found !== undefined) return Effect.succeed(found)
+      return Effect.flatMap(poll(director), loop)
+    })
+  return Effect.scoped(Effect.clockWith((clock) => {
+    const deadline = timeout === undefined ? Infinity : clock.currentTimeMillisUnsafe() + timeout
+    const timedOut = (): Effect.Effect<A, ReceiveTimeoutError> => {
+      const late = take(self.buffer, token)
+      if (late !== undefined) return Effect.succeed(late)
+      return Effect.fail(new ReceiveTimeoutError({ token: showToken(token), timeoutMillis: timeout ?? 0 }))
+    }
+    return Effect.flatMap(ticket(self, token), (t) => {
+      const round = (): Effect.Effect<A, EP | ReceiveTimeoutError, RP> => {
+        const found = take(self.buffer, token)
+        if (found !== undefined) return Effect.succeed(found)
+        const remaining = deadline === Infinity ? undefined : Math.max(0, deadline - clock.currentTimeMillisUnsafe())
+        const entered = remaining === undefined
+          ? enter(self, t, { head: headLoop })
+          : enter(self, t, {
+            head: (director) =>
+              Effect.map(Effect.timeoutOption(headLoop(director), remaining), (o) => o._tag === "Some" ? o.value : undefined),
+            timeout: remaining
+          })
+        return Effect.flatMap(entered, (exit): Effect.Effect<A, EP | ReceiveTimeoutError, RP> => {
+          switch (exit._tag) {
+            case "Finished":
+              return exit.value === undefined ? timedOut() : Effect.succeed(exit.value)
+            case "Token":
+              return Effect.suspend(round)
+            case "Timeout":
+              return timedOut()
+          }
+        })
+      }
+      const start = options.onTicket === undefined ? Effect.suspend(round) : Effect.andThen(options.onTicket, Effect.suspend(round))
+      return start
+    })
+  }))
+}

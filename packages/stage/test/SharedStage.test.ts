@@ -1,0 +1,385 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { Worker } from "node:worker_threads"
+import { SharedStage } from "@quiesce/stage"
+import { makeSource } from "./fixtures/source.ts"
+
+/** Yields to the event loop (not the fiber scheduler) until `done()` or the bound runs out. */
+const eventually = (done: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 2_000 && !done(); i++) {
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
+    return done()
+  })
+
+type Buffer = Map<string, string>
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const events: SharedStage.Events<string, Buffer, string> = {
+  encode: (e) => encoder.encode(e),
+  decode: (b) => decoder.decode(b),
+  offer: (buffer, token, event) => void buffer.set(token, event)
+}
+
+/** Two attachments of one stage in this thread: two "workers" with their own slots, inboxes and buffers. */
+const twoWorkers = (options?: SharedStage.MemoryOptions) =>
+  Effect.gen(function*() {
+    const memory = SharedStage.makeMemory(options)
+    const a = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events })
+    const b = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events })
+    return { memory, a, b }
+  })
+
+interface SharedInternals {
+  readonly head: number
+  readonly rings: Array<number>
+  registerLocked(w: number, key: Uint8Array, hash: number): number
+  enterLocked(s: number): number
+  leaveLocked(s: number, gen: number): void
+  expireLocked(s: number, gen: number, seq: number): boolean
+  takePromotionLocked(s: number, gen: number, seq: number, expired: boolean): boolean
+  genOf(s: number): number
+  checkLocked(): string | undefined
+}
+
+/** FNV-1a, as the shared stage hashes token encodings. */
+const hashOf = (bytes: Uint8Array): number => {
+  let h = 0x811c9dc5
+  for (const byte of bytes) h = Math.imul(h ^ byte, 0x01000193)
+  return h | 0
+}
+
+const done = (fiber: Fiber.Fiber<unknown, unknown>) => () => fiber.pollUnsafe() !== undefined
+
+describe("SharedStage (two attachments in one thread)", () => {
+  it.effect("a head in one worker delivers an event to a waiter in another; the event is buffered before it wakes", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
+        head: (d) => Effect.andThen(Deferred.await(gate), d.deliver("w", "for w"))
+      }))
+      assert.isTrue(yield* eventually(() => true))
+      const w = yield* SharedStage.ticket(b, "w")
+      const waiter = yield* Effect.forkChild(Effect.map(
+        SharedStage.enter(b, w, { head: () => Effect.succeed("w headed") }),
+        (exit) => [exit._tag, b.buffer.get("w")] as const
+      ))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(head), { _tag: "Finished", value: true })
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.deepStrictEqual(yield* Fiber.join(waiter), ["Token", "for w"])
+    }))
+
+  it.effect("tokens: structural across workers, held tokens refused, unsupported tokens rejected", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ maxTokenBytes: 16 })
+      const a = yield* SharedStage.attach<null, unknown, null>(memory, { resource: null, buffer: null })
+      const b = yield* SharedStage.attach<null, unknown, null>(memory, { resource: null, buffer: null })
+      yield* SharedStage.ticket(a, { x: 1, y: [2] })
+      const refused = yield* Effect.flip(SharedStage.ticket(b, { y: [2], x: 1 }))
+      assert.strictEqual(refused._tag, "TokenInUseError")
+      for (const bad of [new Date(0), 1n, undefined, NaN, () => 1, "a very long token indeed"]) {
+        const error = yield* Effect.flip(SharedStage.ticket(b, bad))
+        assert.strictEqual(error._tag, "TokenEncodingError", String(bad))
+      }
+      // 1 and "1" are different tokens; -0 and 0 are the same (as under Equal).
+      yield* SharedStage.ticket(b, 1)
+      yield* SharedStage.ticket(b, "1")
+      const zero = yield* SharedStage.ticket(a, 0)
+      const negZero = yield* Effect.flip(SharedStage.ticket(b, -0))
+      assert.strictEqual(negZero._tag, "TokenInUseError")
+      void zero
+    }))
+
+  it.effect("capacity: tickets and workers are bounded with a typed error", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ capacity: 2, maxWorkers: 1 })
+      const a = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      yield* SharedStage.ticket(a, "1")
+      yield* SharedStage.ticket(a, "2")
+      const full = yield* Effect.flip(SharedStage.ticket(a, "3"))
+      assert.strictEqual(full._tag, "StageCapacityError")
+      const noWorker = yield* Effect.flip(SharedStage.attach(memory, { resource: null, buffer: null }))
+      assert.deepStrictEqual([noWorker._tag, noWorker.resource], ["StageCapacityError", "workers"])
+    }))
+
+  it.effect("1. a notify from another worker before enter makes enter return Token at once, with the event", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const w = yield* SharedStage.ticket(b, "w")
+      const h = yield* SharedStage.ticket(a, "h")
+      assert.deepStrictEqual(yield* SharedStage.enter(a, h, { head: (d) => d.deliver("w", "early") }), { _tag: "Finished", value: true })
+      assert.deepStrictEqual(yield* SharedStage.enter(b, w, { head: () => Effect.succeed("headed") }), { _tag: "Token" })
+      assert.strictEqual(b.buffer.get("w"), "early")
+      assert.deepStrictEqual(yield* SharedStage.enter(b, w, { head: () => Effect.succeed("headed") }), { _tag: "Finished", value: "headed" })
+    }))
+
+  it.effect("2. a promoted waiter whose deadline passed hands headship on (shared transitions)", () =>
+    Effect.gen(function*() {
+      // The race (promotion in flight in the inbox while the timer fires) is
+      // driven step by step on the shared state machine.
+      const { a, b } = yield* twoWorkers()
+      const shared = (a as unknown as { shared: SharedInternals }).shared
+      const key = (t: string) => new TextEncoder().encode(JSON.stringify(t))
+      const slot = (w: number, t: string) => shared.registerLocked(w, key(t), hashOf(key(t)))
+      const [wa, wb] = [(a as unknown as { me: number }).me, (b as unknown as { me: number }).me]
+      const h = slot(wa, "h"), late = slot(wb, "late"), next = slot(wa, "next")
+      assert.strictEqual(shared.enterLocked(h), 2)
+      const lateSeq = -shared.enterLocked(late) - 3
+      const nextSeq = -shared.enterLocked(next) - 3
+      shared.leaveLocked(h, shared.genOf(h))
+      assert.strictEqual(shared.head, late)
+      // late's timer fires: it is no longer waiting (its promotion is in its inbox), so it keeps waiting for it.
+      assert.isFalse(shared.expireLocked(late, shared.genOf(late), lateSeq))
+      // It reads the promotion after its deadline: it hands headship on instead of heading.
+      assert.isFalse(shared.takePromotionLocked(late, shared.genOf(late), lateSeq, true))
+      assert.strictEqual(shared.head, next)
+      assert.isTrue(shared.takePromotionLocked(next, shared.genOf(next), nextSeq, false))
+      assert.isUndefined(shared.checkLocked())
+      shared.rings.length = 0
+    }))
+
+  it.effect("2b. timeouts across workers follow the TestClock", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const w = yield* SharedStage.ticket(b, "w")
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Effect.never }))
+      yield* Effect.yieldNow
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.void, timeout: "5 seconds" }))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("4999 millis")
+      assert.isFalse(yield* eventually(done(waiter)))
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Timeout" })
+      yield* Fiber.interrupt(head)
+    }))
+
+  it.effect("3. a notify racing a timeout is never lost", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const w = yield* SharedStage.ticket(b, "w")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: (d) => Effect.andThen(Deferred.await(gate), d.deliver("w", "raced")) }))
+      yield* Effect.yieldNow
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.void, timeout: "1 second" }))
+      yield* Effect.yieldNow
+      // The delivery is written while w is still parked; its timer fires before b reads its inbox.
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      yield* TestClock.adjust("1 second")
+      assert.isTrue(yield* eventually(done(waiter)))
+      const exit = yield* Fiber.join(waiter)
+      // Either it saw the Token, or it timed out and the notification is kept; either way the event is there.
+      assert.strictEqual(b.buffer.get("w"), "raced")
+      if (exit._tag === "Timeout") {
+        assert.deepStrictEqual(yield* SharedStage.enter(b, w, { head: () => Effect.void }), { _tag: "Token" })
+      } else {
+        assert.strictEqual(exit._tag, "Token")
+      }
+    }))
+
+  it.effect("4. withdrawing a ticket never removes a later holder of the same token in another worker (ABA)", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const first = yield* Scope.make()
+      yield* Effect.provideService(SharedStage.ticket(a, "t"), Scope.Scope, first)
+      yield* Scope.close(first, Exit.void)
+      const second = yield* SharedStage.ticket(b, "t")
+      yield* Scope.close(first, Exit.void)
+      assert.strictEqual((yield* Effect.flip(Effect.scoped(SharedStage.ticket(a, "t"))))._tag, "TokenInUseError")
+      const h = yield* SharedStage.ticket(a, "h")
+      assert.deepStrictEqual(yield* SharedStage.enter(a, h, { head: (d) => d.notify("t") }), { _tag: "Finished", value: true })
+      assert.deepStrictEqual(yield* SharedStage.enter(b, second, { head: () => Effect.void }), { _tag: "Token" })
+    }))
+
+  it.effect("5. a head notifying its own token is harmless", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const w = yield* SharedStage.ticket(b, "w")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: (d) => Effect.andThen(Deferred.await(gate), d.deliver("h", "mine")) }))
+      yield* Effect.yieldNow
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.succeed("w headed") }))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(head), { _tag: "Finished", value: true })
+      assert.strictEqual(a.buffer.get("h"), "mine")
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "w headed" })
+      assert.deepStrictEqual(yield* SharedStage.enter(a, h, { head: () => Effect.void }), { _tag: "Token" })
+    }))
+
+  it.effect("6. promotion is FIFO across workers, also after waiters leave from the middle", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const order: Array<number> = []
+      const h = yield* SharedStage.ticket(a, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Deferred.await(gate) }))
+      yield* Effect.yieldNow
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (let i = 0; i < 8; i++) {
+        const stage = i % 2 === 0 ? a : b
+        const t = yield* SharedStage.ticket(stage, `w${i}`)
+        fibers.push(yield* Effect.forkChild(SharedStage.enter(stage, t, { head: () => Effect.sync(() => order.push(i)) })))
+        yield* Effect.yieldNow
+      }
+      yield* Fiber.interrupt(fibers[2]!)
+      yield* Fiber.interrupt(fibers[5]!)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      assert.isTrue(yield* eventually(() => fibers.every((f) => done(f)())))
+      assert.deepStrictEqual(order, [0, 1, 3, 4, 6, 7])
+    }))
+
+  for (const [name, fail] of [
+    ["fails", Effect.fail("boom")],
+    ["dies", Effect.die("defect")],
+    ["is interrupted", Effect.interrupt]
+  ] as const) {
+    it.effect(`7. a head that ${name} gives headship to a waiter in the other worker`, () =>
+      Effect.gen(function*() {
+        const { a, b } = yield* twoWorkers()
+        const h = yield* SharedStage.ticket(a, "h")
+        const w = yield* SharedStage.ticket(b, "w")
+        const gate = yield* Deferred.make<void>()
+        const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Effect.andThen(Deferred.await(gate), fail) }))
+        yield* Effect.yieldNow
+        const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.succeed("w headed") }))
+        yield* Effect.yieldNow
+        yield* Deferred.succeed(gate, undefined)
+        const exit = yield* Fiber.await(head)
+        assert.isTrue(Exit.isFailure(exit))
+        assert.isTrue(yield* eventually(done(waiter)))
+        assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "w headed" })
+      }))
+  }
+
+  it.effect("8. spurious doorbells and events for other tokens of the same worker wake nobody", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const w1 = yield* SharedStage.ticket(b, "w1")
+      const w2 = yield* SharedStage.ticket(b, "w2")
+      const gate = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
+        head: (d) => Effect.andThen(Deferred.await(gate), Effect.andThen(d.deliver("w2", "for w2"), Deferred.await(release)))
+      }))
+      yield* Effect.yieldNow
+      const f1 = yield* Effect.forkChild(SharedStage.enter(b, w1, { head: () => Effect.succeed("w1 headed") }))
+      const f2 = yield* Effect.forkChild(SharedStage.enter(b, w2, { head: () => Effect.succeed("w2 headed") }))
+      yield* Effect.yieldNow
+      // Ring b's doorbell for nothing, then deliver to w2 only.
+      const memory = (b as unknown as { shared: { ring(w: number): void }; me: number })
+      memory.shared.ring(memory.me)
+      yield* Deferred.succeed(gate, undefined)
+      assert.isTrue(yield* eventually(done(f2)))
+      assert.deepStrictEqual(yield* Fiber.join(f2), { _tag: "Token" })
+      // w1 is still parked (and was not promoted while the head is still heading).
+      assert.isUndefined(f1.pollUnsafe())
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(head)
+      assert.isTrue(yield* eventually(done(f1)))
+      assert.deepStrictEqual(yield* Fiber.join(f1), { _tag: "Finished", value: "w1 headed" })
+    }))
+
+  it.effect("detaching a worker that heads passes headship on", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory()
+      const scopeA = yield* Scope.make()
+      const a = yield* Effect.provideService(SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }), Scope.Scope, scopeA)
+      const b = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, scopeA)
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Effect.never }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(b, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.succeed("b headed") }))
+      yield* Effect.yieldNow
+      yield* Scope.close(scopeA, Exit.void)
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "b headed" })
+      yield* Fiber.interrupt(head)
+    }))
+})
+
+const spawn = (data: Record<string, unknown>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const worker = new Worker(new URL("./fixtures/sharedWorker.ts", import.meta.url), {
+        workerData: data,
+        execArgv: ["--conditions=@quiesce/source"]
+      })
+      const messages: Array<any> = []
+      const listeners = new Set<() => void>()
+      const push = (m: unknown) => {
+        messages.push(m)
+        for (const l of listeners) l()
+      }
+      worker.on("message", push)
+      worker.on("error", (e) => push({ failed: String(e) }))
+      /** The first message satisfying `p`, waiting (bounded) for it to arrive. */
+      const message = (p: (m: any) => boolean) =>
+        Effect.callback<any>((resume) => {
+          const check = () => {
+            const found = messages.find(p)
+            if (found !== undefined) {
+              listeners.delete(check)
+              resume(Effect.succeed(found))
+            }
+          }
+          listeners.add(check)
+          check()
+          return Effect.sync(() => listeners.delete(check))
+        }).pipe(Effect.timeout("40 seconds"))
+      return { worker, messages, message }
+    }),
+    ({ worker }) => Effect.promise(() => worker.terminate())
+  )
+
+describe("SharedStage across worker_threads", () => {
+  it.live("3 workers × 16 fibers × 20 receives: every fiber gets exactly its replies, whoever heads", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ leaseMillis: 10_000 })
+      const source = makeSource(4096)
+      const workers: Array<{ readonly message: (p: (m: any) => boolean) => Effect.Effect<any, unknown> }> = []
+      for (let index = 0; index < 3; index++) {
+        workers.push(yield* spawn({ mode: "route", memory, source, index, fibers: 16, rounds: 20 }))
+      }
+      const results = yield* Effect.forEach(workers, (w) => w.message((m) => "done" in m || "failed" in m))
+      for (const r of results) assert.isUndefined(r.failed, r.failed)
+      assert.deepStrictEqual(results.map((r) => [r.done.received, r.done.wrong]), [[320, 0], [320, 0], [320, 0]])
+      // Every request was popped by some head, and more than one worker headed.
+      assert.strictEqual(results.reduce((n, r) => n + r.done.headed, 0), 960)
+      assert.isAbove(results.filter((r) => r.done.headed > 0).length, 1)
+    }), { timeout: 60_000 })
+
+  it.live("a head whose worker is terminated does not wedge the stage: its lease runs out and a waiter is promoted", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ leaseMillis: 300 })
+      const stage = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const { worker, message } = yield* spawn({ mode: "hold-head", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 0 })
+      yield* message((m) => m.heading === true)
+      // The token is held by the head in the other worker.
+      assert.strictEqual((yield* Effect.flip(Effect.scoped(SharedStage.ticket(stage, "held"))))._tag, "TokenInUseError")
+      const w = yield* SharedStage.ticket(stage, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(stage, w, { head: () => Effect.succeed("promoted") }))
+      yield* Effect.yieldNow
+      yield* Effect.promise(() => worker.terminate())
+      const start = Date.now()
+      const exit = yield* Fiber.join(waiter).pipe(Effect.timeout("20 seconds"))
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: "promoted" })
+      assert.isAtLeast(Date.now() - start, 100)
+      // The dead worker's tickets were withdrawn.
+      yield* Effect.scoped(SharedStage.ticket(stage, "held"))
+    }), { timeout: 60_000 })
+})
