@@ -152,3 +152,12 @@ export const eventually = async (cond: () => boolean, timeoutMs: number): Promis
   }
   return cond()
 }
+
+export const eventuallyAsync = async (cond: () => Promise<boolean>, timeoutMs: number): Promise<boolean> => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await cond()) return true
+    await sleep(20)
+  }
+  return cond()
+}

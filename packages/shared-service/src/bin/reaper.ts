@@ -17,7 +17,6 @@ const program = Effect.gen(function*() {
   const rc = yield* RefCounter
   const counter = yield* rc.open(name ?? "")
   if (!(yield* counter.claimReaper)) return
-  process.title = `quiesce-reaper ${name}`
   const stopAfter = Duration.millis(Number(stopTimeout ?? 5000))
   yield* reap(counter, {
     idleTimeToLive: Duration.millis(Number(ttl ?? 0)),

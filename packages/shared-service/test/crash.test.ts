@@ -1,0 +1,129 @@
+/**
+ * SIGKILL at every phase, with real processes: the starter while it holds the startup lock, a
+ * holder, the last client, and the reaper.
+ */
+import { SharedService } from "@quiesce/shared-service"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { alive, Client, eventually, eventuallyAsync, reapers, starts, uniqueName } from "./util.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "quiesce-crash-"))
+process.env["QUIESCE_RUNTIME_DIR"] = dir
+
+const names: Array<string> = []
+const clients: Array<Client> = []
+const newName = (prefix: string) => {
+  const n = uniqueName(prefix)
+  names.push(n)
+  return n
+}
+const client = (config: Record<string, unknown>) => {
+  const c = new Client({ startsDir: dir, ...config })
+  clients.push(c)
+  return c
+}
+const inspect = (name: string) => Effect.runPromise(SharedService.inspect(name))
+
+afterAll(async () => {
+  for (const c of clients) c.kill()
+  for (const name of names) {
+    for (const pid of [...starts(dir, name), ...reapers(name)]) {
+      try {
+        process.kill(pid, "SIGKILL")
+      } catch {
+        // gone
+      }
+    }
+    await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
+  }
+})
+
+describe("SIGKILL at every phase", () => {
+  it("the starter, while holding the startup lock: the next client gets the lock at once and starts", async () => {
+    const name = newName("kill-starter")
+    const a = client({ startDelayMs: 30000 })
+    const b = client({ lockTimeoutMs: 10000 })
+    await Promise.all([a.ready(), b.ready()])
+    const starting = a.next((e) => e.ev === "starting")
+    a.send(`acquire ${name}`)
+    await starting
+    const waiting = b.request(`acquire ${name}`)
+    // b is now waiting on the lock a holds (a sleeps in `start` for 30 s).
+    assert.strictEqual((await inspect(name)).count, 0)
+    const killedAt = performance.now()
+    a.kill("SIGKILL")
+    const got = await waiting
+    assert.strictEqual(got.ev, "acquired", JSON.stringify(got))
+    assert.isTrue(got.started === true)
+    assert.isBelow(performance.now() - killedAt, 8000, "well before b's 10 s lock timeout")
+    await eventually(() => starts(dir, name).length > 0, 5000)
+    assert.deepStrictEqual(starts(dir, name), [got.pid], "only b started the service")
+    await b.request(`release ${name}`)
+    assert.isTrue(await eventually(() => !alive(got.pid as number), 15000), "stopped after the last release")
+  }, 60_000)
+
+  it("a holder: the count drops, the service keeps running for the others", async () => {
+    const name = newName("kill-holder")
+    const a = client({ ttlMs: 300 })
+    const b = client({ ttlMs: 300 })
+    await Promise.all([a.ready(), b.ready()])
+    const ga = await a.request(`acquire ${name}`)
+    const gb = await b.request(`acquire ${name}`)
+    assert.strictEqual(ga.pid, gb.pid)
+    assert.strictEqual((await inspect(name)).count, 2)
+    b.kill("SIGKILL")
+    await b.exited
+    assert.strictEqual((await inspect(name)).count, 1)
+    // Beyond the grace period the service is still there: a still holds it.
+    await new Promise((r) => setTimeout(r, 800))
+    assert.isTrue(alive(ga.pid as number))
+    assert.isTrue((await inspect(name)).running)
+    await a.request(`release ${name}`)
+    assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000))
+  }, 60_000)
+
+  it("the last client: the reaper stops the service after the grace period", async () => {
+    const name = newName("kill-last")
+    const a = client({ ttlMs: 500 })
+    await a.ready()
+    const got = await a.request(`acquire ${name}`)
+    const pid = got.pid as number
+    assert.isTrue(await eventually(() => reapers(name).length === 1, 15000), "a reaper is waiting")
+    a.kill("SIGKILL")
+    await a.exited
+    const diedAt = performance.now()
+    assert.strictEqual((await inspect(name)).count, 0)
+    assert.isTrue(await eventually(() => !alive(pid), 15000), "no orphaned service")
+    const took = performance.now() - diedAt
+    assert.isAtLeast(took, 450, "not before the grace period")
+    assert.isBelow(took, 10000, "grace + a margin (loaded 2-core CI)")
+    assert.isTrue(await eventually(() => reapers(name).length === 0, 10000), "the reaper exited")
+    const status = await inspect(name)
+    assert.isUndefined(status.hint, "hint removed")
+  }, 60_000)
+
+  it("the reaper: the next client notices and spawns a new one; the service still stops after the last", async () => {
+    const name = newName("kill-reaper")
+    const a = client({ ttlMs: 300 })
+    const b = client({ ttlMs: 300 })
+    await Promise.all([a.ready(), b.ready()])
+    const ga = await a.request(`acquire ${name}`)
+    assert.isTrue(await eventually(() => reapers(name).length === 1, 15000))
+    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => s.hasReaper), 15000), "it claimed its slot")
+    const [reaper] = reapers(name)
+    process.kill(reaper!, "SIGKILL")
+    // The kernel applies the undo when the last thread of the reaper has exited.
+    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => !s.hasReaper), 5000), "the kernel dropped its slot")
+    const gb = await b.request(`acquire ${name}`)
+    assert.strictEqual(gb.pid, ga.pid, "the running service is reused")
+    assert.isFalse(gb.started === true)
+    assert.isTrue(await eventually(() => reapers(name).some((p) => p !== reaper), 15000), "a new reaper")
+    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => s.hasReaper), 15000), "the new reaper holds the slot")
+    a.kill("SIGKILL")
+    b.kill("SIGKILL")
+    assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000), "stopped after the last client died")
+  }, 60_000)
+})
