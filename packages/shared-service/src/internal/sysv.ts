@@ -63,7 +63,7 @@ export const make = (): RefCounter => {
           }
           const r = openSet(lib, name, true)
           if (typeof r !== "number") return Effect.fail(r)
-          const counter = new SysVCounter(lib, name, r)
+          const counter = new SysVCounter(lib, name, r, () => counters.delete(name))
           counters.set(name, counter)
           return Effect.succeed(counter)
         })),
@@ -79,7 +79,7 @@ export const make = (): RefCounter => {
           const r = openSet(lib, name, false)
           if (r === undefined) return Effect.succeed(undefined)
           if (typeof r !== "number") return Effect.fail(r)
-          const counter = new SysVCounter(lib, name, r)
+          const counter = new SysVCounter(lib, name, r, () => counters.delete(name))
           counters.set(name, counter)
           return Effect.succeed(counter)
         }))
@@ -119,10 +119,13 @@ export class SysVCounter implements Counter {
   private readonly getall = new Uint16Array(NSEMS)
   private readonly getallBytes: Uint8Array
 
-  constructor(lib: L.Libc, name: string, id: number) {
+  private readonly forget: () => void
+
+  constructor(lib: L.Libc, name: string, id: number, forget: () => void) {
     this.lib = lib
     this.name = name
     this.id = id
+    this.forget = forget
     this.getallBytes = new Uint8Array(this.getall.buffer)
   }
 
@@ -229,7 +232,9 @@ export class SysVCounter implements Counter {
       return holding ? this.op(opsIncrement, "semop(re-register)") : Effect.void
     })
 
-  remove: Effect.Effect<void, SystemError> = Effect.suspend(() =>
-    this.lib.semctl(this.id, 0, L.IPC_RMID) < 0 ? Effect.fail(this.fail("semctl(IPC_RMID)")) : Effect.void
-  )
+  remove: Effect.Effect<void, SystemError> = Effect.suspend(() => {
+    const r = this.lib.semctl(this.id, 0, L.IPC_RMID)
+    this.forget()
+    return r < 0 ? Effect.fail(this.fail("semctl(IPC_RMID)")) : Effect.void
+  })
 }
