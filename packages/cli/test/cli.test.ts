@@ -1,6 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { join } from "node:path"
 import {
   client,
   eventually,
@@ -11,8 +10,7 @@ import {
   serviceCommand,
   starts,
   stops,
-  tempDir,
-  uniqueName
+  testService
 } from "./util.ts"
 
 const runArgs = (name: string, log: string, grace = "200ms") => [
@@ -30,27 +28,24 @@ const runArgs = (name: string, log: string, grace = "200ms") => [
 describe("quiesce run", { timeout: 60_000 }, () => {
   it.live("passes the command's exit code through, and 127 for a command that does not exist", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const log = join(dir, "service.log")
-      const name = uniqueName("exit")
-      const seven = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "7"])
+      const { env, log, name } = yield* testService("exit")
+      const seven = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "7"], { env })
       assert.strictEqual(seven.code, 7, seven.stderr)
-      const zero = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "0"])
+      const zero = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "0"], { env })
       assert.strictEqual(zero.code, 0, zero.stderr)
-      const missing = yield* quiesceExit([...runArgs(name, log), "no-such-command-quiesce"])
+      const missing = yield* quiesceExit([...runArgs(name, log), "no-such-command-quiesce"], { env })
       assert.strictEqual(missing.code, 127)
       assert.match(missing.stderr.trim(), /^quiesce: cannot run "no-such-command-quiesce": command not found$/)
     }))
 
   it.live("gives the command the service's name, pid and port", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const log = join(dir, "service.log")
-      const name = uniqueName("env")
-      const result = yield* quiesceExit([...runArgs(name, log), node, client, "get"])
+      const { env, log, name } = yield* testService("env")
+      const result = yield* quiesceExit([...runArgs(name, log), node, client, "get"], { env })
       assert.strictEqual(result.code, 0, result.stderr)
-      const { env, service } = JSON.parse(result.stdout.trim().replace(/^served /, ""))
-      assert.deepStrictEqual(env, { name, pid: String(service.pid), port: String(service.port) })
+      const served = JSON.parse(result.stdout.trim().replace(/^served /, ""))
+      const service = served.service
+      assert.deepStrictEqual(served.env, { name, pid: String(service.pid), port: String(service.port) })
       const started = starts(log)
       assert.strictEqual(started.length, 1)
       assert.include(started[0]!, `pid=${service.pid} port=${service.port}`)
@@ -59,9 +54,8 @@ describe("quiesce run", { timeout: 60_000 }, () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     it.live(`forwards ${signal} to the command and exits with the command's code`, () =>
       Effect.gen(function*() {
-        const dir = yield* tempDir
-        const log = join(dir, "service.log")
-        const q = yield* quiesce([...runArgs(uniqueName("sig"), log), node, client, "signals"])
+        const { env, log, name } = yield* testService("sig")
+        const q = yield* quiesce([...runArgs(name, log), node, client, "signals"], { env })
         yield* q.line("waiting")
         yield* q.kill(signal)
         const exit = yield* q.exit
@@ -72,12 +66,10 @@ describe("quiesce run", { timeout: 60_000 }, () => {
 
   it.live("several concurrent runs share one service, which stops after the last one leaves", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const log = join(dir, "service.log")
-      const name = uniqueName("share")
+      const { env, log, name } = yield* testService("share")
       const holders = yield* Effect.forEach(
         [1, 2, 3, 4],
-        () => quiesce([...runArgs(name, log), node, client, "hold"]),
+        () => quiesce([...runArgs(name, log), node, client, "hold"], { env }),
         { concurrency: "unbounded" }
       )
       const envs = yield* Effect.forEach(holders, (q) => q.line("holding"), { concurrency: "unbounded" })
@@ -101,11 +93,9 @@ describe("quiesce run", { timeout: 60_000 }, () => {
 
   it.live("a SIGKILLed run releases its reference: the service stops after grace", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const log = join(dir, "service.log")
-      const name = uniqueName("kill")
-      const victim = yield* quiesce([...runArgs(name, log), node, client, "hold"])
-      const other = yield* quiesce([...runArgs(name, log), node, client, "hold"])
+      const { env, log, name } = yield* testService("kill")
+      const victim = yield* quiesce([...runArgs(name, log), node, client, "hold"], { env })
+      const other = yield* quiesce([...runArgs(name, log), node, client, "hold"], { env })
       const line = yield* victim.line("holding")
       yield* other.line("holding")
       const servicePid = Number(JSON.parse(line.slice("holding ".length)).pid)
@@ -123,48 +113,44 @@ describe("quiesce run", { timeout: 60_000 }, () => {
 describe("quiesce status, list, stop", { timeout: 60_000 }, () => {
   it.live("status --json matches reality while held and after", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const log = join(dir, "service.log")
-      const name = uniqueName("status")
-      const holder = yield* quiesce([...runArgs(name, log), node, client, "hold"])
-      const env = JSON.parse((yield* holder.line("holding")).slice("holding ".length))
-      const held = yield* quiesceExit(["status", name, "--json"])
+      const { env, log, name } = yield* testService("status")
+      const holder = yield* quiesce([...runArgs(name, log), node, client, "hold"], { env })
+      const seen = JSON.parse((yield* holder.line("holding")).slice("holding ".length))
+      const held = yield* quiesceExit(["status", name, "--json"], { env })
       assert.strictEqual(held.code, 0, held.stderr)
       const status = JSON.parse(held.stdout)
       assert.strictEqual(status.name, name)
       assert.strictEqual(status.state, "running")
-      assert.strictEqual(status.pid, Number(env.pid))
-      assert.strictEqual(status.port, Number(env.port))
+      assert.strictEqual(status.pid, Number(seen.pid))
+      assert.strictEqual(status.port, Number(seen.port))
       assert.isTrue(isAlive(status.pid))
       if (status.clients !== null) assert.strictEqual(status.clients, 1)
-      const listed = JSON.parse((yield* quiesceExit(["list", "--json"])).stdout)
+      const listed = JSON.parse((yield* quiesceExit(["list", "--json"], { env })).stdout)
       assert.isTrue(listed.some((s: { name: string; pid: number }) => s.name === name && s.pid === status.pid))
-      const human = yield* quiesceExit(["status", name])
+      const human = yield* quiesceExit(["status", name], { env })
       assert.include(human.stdout, `${name}: running`)
       yield* holder.closeStdin
       yield* holder.exit
       yield* eventually("the service to stop", () => !isAlive(status.pid))
-      const after = yield* quiesceExit(["status", name, "--json"])
+      const after = yield* quiesceExit(["status", name, "--json"], { env })
       assert.strictEqual(after.code, 1)
       assert.strictEqual(JSON.parse(after.stdout).state, "stopped")
     }))
 
   it.live("stop NAME stops a held service now", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const log = join(dir, "service.log")
-      const name = uniqueName("stop")
-      const holder = yield* quiesce([...runArgs(name, log, "1h"), node, client, "hold"])
-      const env = JSON.parse((yield* holder.line("holding")).slice("holding ".length))
-      const stopped = yield* quiesceExit(["stop", name, "--json"])
+      const { env, log, name } = yield* testService("stop")
+      const holder = yield* quiesce([...runArgs(name, log, "3s"), node, client, "hold"], { env })
+      const seen = JSON.parse((yield* holder.line("holding")).slice("holding ".length))
+      const stopped = yield* quiesceExit(["stop", name, "--json"], { env })
       assert.strictEqual(stopped.code, 0, stopped.stderr)
       const report = JSON.parse(stopped.stdout)
       assert.strictEqual(report.stopped, true)
-      assert.strictEqual(report.pid, Number(env.pid))
-      assert.isFalse(isAlive(Number(env.pid)))
+      assert.strictEqual(report.pid, Number(seen.pid))
+      assert.isFalse(isAlive(Number(seen.pid)))
       yield* holder.closeStdin
       yield* holder.exit
-      const again = yield* quiesceExit(["stop", name])
+      const again = yield* quiesceExit(["stop", name], { env })
       assert.strictEqual(again.code, 1)
       assert.include(again.stdout, "was not running")
     }))

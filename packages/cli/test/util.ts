@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Scope } from "effect"
+import { SharedService } from "@quiesce/shared-service"
 
 export const root = join(import.meta.dirname, "..")
 export const bin = join(root, "src", "bin.ts")
@@ -18,6 +19,26 @@ export const nodeArgs = ["--conditions=@quiesce/source"]
 /** A service name no other test (or test run) uses. */
 export const uniqueName = (label: string): string =>
   `t-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+
+/**
+ * A test's own service: a unique name, a log of its starts and stops, and an environment whose
+ * runtime directory (hints, service logs) is the test's temporary directory. When the scope
+ * closes the service is stopped if still running and its semaphore set removed (sets persist by
+ * design), so a test run leaves nothing behind in the kernel.
+ */
+export const testService = (label: string) =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir
+    const name = uniqueName(label)
+    const env = { QUIESCE_RUNTIME_DIR: dir }
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Effect.scoped(Effect.flatMap(quiesce(["stop", name], { env }), (q) => q.exit))
+        yield* Effect.ignore(SharedService.remove(name))
+      })
+    )
+    return { name, log: join(dir, "service.log"), env, dir }
+  })
 
 export interface Quiesce {
   readonly pid: number
