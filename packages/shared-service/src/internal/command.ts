@@ -121,7 +121,7 @@ export const startCommand = (
     yield* poll.pipe(
       Effect.retry({
         while: (e) => e._tag === "NotReady",
-        schedule: Schedule.min([Schedule.exponential(Duration.millis(2), 1.5), Schedule.spaced(Duration.millis(100))])
+        schedule: Schedule.min([Schedule.exponential(Duration.millis(1), 1.5), Schedule.spaced(Duration.millis(10))])
       }),
       Effect.catchTag("NotReady", (e) => Effect.fail(new StartFailed({ name, reason: "not ready", cause: e.cause }))),
       Effect.onExit((exit) =>

@@ -1,0 +1,41 @@
+/**
+ * Runs the README example (`examples/quick-start.ts`) for real: a TCP echo server shared by
+ * two concurrent programs, started once, stopped after the last one is done.
+ */
+import { SharedService } from "@quiesce/shared-service"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { mkdtempSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { program } from "../examples/quick-start.ts"
+import { alive, eventually, reapers, uniqueName } from "./util.ts"
+
+process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-example-"))
+const name = uniqueName("example")
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer()
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+
+afterAll(async () => {
+  await Effect.runPromise(Effect.ignore(SharedService.forceStop(name, { removeSet: true })))
+})
+
+describe("README example", () => {
+  it("two concurrent programs share one server; it stops after the grace period", async () => {
+    const port = await freePort()
+    const [a, b] = await Promise.all([Effect.runPromise(program(name, port)), Effect.runPromise(program(name, port))])
+    assert.strictEqual(a.pid, b.pid)
+    assert.strictEqual(a.port, port)
+    assert.isTrue(alive(a.pid))
+    assert.isTrue(await eventually(() => !alive(a.pid), 15000), "stopped ~1 s after both finished")
+    assert.isTrue(await eventually(() => reapers(name).length === 0, 15000))
+  }, 60_000)
+})
