@@ -1,0 +1,72 @@
+/**
+ * RundownRef.protect against Semaphore.withPermits(1), interleaved in one process.
+ *
+ * Each side builds its protected effect per operation (as a request handler would) and runs
+ * it inside one `Effect.whileLoop`, so the loop's own cost is the same on both sides. The
+ * protected effect is `Effect.void`, so the figures are the cost of the protection itself.
+ */
+import { Effect, Fiber, Semaphore } from "effect"
+import { compare } from "../../../bench/harness.ts"
+import { RundownRef } from "@quiesce/rundown"
+
+const iterations = 50_000
+
+const loop = (make: () => Effect.Effect<unknown, unknown>) => (n: number) => {
+  let i = 0
+  Effect.runSync(Effect.whileLoop({ while: () => i++ < n, body: make, step: () => {} }))
+}
+
+// The refused cases fail; both sides of those comparisons absorb the outcome with Effect.exit.
+const exitOf = (make: () => Effect.Effect<unknown, unknown>) => () => Effect.exit(make())
+
+const work = Effect.void
+const semaphore = Semaphore.makeUnsafe(1)
+const withPermit = { name: "Semaphore.withPermits(1)", run: loop(() => semaphore.withPermits(1)(work)) }
+const withPermitExit = {
+  name: "Effect.exit(Semaphore.withPermits(1))",
+  run: loop(exitOf(() => semaphore.withPermits(1)(work)))
+}
+
+const local = RundownRef.makeUnsafe()
+await compare({
+  title: "RundownRef.protect (in-process) vs Semaphore.withPermits(1)",
+  subject: { name: "protect", run: loop(() => RundownRef.protect(local, work)) },
+  baseline: withPermit,
+  iterations,
+  goal: { maxRatio: 0.9 }
+})
+
+const shared = RundownRef.makeSharedUnsafe()
+await compare({
+  title: "RundownRef.protect (SharedArrayBuffer) vs Semaphore.withPermits(1)",
+  subject: { name: "protect (shared)", run: loop(() => RundownRef.protect(shared, work)) },
+  baseline: withPermit,
+  iterations,
+  goal: { maxRatio: 1.0 }
+})
+
+const runningDown = RundownRef.makeUnsafe()
+// One reference held forever keeps the ref in RunningDown: every protect is refused.
+Effect.runSync(RundownRef.tryAcquire(runningDown))
+Effect.runFork(RundownRef.waitForRundown(runningDown))
+if (RundownRef.stateUnsafe(runningDown)._tag !== "RunningDown") throw new Error("bench setup: not running down")
+await compare({
+  title: "RundownRef.protect on a ref being run down (refused) vs Semaphore.withPermits(1)",
+  subject: { name: "protect (refused)", run: loop(exitOf(() => RundownRef.protect(runningDown, work))) },
+  baseline: withPermitExit,
+  iterations,
+  goal: { maxRatio: 0.7 }
+})
+
+const sharedRunningDown = RundownRef.makeSharedUnsafe()
+Effect.runSync(RundownRef.tryAcquire(sharedRunningDown))
+const waiter = Effect.runFork(RundownRef.waitForRundown(sharedRunningDown))
+await compare({
+  title: "RundownRef.protect on a shared ref being run down (refused) vs Semaphore.withPermits(1)",
+  subject: { name: "protect (shared, refused)", run: loop(exitOf(() => RundownRef.protect(sharedRunningDown, work))) },
+  baseline: withPermitExit,
+  iterations,
+  goal: { maxRatio: 0.7 }
+})
+// The shared waiter keeps the event loop alive until it is interrupted.
+Effect.runFork(Fiber.interrupt(waiter))

@@ -1,0 +1,340 @@
+/**
+ * Run-down protection (NT kernel `EX_RUNDOWN_REF`, Rust crate `run-down`) for Effect.
+ *
+ * Many fibers — or worker threads, with {@link makeShared} — acquire protection on a resource
+ * while one party runs it down: from the moment {@link waitForRundown} starts, no acquisition
+ * succeeds, and it returns once every outstanding protection has been released. The resource
+ * can then be destroyed, or re-initialised with {@link reInit}.
+ *
+ * Guarantees, under any interleaving of fibers and threads:
+ * - once a rundown has begun, every acquisition (`protect`, `acquire`, `acquireN`,
+ *   `tryAcquire`) fails with `RundownInProgressError` and does not run or hold anything;
+ * - `waitForRundown` returns only when the count is zero, at once if the rundown has already
+ *   completed, and to every one of any number of concurrent callers;
+ * - interrupting or timing out a waiter does not undo the rundown;
+ * - a protection is released exactly once: on success, failure, defect and interruption of a
+ *   protected effect, when an `acquire` scope closes, and by the first `release` of a guard;
+ * - the count never underflows, and never exceeds `MAX_COUNT`.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import type * as Metric from "effect/Metric"
+import type { Pipeable } from "effect/Pipeable"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/rundownRef.ts"
+import type {
+  RundownCountError,
+  RundownHandleError,
+  RundownInProgressError,
+  RundownNotCompleteError
+} from "./RundownError.ts"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: "~@quiesce/rundown/RundownRef" = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A run-down reference: a count of outstanding protections plus a "running down" flag, kept
+ * in one word.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RundownRef extends Pipeable {
+  readonly [TypeId]: TypeId
+}
+
+/**
+ * A ref whose state lives in a `SharedArrayBuffer`. Post its `handle` to a worker thread and
+ * rebuild the ref there with {@link fromShared}: every operation then acts on the same state
+ * from every thread.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SharedRundownRef extends RundownRef {
+  readonly handle: SharedHandle
+}
+
+/**
+ * A structured-cloneable description of a shared ref, for `postMessage`/`workerData`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SharedHandle {
+  readonly _tag: "~@quiesce/rundown/SharedHandle"
+  readonly version: number
+  readonly buffer: SharedArrayBuffer
+}
+
+/**
+ * The state of a ref, for diagnostics. By the time it is looked at it may have changed,
+ * except `RunDown`, which only {@link reInit} leaves.
+ *
+ * - `Active`: acquisitions succeed; `count` are held.
+ * - `RunningDown`: a rundown has begun; acquisitions fail; `count` are still held.
+ * - `RunDown`: the rundown has completed (the count reached zero).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RundownState =
+  | { readonly _tag: "Active"; readonly count: number }
+  | { readonly _tag: "RunningDown"; readonly count: number }
+  | { readonly _tag: "RunDown" }
+
+/**
+ * The guard returned by {@link tryAcquire}, the crate's RAII style. `release` (or
+ * `[Symbol.dispose]`, for `using`) gives the reference back the first time and does nothing
+ * afterwards, so a double release can never take away another holder's reference.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RundownGuard {
+  readonly "~@quiesce/rundown/RundownGuard": "~@quiesce/rundown/RundownGuard"
+  /** Releases the reference; idempotent. */
+  readonly release: Effect.Effect<void>
+  /** Releases the reference synchronously; returns `false` if it was already released. */
+  releaseUnsafe(): boolean
+  [Symbol.dispose](): void
+}
+
+/**
+ * Optional Effect metrics. A ref made without them does not look at metrics on its hot path.
+ *
+ * - `active`: set to the outstanding count after every acquisition and release (a gauge).
+ * - `rundownDuration`: the time from the start of a rundown to its completion, recorded by
+ *   the `waitForRundown` call that began it (e.g. `Metric.timer("db_rundown")`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RundownMetrics {
+  readonly active?: Metric.Metric<number, any> | undefined
+  readonly rundownDuration?: Metric.Metric<Duration.Duration, any> | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly metrics?: RundownMetrics | undefined
+}
+
+/**
+ * The largest number of references a ref can hold at once (2^29 − 1): the count shares a
+ * 31-bit word with the two state bits, in-process and in shared memory alike.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const MAX_COUNT: number = internal.MAX_COUNT
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isRundownRef: (u: unknown) => u is RundownRef = internal.isRundownRef
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isSharedRundownRef: (u: unknown) => u is SharedRundownRef = internal.isSharedRundownRef
+
+/**
+ * A Scope-managed ref: closing the scope runs it down (new acquisitions fail from then on)
+ * and waits for the outstanding protections before the scope's earlier finalizers run.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const ref = yield* RundownRef.make
+ *   return yield* RundownRef.protect(ref, Effect.succeed("used under protection"))
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<RundownRef, never, Scope.Scope> = internal.make
+
+/**
+ * {@link make} with {@link Options} (metrics).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWith: (options: Options) => Effect.Effect<RundownRef, never, Scope.Scope> = internal.makeWith
+
+/**
+ * A ref whose rundown the caller owns: nothing runs it down unless {@link waitForRundown} is
+ * called.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
+
+/**
+ * A Scope-managed ref whose state lives in a `SharedArrayBuffer` (closing the scope runs it
+ * down, waiting for the protections held in every thread). Give `ref.handle` to worker
+ * threads; they rebuild the ref with {@link fromShared}.
+ *
+ * Waiting uses `Atomics.waitAsync`, so it never blocks an event loop; while a wait is pending
+ * the ref keeps the event loop alive (a pending `waitAsync` alone would not). A release pays
+ * for an `Atomics.notify` only when it completes a rundown.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeShared: (options?: Options) => Effect.Effect<SharedRundownRef, never, Scope.Scope> =
+  internal.makeShared
+
+/**
+ * {@link makeShared} without a scope: the caller owns the rundown.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeSharedUnsafe: (options?: Options) => SharedRundownRef = internal.makeSharedUnsafe
+
+/**
+ * Rebuilds a shared ref from a handle received from another thread. The value is checked
+ * (shape, buffer type and size, and that the shared word holds a valid state); anything else
+ * fails with `RundownHandleError` and touches nothing.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromShared: (
+  handle: unknown,
+  options?: Options
+) => Effect.Effect<SharedRundownRef, RundownHandleError> = internal.fromShared
+
+/**
+ * {@link fromShared}, synchronously; throws `RundownHandleError` on a malformed handle.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromSharedUnsafe: (handle: unknown, options?: Options) => SharedRundownRef = internal.fromSharedUnsafe
+
+/**
+ * Runs `effect` under protection: the reference is taken before `effect` starts and released
+ * when it ends — on success, failure, defect or interruption. Once a rundown has begun it
+ * fails with `RundownInProgressError` without running `effect`. The release is registered
+ * before the acquisition, so no interruption mask is needed and `effect` keeps the caller's
+ * interruptibility: interruption before the acquisition leaves nothing held, interruption after
+ * it releases.
+ *
+ * This is the hot path: no Scope, no generator, no interruption mask; a refusal allocates
+ * nothing.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * const query = Effect.succeed([1, 2, 3]).pipe(RundownRef.protect(ref))
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const protect: {
+  (self: RundownRef): <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | RundownInProgressError, R>
+  <A, E, R>(self: RundownRef, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RundownInProgressError, R>
+} = dual(2, internal.protect)
+
+/**
+ * Takes one reference for the lifetime of the current scope. Fails with
+ * `RundownInProgressError` once a rundown has begun. The acquisition and the registration of
+ * its release in the scope are one uninterruptible step; if the scope is already closed the
+ * reference is released at once.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const acquire: (self: RundownRef) => Effect.Effect<void, RundownInProgressError, Scope.Scope> =
+  internal.acquire
+
+/**
+ * Takes `n` references at once (NT `ExAcquireRundownProtectionEx`) for the lifetime of the
+ * current scope; all or nothing. Fails with `RundownCountError` if `n` is not a positive safe
+ * integer or if the count would exceed {@link MAX_COUNT}, leaving the ref unchanged.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const acquireN: {
+  (n: number): (self: RundownRef) => Effect.Effect<void, RundownInProgressError | RundownCountError, Scope.Scope>
+  (self: RundownRef, n: number): Effect.Effect<void, RundownInProgressError | RundownCountError, Scope.Scope>
+} = dual(2, internal.acquireN)
+
+/**
+ * Takes one reference and returns a guard that releases it (the crate's `try_acquire`). The
+ * caller must release the guard; prefer {@link protect} or {@link acquire}, which cannot leak
+ * a reference when interrupted.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const tryAcquire: (self: RundownRef) => Effect.Effect<RundownGuard, RundownInProgressError> =
+  internal.tryAcquire
+
+/**
+ * Begins the rundown (if it has not begun) and waits until every outstanding reference has
+ * been released. Idempotent: once the rundown has completed it returns at once. Any number of
+ * fibers (and threads, for a shared ref) may call it concurrently; all of them return when
+ * the count reaches zero. Interrupting a caller (for example with `Effect.timeout`) stops its
+ * wait but never undoes the rundown.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const waitForRundown: (self: RundownRef) => Effect.Effect<void> = internal.waitForRundown
+
+/**
+ * Makes a completed rundown usable again: acquisitions succeed from then on. Fails with
+ * `RundownNotCompleteError` (and changes nothing) if the ref is active or references are
+ * still outstanding.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const reInit: (self: RundownRef) => Effect.Effect<void, RundownNotCompleteError> = internal.reInit
+
+/**
+ * The current state, for diagnostics.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const state: (self: RundownRef) => Effect.Effect<RundownState> = internal.state
+
+/**
+ * {@link state}, synchronously.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const stateUnsafe: (self: RundownRef) => RundownState = internal.stateUnsafe
