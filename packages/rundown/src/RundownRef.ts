@@ -263,7 +263,13 @@ export const fromSharedUnsafe: (handle: unknown, options?: Options) => SharedRun
 export const protect: {
   (self: RundownRef): <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | RundownInProgressError, R>
   <A, E, R>(self: RundownRef, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RundownInProgressError, R>
-} = dual(2, internal.protect)
+} = function(this: unknown) {
+  if (arguments.length === 1) {
+    const self = arguments[0] as RundownRef
+    return <A, E, R>(effect: Effect.Effect<A, E, R>) => internal.protect(self, effect)
+  }
+  return internal.protect(arguments[0], arguments[1])
+} as any
 
 /**
  * Takes one reference for the lifetime of the current scope. Fails with

@@ -400,11 +400,13 @@ export const protect = <A, E, R>(
         held = true
         return effect
       }),
+      // Not `interruptible: true`: that would let an interruption unwind past this frame
+      // without running it (only an uninterruptible frame stops the unwinding), leaking the
+      // reference. Without it the frame masks interruption for its own (synchronous) run.
       () => {
         if (held) ref.releaseUnsafe(1)
         return undefined
-      },
-      true
+      }
     )
   })
 
