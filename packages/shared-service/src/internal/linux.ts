@@ -6,7 +6,7 @@
  * @internal
  */
 import koffi from "koffi"
-import { readFileSync } from "node:fs"
+import { closeSync, openSync, readSync } from "node:fs"
 
 export const IPC_CREAT = 0o1000
 export const IPC_EXCL = 0o2000
@@ -131,23 +131,82 @@ export const timespec = (millis: number): BigInt64Array => {
   return ts
 }
 
+const statBuf = Buffer.alloc(1024)
+
+/** Parses state and start time out of `/proc/<pid>/stat` content. */
+const parseStat = (n: number): { readonly zombie: boolean; readonly startTime: number } | undefined => {
+  // The command name (field 2) is parenthesised and may itself contain spaces and parentheses:
+  // fields are counted from the last ")". Field 3 is the state, field 22 the start time.
+  let i = statBuf.lastIndexOf(0x29, n - 1)
+  if (i < 0 || i + 2 >= n) return undefined
+  const state = statBuf[i + 2]!
+  i += 2
+  for (let field = 3; field < 22; field++) {
+    i = statBuf.indexOf(0x20, i)
+    if (i < 0 || i >= n) return undefined
+    i++
+  }
+  let startTime = 0
+  for (; i < n; i++) {
+    const c = statBuf[i]!
+    if (c < 0x30 || c > 0x39) break
+    startTime = startTime * 10 + (c - 0x30)
+  }
+  // 'Z' zombie, 'X' dead
+  return { zombie: state === 0x5a || state === 0x58, startTime }
+}
+
 /**
- * The start time of a process (field 22 of `/proc/<pid>/stat`, clock ticks since boot), or
- * `undefined` when the process does not exist (or is a zombie: it already died).
+ * Open descriptors of `/proc/<pid>/stat` for processes already verified. A descriptor stays
+ * bound to the process it was opened for: once that process is gone, reading it fails (ESRCH)
+ * even if the pid has been reused, so a re-check is one `pread` instead of open/read/close and
+ * is still PID-reuse proof.
  */
-export const processStartTime = (pid: number): number | undefined => {
-  let stat: string
+const watched = new Map<number, { readonly fd: number; readonly startTime: number }>()
+const MAX_WATCHED = 64
+
+const readStatFd = (fd: number): ReturnType<typeof parseStat> => {
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, "latin1")
+    return parseStat(readSync(fd, statBuf, 0, statBuf.length, 0))
   } catch {
     return undefined
   }
-  // The command name (field 2) is parenthesised and may itself contain spaces and parentheses.
-  const close = stat.lastIndexOf(")")
-  if (close < 0) return undefined
-  const rest = stat.slice(close + 2).split(" ")
-  // rest[0] is field 3 (state); field 22 is rest[19].
-  if (rest[0] === "Z" || rest[0] === "X") return undefined
-  const start = Number(rest[19])
-  return Number.isFinite(start) ? start : undefined
+}
+
+const forget = (pid: number) => {
+  const w = watched.get(pid)
+  if (w === undefined) return
+  watched.delete(pid)
+  try {
+    closeSync(w.fd)
+  } catch {
+    // already closed
+  }
+}
+
+/**
+ * The start time of a live process (field 22 of `/proc/<pid>/stat`, clock ticks since boot),
+ * or `undefined` when the process does not exist or is a zombie (it already died).
+ */
+export const processStartTime = (pid: number): number | undefined => {
+  const w = watched.get(pid)
+  if (w !== undefined) {
+    const st = readStatFd(w.fd)
+    if (st !== undefined && !st.zombie) return st.startTime
+    forget(pid)
+  }
+  let fd: number
+  try {
+    fd = openSync(`/proc/${pid}/stat`, "r")
+  } catch {
+    return undefined
+  }
+  const st = readStatFd(fd)
+  if (st === undefined || st.zombie) {
+    closeSync(fd)
+    return undefined
+  }
+  if (watched.size >= MAX_WATCHED) forget(watched.keys().next().value!)
+  watched.set(pid, { fd, startTime: st.startTime })
+  return st.startTime
 }
