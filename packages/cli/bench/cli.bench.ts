@@ -1,8 +1,9 @@
 /**
  * Sixteen commands that each need the same service, with a cold service, whole processes:
  *
- * - subject: 16 concurrent `quiesce run` (the built `dist/bin.js`, as installed), one name, one
- *   port: exactly one of them starts the service, the others join it (checked every round).
+ * - subject: 16 concurrent `quiesce run` (`dist/quiesce.js`, the bundled executable that the
+ *   package's `bin` points at, built here from `tsc -b`'s output), one name, one port: exactly
+ *   one of them starts the service, the others join it (checked every round).
  * - baseline: `start-server-and-test`, which starts one service per command, run the fastest
  *   correct way it allows: 16 at once on 16 ports (one after another is timed once, below, and
  *   is far slower), with its readiness poll at 50 ms instead of its default 2 s.
@@ -19,13 +20,14 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { compare } from "../../../bench/harness.ts"
+import { bundle } from "./bundle.ts"
 
 const root = join(import.meta.dirname, "..")
 const repo = join(root, "..", "..")
 const node = process.execPath
-const built = existsSync(join(root, "dist", "bin.js"))
-// `npm run bench` builds first; run directly, the sources work too (with type stripping).
-const quiesceBin = built ? [join(root, "dist", "bin.js")] : ["--conditions=@quiesce/source", join(root, "src", "bin.ts")]
+const built = existsSync(join(root, "dist", "main.js"))
+// `npm run bench` builds first; run directly without a build, the sources work too (slower).
+const quiesceBin = built ? [await bundle()] : ["--conditions=@quiesce/source", join(root, "src", "bin.ts")]
 const demoService = built ? join(root, "dist", "bin", "demo-service.js") : join(root, "src", "bin", "demo-service.ts")
 const sst = join(repo, "node_modules", "start-server-and-test", "src", "bin", "start.js")
 
@@ -102,7 +104,7 @@ const withStartServerAndTest = async (): Promise<void> => {
 }
 
 try {
-  console.log(`(${built ? "dist" : "sources"}; ${commands} commands per round; times are per command)`)
+  console.log(`(${built ? "bundled dist/quiesce.js" : "sources"}; ${commands} commands per round; times are per command)`)
   await compare({
     title: `${commands} commands needing one service, cold: quiesce run (one shared service) vs start-server-and-test (16 ports at once)`,
     subject: { name: "quiesce run", run: withQuiesce },
