@@ -41,8 +41,12 @@ export interface Counter {
   readonly exact: boolean
   /**
    * Takes the startup lock (waits up to `timeout`). The lock is crash-safe: if this process
-   * dies holding it, the kernel releases it. Interruptible; an interrupted wait never leaves
-   * the lock held.
+   * dies holding it, the kernel releases it.
+   *
+   * Call it from an uninterruptible region (`Effect.uninterruptibleMask`) and register the
+   * `unlock` before restoring interruption: the wait itself is interruptible, but only at
+   * points where nothing is held, so an interrupted wait never leaves the lock taken, and a
+   * successful one is always handed to the caller.
    */
   readonly lock: (timeout: Duration.Duration) => Effect.Effect<void, LockTimeout | SystemError>
   /**

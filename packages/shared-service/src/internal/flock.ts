@@ -117,7 +117,8 @@ class FlockCounter implements Counter {
         if (r !== false) return Effect.fail(r)
         if (Date.now() >= deadline) return Effect.fail(new LockTimeout({ name: this.name, timeoutMillis: total }))
         backoff = Math.min(20, backoff * 2)
-        return Effect.andThen(sleepMs(backoff), loop)
+        // Interruptible only while nothing is held (see `Counter.lock`).
+        return Effect.andThen(Effect.interruptible(sleepMs(backoff)), loop)
       })
       return loop
     })

@@ -50,7 +50,8 @@ export const makeKernel = (): MemoryKernel => {
     Effect.suspend(() => {
       const a = attempt()
       if (a !== undefined) return Effect.succeed(a)
-      const loop: Effect.Effect<A, LockTimeout> = Effect.flatMap(nextChange, () => {
+      // Interruptible only while waiting, when nothing is held (see `Counter.lock`).
+      const loop: Effect.Effect<A, LockTimeout> = Effect.flatMap(Effect.interruptible(nextChange), () => {
         const b = attempt()
         return b !== undefined ? Effect.succeed(b) : loop
       })

@@ -217,7 +217,9 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
     yield* Scope.addFinalizer(scope, release(counter, local))
     return { name: self.name, info: local.info, started: false }
   }
-  yield* reopening(counter, false, () => restore(counter.lock(self.lockTimeout)))
+  // Not under `restore`: the lock is interruptible while waiting, and once taken it must reach
+  // the unlock below (see `Counter.lock`).
+  yield* reopening(counter, false, () => counter.lock(self.lockTimeout))
   const exit = yield* Effect.exit(restore(decide(self, counter)))
   if (Exit.isFailure(exit)) {
     yield* Effect.ignore(counter.unlock(0))
@@ -391,27 +393,31 @@ export const reap = Effect.fnUntraced(function*<E, R>(
       continue
     }
     yield* Effect.sleep(options.idleTimeToLive)
-    const locked = yield* counter.lock(options.lockTimeout).pipe(
-      Effect.as(true),
-      Effect.catchTags({
-        LockTimeout: () => Effect.succeed(false),
-        SemaphoreSetRemoved: () => Effect.succeed(false)
-      })
-    )
-    if (!locked) continue
-    const done = yield* Effect.exit(Effect.gen(function*() {
-      if ((yield* counter.count) > 0) return false
-      const info = Hint.readUnsafe(counter.name)
-      if (info !== undefined && !(info instanceof CorruptHint)) {
-        if (Process.isAliveUnsafe(info.pid, info.startTime)) yield* options.stop(info)
-        yield* Hint.remove(counter.name, info.instanceId)
-      }
-      yield* counter.releaseReaper
-      return true
+    // Lock, decide, stop, unlock: one uninterruptible step (the wait inside is interruptible
+    // while nothing is held).
+    const outcome = yield* Effect.uninterruptible(Effect.gen(function*() {
+      const locked = yield* counter.lock(options.lockTimeout).pipe(
+        Effect.as(true),
+        Effect.catchTags({
+          LockTimeout: () => Effect.succeed(false),
+          SemaphoreSetRemoved: () => Effect.succeed(false)
+        })
+      )
+      if (!locked) return Exit.succeed(false)
+      const done = yield* Effect.exit(Effect.gen(function*() {
+        if ((yield* counter.count) > 0) return false
+        const info = Hint.readUnsafe(counter.name)
+        if (info !== undefined && !(info instanceof CorruptHint)) {
+          if (Process.isAliveUnsafe(info.pid, info.startTime)) yield* options.stop(info)
+          yield* Hint.remove(counter.name, info.instanceId)
+        }
+        yield* counter.releaseReaper
+        return true
+      }))
+      yield* Effect.ignore(counter.unlock(0))
+      return done
     }))
-    yield* Effect.ignore(counter.unlock(0))
-    const finished = yield* done
-    if (finished) return
+    if (yield* outcome) return
   }
 })
 
@@ -512,10 +518,10 @@ export const forceStop = (
     const rc = yield* RefCounter
     const counter = yield* rc.open(name)
     const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(5))
-    return yield* Effect.uninterruptibleMask((restore) =>
+    return yield* Effect.uninterruptible(
       Effect.gen(function*() {
         yield* reopening(counter, localOf(counter).holders > 0, () =>
-          restore(counter.lock(Duration.fromInputUnsafe(options?.lockTimeout ?? Duration.seconds(30)))))
+          counter.lock(Duration.fromInputUnsafe(options?.lockTimeout ?? Duration.seconds(30))))
         const stopped = yield* Effect.gen(function*() {
           const raw = Hint.readUnsafe(name)
           if (raw === undefined || raw instanceof CorruptHint) {

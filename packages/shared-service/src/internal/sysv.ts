@@ -174,15 +174,18 @@ export class SysVCounter implements Counter {
       if (first !== false) return Effect.fail(first)
       const total = Duration.toMillis(timeout)
       const deadline = Date.now() + total
-      // An interrupted slice may still complete in the kernel after we stop listening: the
-      // lock is then held by this process with nobody to release it. Waiting slices run
-      // uninterruptibly and a lock taken by an interrupted wait is released at once.
+      // Called from an uninterruptible region (see `Counter.lock`): a slice that takes the lock
+      // must hand it to the caller, never be abandoned, so slices run uninterruptibly and
+      // interruption is only observed between them, while nothing is held.
       const loop: Effect.Effect<void, LockTimeout | SystemError> = Effect.suspend(() => {
         const left = deadline - Date.now()
         if (left <= 0) return Effect.fail(new LockTimeout({ name: this.name, timeoutMillis: total }))
-        return Effect.flatMap(
-          Effect.uninterruptible(this.timedWait(opsLock, Math.min(SLICE_MS, left), "semtimedop(lock)")),
-          (got) => got ? Effect.void : loop
+        return Effect.andThen(
+          Effect.interruptible(Effect.void),
+          Effect.flatMap(
+            Effect.uninterruptible(this.timedWait(opsLock, Math.min(SLICE_MS, left), "semtimedop(lock)")),
+            (got) => got ? Effect.void : loop
+          )
         )
       })
       return loop

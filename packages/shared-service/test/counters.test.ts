@@ -1,0 +1,126 @@
+/**
+ * The kernel counters on their own: bounded, interruptible lock waits that never block the
+ * event loop; crash-safe locks across processes (SysV and flock); one reference per process.
+ */
+import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber } from "effect"
+import { spawn } from "node:child_process"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fixture, uniqueName } from "./util.ts"
+
+process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-counters-"))
+
+const names: Array<string> = []
+const newName = (prefix: string) => {
+  const n = uniqueName(prefix)
+  names.push(n)
+  return n
+}
+afterAll(async () => {
+  for (const name of names) await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
+})
+
+/** A child process holding the startup lock of `name` until killed. */
+const holder = (name: string, kind: "sysv" | "flock") =>
+  Effect.callback<{ readonly kill: () => Promise<void> }>((resume) => {
+    const child = spawn(process.execPath, ["--conditions=@quiesce/source", "--no-warnings", fixture("holder.ts"), name, kind], {
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    const exited = new Promise<void>((r) => child.on("exit", () => r()))
+    child.stdout!.once("data", () =>
+      resume(Effect.succeed({
+        kill: () => {
+          child.kill("SIGKILL")
+          return exited
+        }
+      })))
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
+  const rc = kind === "sysv" ? RefCounter.sysV() : RefCounter.flock()
+
+  it.live("a lock held by another process: bounded wait, event loop free, LockTimeout; its SIGKILL frees it", () =>
+    Effect.gen(function*() {
+      const name = newName(`${kind}-lock`)
+      const counter = yield* rc.open(name)
+      const other = yield* holder(name, kind)
+      let ticks = 0
+      const timer = setInterval(() => ticks++, 10)
+      const started = Date.now()
+      const err = yield* Effect.flip(Effect.uninterruptible(counter.lock(Duration.millis(600))))
+      const waited = Date.now() - started
+      clearInterval(timer)
+      assert.strictEqual(err._tag, "LockTimeout")
+      assert.isAtLeast(waited, 590)
+      assert.isBelow(waited, 5000)
+      assert.isAtLeast(ticks, 15, "the event loop kept running while we waited")
+      // The holder dies while we wait: we get the lock long before the timeout.
+      const fiber = yield* Effect.forkChild(Effect.uninterruptible(counter.lock(Duration.seconds(20))))
+      yield* Effect.sleep(Duration.millis(100))
+      const killedAt = Date.now()
+      yield* Effect.promise(other.kill)
+      yield* Fiber.join(fiber)
+      assert.isBelow(Date.now() - killedAt, 5000)
+      yield* counter.unlock(0)
+    }), 30_000)
+
+  it.live("an interrupted lock wait returns promptly and leaves nothing held", () =>
+    Effect.gen(function*() {
+      const name = newName(`${kind}-interrupt`)
+      const counter = yield* rc.open(name)
+      const other = yield* holder(name, kind)
+      const fiber = yield* Effect.forkChild(Effect.uninterruptible(counter.lock(Duration.seconds(30))))
+      yield* Effect.sleep(Duration.millis(150))
+      const t = Date.now()
+      yield* Fiber.interrupt(fiber)
+      assert.isBelow(Date.now() - t, 1000, "interrupted within a slice")
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(fiber)))
+      yield* Effect.promise(other.kill)
+      // Nothing of the interrupted attempt is held: the lock is free at once.
+      yield* Effect.uninterruptible(counter.lock(Duration.millis(2000)))
+      yield* counter.unlock(0)
+    }), 30_000)
+
+  it.effect("unlock(+1) registers one reference, decrement drops it", () =>
+    Effect.gen(function*() {
+      const name = newName(`${kind}-count`)
+      const counter = yield* rc.open(name)
+      assert.strictEqual(counter.exact, kind === "sysv")
+      assert.strictEqual(yield* counter.count, 0)
+      yield* Effect.uninterruptible(counter.lock(Duration.seconds(1)))
+      yield* counter.unlock(1)
+      assert.strictEqual(yield* counter.count, 1)
+      yield* counter.decrement
+      assert.strictEqual(yield* counter.count, 0)
+      assert.isFalse(yield* counter.hasReaper)
+      assert.isTrue(yield* counter.claimReaper)
+      assert.isTrue(yield* counter.hasReaper)
+      yield* counter.releaseReaper
+      assert.isFalse(yield* counter.hasReaper)
+    }))
+})
+
+describe("SharedService over the SysV counter, in one process", () => {
+  it.effect("many handles in one process hold one kernel reference", () =>
+    Effect.gen(function*() {
+      const name = newName("handles")
+      const service = yield* SharedService.make({
+        name,
+        // A service that is this process (there is no reaper to stop it).
+        start: Effect.sync(() => ServiceInfo.make({ pid: process.pid })),
+        reaper: "none"
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const handles = yield* Effect.forEach(Array.from({ length: 10 }), () => SharedService.acquire(service), {
+          concurrency: "unbounded"
+        })
+        assert.strictEqual(handles.filter((h) => h.started).length, 1)
+        assert.strictEqual(yield* SharedService.count(service), 1)
+      }))
+      assert.strictEqual(yield* SharedService.count(service), 0)
+    }))
+})
