@@ -10,6 +10,7 @@ import {
   serviceCommand,
   starts,
   stops,
+  freePort,
   testService
 } from "./util.ts"
 
@@ -63,6 +64,65 @@ describe("quiesce run", { timeout: 60_000 }, () => {
         assert.strictEqual(exit.code, signal === "SIGINT" ? 42 : 55, q.stderr())
       }))
   }
+
+  it.live("a signal while the service is starting interrupts the start: the service is killed, exit 143", () =>
+    Effect.gen(function*() {
+      const { env, log, name } = yield* testService("startsig")
+      // The service starts but never passes its readiness probe (it answers 404 there).
+      const port = yield* freePort
+      const q = yield* quiesce([
+        "run",
+        "--name",
+        name,
+        "--service",
+        serviceCommand(log),
+        "--ready",
+        `http://127.0.0.1:${port}/never-ready`,
+        "--start-timeout",
+        "1m",
+        "--",
+        node,
+        client,
+        "exit",
+        "0"
+      ], { env })
+      yield* eventually("the service to start", () => starts(log).length === 1)
+      assert.strictEqual(q.stdout(), "", "the command has not run")
+      const servicePid = Number(/pid=(\d+)/.exec(starts(log)[0]!)![1])
+      yield* q.kill("SIGTERM")
+      const exit = yield* q.exit
+      assert.strictEqual(exit.code, 143, q.stderr())
+      yield* eventually("the half-started service to be killed", () => !isAlive(servicePid))
+    }))
+
+  it.live("a service that is not ready in time: one line naming the probe, exit 125, service killed", () =>
+    Effect.gen(function*() {
+      const { env, log, name } = yield* testService("notready")
+      const port = yield* freePort
+      const result = yield* quiesceExit([
+        "run",
+        "--name",
+        name,
+        "--service",
+        serviceCommand(log),
+        "--ready",
+        `http://127.0.0.1:${port}/never-ready`,
+        "--start-timeout",
+        "1500ms",
+        "--",
+        node,
+        client,
+        "exit",
+        "0"
+      ], { env })
+      assert.strictEqual(result.code, 125)
+      assert.match(
+        result.stderr.trim(),
+        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404\\)$`)
+      )
+      const servicePid = Number(/pid=(\d+)/.exec(starts(log)[0]!)![1])
+      yield* eventually("the service to be killed", () => !isAlive(servicePid))
+    }))
 
   it.live("several concurrent runs share one service, which stops after the last one leaves", () =>
     Effect.gen(function*() {

@@ -4,6 +4,7 @@
 import { Deferred, Effect, Exit } from "effect"
 import * as ChildProcess from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Scope } from "effect"
@@ -141,6 +142,15 @@ export const eventually = (what: string, condition: () => boolean, timeoutMillis
       yield* Effect.sleep(25)
     }
   })
+
+/** A port nothing listens on right now. */
+export const freePort: Effect.Effect<number> = Effect.callback((resume) => {
+  const server = createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
 
 export const isAlive = (pid: number): boolean => {
   try {

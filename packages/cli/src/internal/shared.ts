@@ -85,7 +85,8 @@ const acquire = (options: RunOptions) =>
     })
     const handle = yield* SharedService.acquire(service).pipe(
       Effect.mapError((error) =>
-        error._tag === "StartFailed" && error.reason.includes("not ready")
+        // The start timed out (or gave up) while the probe still failed: say what the probe saw.
+        error._tag === "StartFailed" && (error.timeoutMillis !== undefined || error.reason.includes("not ready"))
           ? new NotReadyError({
             service: options.name,
             target: Readiness.format(ready),
