@@ -1,0 +1,21 @@
+/**
+ * The graceful-shutdown example, on real sockets: new requests get 503 while the server
+ * drains, the in-flight request finishes, and only then does the server close.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { runScenario } from "../examples/http-shutdown.ts"
+
+describe("examples/http-shutdown.ts", () => {
+  it.live("drains in-flight requests, answers 503 meanwhile, then closes", () =>
+    Effect.gen(function*() {
+      const report = yield* runScenario
+      const context = report.narration.join("\n")
+      assert.deepStrictEqual(report.before, { _tag: "Response", status: 200, body: "ok" }, context)
+      assert.deepStrictEqual(report.duringShutdown, { _tag: "Response", status: 503, body: "shutting down" }, context)
+      assert.isTrue(report.shutdownWaitedForInFlight, context)
+      assert.deepStrictEqual(report.inFlight, { _tag: "Response", status: 200, body: "slow request finished" }, context)
+      assert.deepStrictEqual(report.afterShutdown, { _tag: "ConnectionError", code: "ECONNREFUSED" }, context)
+      assert.strictEqual(report.narration.length, 9)
+    }), { timeout: 30_000 })
+})
