@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Duration, Effect } from "effect"
+import { Clock, Duration, Effect } from "effect"
 import type { Counter, MemoryKernel, MemoryProcess } from "../RefCounter.ts"
 import { LockTimeout } from "../SharedServiceError.ts"
 import { validate } from "./name.ts"
@@ -42,6 +42,11 @@ export const makeKernel = (): MemoryKernel => {
     for (const v of e.holders.values()) n += v
     return n
   }
+  /**
+   * Waits for `attempt` to succeed. Only the waiting is interruptible (and the time-out race
+   * lives inside that interruptible region, so an interrupt reaches it): `attempt` itself runs
+   * synchronously, so whatever it takes is always handed to the caller.
+   */
   const waitUntil = <A>(
     attempt: () => A | undefined,
     timeout: Duration.Duration | undefined,
@@ -50,14 +55,20 @@ export const makeKernel = (): MemoryKernel => {
     Effect.suspend(() => {
       const a = attempt()
       if (a !== undefined) return Effect.succeed(a)
-      // Interruptible only while waiting, when nothing is held (see `Counter.lock`).
-      const loop: Effect.Effect<A, LockTimeout> = Effect.flatMap(Effect.interruptible(nextChange), () => {
-        const b = attempt()
-        return b !== undefined ? Effect.succeed(b) : loop
+      return Effect.flatMap(Clock.currentTimeMillis, (start) => {
+        const deadline = timeout === undefined ? undefined : start + Duration.toMillis(timeout)
+        const loop: Effect.Effect<A, LockTimeout> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          if (deadline !== undefined && now >= deadline) return Effect.fail(onTimeout())
+          const wait = deadline === undefined
+            ? nextChange
+            : Effect.asVoid(Effect.timeoutOption(nextChange, Duration.millis(deadline - now)))
+          return Effect.flatMap(Effect.interruptible(wait), () => {
+            const b = attempt()
+            return b !== undefined ? Effect.succeed(b) : loop
+          })
+        })
+        return loop
       })
-      return timeout === undefined
-        ? loop
-        : loop.pipe(Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(onTimeout()) }))
     })
 
   const makeProcess = (): MemoryProcess => {
