@@ -3,7 +3,7 @@
  * A simulated service is "running" while its hint exists and names a live pid (this process).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Fiber, Schema, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -275,6 +275,23 @@ describe("SharedService (in-memory kernel)", () => {
       yield* Effect.yieldNow
       assert.strictEqual(kernel.countOf(name), 0)
       assert.strictEqual(stats.stops, 1)
+    }))
+
+  it.effect("layer: holds the service for the layer's lifetime and provides the handle", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const p = kernel.process()
+      const name = uniqueName("layer")
+      const { service, stats } = fakeService(name)
+      class Db extends Context.Service<Db, SharedService.ServiceHandle>()("test/Db") {}
+      const port = yield* Effect.gen(function*() {
+        const db = yield* Db
+        assert.strictEqual(kernel.countOf(name), 1)
+        return db.info.port
+      }).pipe(Effect.provide(SharedService.layer(Db, service)), inProcess(p))
+      assert.strictEqual(port, 1001)
+      assert.strictEqual(stats.starts, 1)
+      assert.strictEqual(kernel.countOf(name), 0, "released with the layer")
     }))
 
   it.effect("invalid names fail with InvalidName", () =>
