@@ -5,7 +5,8 @@
  *
  * 1. `quiesce run`: several commands share one service; one is SIGKILLed; the service stops
  *    after the last one leaves and its grace period passes.
- * 2. `Stage`: many fibers share one UDP socket, each getting exactly the replies meant for it.
+ * 2. `RundownRef`: an HTTP server drains its in-flight requests before it closes.
+ * 3. `Stage`: many fibers share one UDP socket, each getting exactly the replies meant for it.
  */
 import { SharedService } from "@quiesce/shared-service"
 import { Deferred, Effect, Exit } from "effect"
@@ -36,6 +37,21 @@ interface UdpExample {
     readonly fibers: number
     readonly requestsPerFiber: number
   }) => Effect.Effect<{ readonly requests: number; readonly misrouted: number; readonly heads: number }, unknown>
+}
+
+type Outcome =
+  | { readonly _tag: "Response"; readonly status: number; readonly body: string }
+  | { readonly _tag: "ConnectionError"; readonly code: string }
+
+interface HttpShutdownExample {
+  readonly runScenario: Effect.Effect<{
+    readonly before: Outcome
+    readonly inFlight: Outcome
+    readonly duringShutdown: Outcome
+    readonly shutdownWaitedForInFlight: boolean
+    readonly afterShutdown: Outcome
+    readonly narration: ReadonlyArray<string>
+  }>
 }
 
 const failures: Array<string> = []
@@ -209,8 +225,24 @@ const sharedService = Effect.scoped(Effect.gen(function*() {
   yield* check(logLines().filter((l) => l.includes(" stopped ")).length === 1, "its log shows one clean stop")
 }))
 
+const httpShutdown = Effect.gen(function*() {
+  yield* say(`\n2. An HTTP server that drains before it closes — \`RundownRef\`\n`)
+  yield* say(`   Every request runs under RundownRef.protect. Shutting down runs the ref down: new requests`)
+  yield* say(`   get 503 at once, requests already in flight finish, and only then does the server close.\n`)
+  const { runScenario } = yield* importExample<HttpShutdownExample>("packages/rundown/examples/http-shutdown.ts")
+  const report = yield* runScenario
+  for (const line of report.narration) yield* say(`   · ${line}`)
+  yield* say("")
+  const is = (outcome: Outcome, status: number) => outcome._tag === "Response" && outcome.status === status
+  yield* check(is(report.before, 200), "before shutdown, requests are served")
+  yield* check(is(report.inFlight, 200), "the request in flight when shutdown began finished normally")
+  yield* check(is(report.duringShutdown, 503), "a request arriving during the drain was turned away with 503")
+  yield* check(report.shutdownWaitedForInFlight, "the server did not close while a request was in flight")
+  yield* check(report.afterShutdown._tag === "ConnectionError", "afterwards the server is closed")
+})
+
 const udp = Effect.gen(function*() {
-  yield* say(`\n2. Many fibers, one UDP socket — \`Stage\`\n`)
+  yield* say(`\n3. Many fibers, one UDP socket — \`Stage\`\n`)
   yield* say(`   32 fibers each send 4 requests to 4 UDP peers (in a worker thread) through ONE client socket.`)
   yield* say(`   Only one fiber at a time reads the socket (the head); it files each reply for the fiber it`)
   yield* say(`   belongs to and wakes that fiber; when its own reply arrives it hands the socket on.\n`)
@@ -224,6 +256,7 @@ const udp = Effect.gen(function*() {
 const program = Effect.gen(function*() {
   yield* say("Quiesce demo: the lifecycle of shared resources, in about ten seconds.")
   yield* sharedService
+  yield* httpShutdown
   yield* udp
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
   if (failures.length === 0) {

@@ -42,13 +42,15 @@ export class NotReadyError extends Schema.TaggedError<NotReadyError>()("NotReady
   service: Schema.String,
   target: Schema.String,
   timeoutMillis: Schema.Number,
-  lastFailure: Schema.String
+  lastFailure: Schema.String,
+  /** Where the service's output went, when known. */
+  log: Schema.optional(Schema.String)
 }) {
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
     return `service "${this.service}" was not ready at ${this.target} after ${
       formatMillis(this.timeoutMillis)
-    } (last probe: ${this.lastFailure})`
+    } (last probe: ${this.lastFailure})${this.log === undefined ? "" : `; its output is in ${this.log}`}`
   }
 }
 
@@ -60,11 +62,15 @@ export class NotReadyError extends Schema.TaggedError<NotReadyError>()("NotReady
  */
 export class ServiceStartError extends Schema.TaggedError<ServiceStartError>()("ServiceStartError", {
   service: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  /** Where the service's output went, when known. */
+  log: Schema.optional(Schema.String)
 }) {
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
-    return `service "${this.service}" failed to start: ${this.reason}`
+    return `service "${this.service}" failed to start: ${this.reason}${
+      this.log === undefined ? "" : `; its output is in ${this.log}`
+    }`
   }
 }
 

@@ -118,7 +118,7 @@ describe("quiesce run", { timeout: 60_000 }, () => {
       assert.strictEqual(result.code, 125)
       assert.match(
         result.stderr.trim(),
-        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404\\)$`)
+        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404\\); its output is in .*${name}\\.log$`)
       )
       const servicePid = Number(/pid=(\d+)/.exec(starts(log)[0]!)![1])
       yield* eventually("the service to be killed", () => !isAlive(servicePid))

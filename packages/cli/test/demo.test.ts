@@ -22,6 +22,8 @@ describe("npm run demo", () => {
       assert.notInclude(result.output, "✗")
       assert.include(result.output, "the service was started exactly once")
       assert.include(result.output, "the killed command no longer counts")
+      assert.include(result.output, "a request arriving during the drain was turned away with 503")
+      assert.include(result.output, "the server did not close while a request was in flight")
       assert.include(result.output, "every fiber got exactly its own replies")
       assert.include(result.output, "Everything shown happened")
     }), { timeout: 90_000 })

@@ -6,6 +6,7 @@ import * as Argument from "effect/cli/Argument"
 import * as Flag from "effect/cli/Flag"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
+import { SharedService } from "@quiesce/shared-service"
 import * as Readiness from "../Readiness.ts"
 
 const fromResult = <A>(result: Result.Result<A, string>): Option.Option<A> =>
@@ -13,25 +14,20 @@ const fromResult = <A>(result: Result.Result<A, string>): Option.Option<A> =>
 
 const errorOf = <A>(result: Result.Result<A, string>): string => Result.isFailure(result) ? result.failure : ""
 
-/** Service names become file and semaphore names: keep them to a portable, unambiguous set. */
-export const validName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** The shared-service package's rule (names become file names and semaphore keys). */
+const nameIsValid = (name: string): boolean => SharedService.validateName(name) === undefined
+const nameRule = "1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
 
 export const name = Flag.String("name").pipe(
   Flag.withAlias("n"),
   Flag.withMetavar("NAME"),
   Flag.withDescription("The shared service's name: every `quiesce run` with the same name shares one service"),
-  Flag.filter(
-    (value) => validName.test(value),
-    () => "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-  )
+  Flag.filter(nameIsValid, () => nameRule)
 )
 
 export const positionalName = Argument.String("name").pipe(
   Argument.withDescription("The service's name"),
-  Argument.filter(
-    (value) => validName.test(value),
-    () => "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-  )
+  Argument.filter(nameIsValid, () => nameRule)
 )
 
 export const service = Flag.String("service").pipe(

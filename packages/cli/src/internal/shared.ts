@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Net from "node:net"
+import { join } from "node:path"
 import { ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { NotReadyError, ServiceStartError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
 import * as Readiness from "../Readiness.ts"
@@ -44,12 +45,19 @@ export const execSimple = (command: string): string => {
 const targetOf = (explicit: Readiness.Target | undefined, info: ServiceInfo.ServiceInfo): Readiness.Target =>
   explicit ?? (info.port === undefined ? Readiness.none : Readiness.tcp(info.port))
 
+/** `SharedService.command` appends the service's output here. */
+const logOf = (service: string): string => join(SharedService.runtimeDirectory(), `${service}.log`)
+
 const failure = (service: string) => (error: { readonly _tag: string; readonly message: string }) => {
   switch (error._tag) {
     case "InvalidName":
       return new UsageError({ message: error.message })
     case "StartFailed":
-      return new ServiceStartError({ service, reason: error.message.replace(/^shared service "[^"]*" failed to start: /, "") })
+      return new ServiceStartError({
+        service,
+        reason: error.message.replace(/^shared service "[^"]*" failed to start: /, ""),
+        log: logOf(service)
+      })
     default:
       return new SharedServiceFailure({ service, reason: error.message })
   }
@@ -91,7 +99,8 @@ const acquire = (options: RunOptions) =>
             service: options.name,
             target: Readiness.format(ready),
             timeoutMillis: options.startTimeoutMillis,
-            lastFailure
+            lastFailure,
+            log: logOf(options.name)
           })
           : failure(options.name)(error)
       )
