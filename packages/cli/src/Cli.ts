@@ -60,6 +60,7 @@ const run = Command.make("run", {
     if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
     yield* setExitCode(yield* runCommand(input.command, env))
   }))).pipe(
+    Command.withShortDescription("Run a command with a shared service, starting it if no one holds it"),
     Command.withDescription(
       "Run a command with a shared service: start the service unless another `quiesce run` already holds it, " +
         "wait until it is ready, run the command with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID and " +
@@ -92,6 +93,7 @@ const status = Command.make("status", {
     yield* Console.log(input.json ? toJson(s) : statusDetail(s, Date.now()))
     if (s.state !== "running") yield* setExitCode(1)
   })).pipe(
+    Command.withShortDescription("Show one service"),
     Command.withDescription("Show one service: running or not, pid, port, clients, uptime. Exits 1 when it is not running."),
     Command.withExamples([
       { command: "quiesce status db", description: "Is db running, and for whom?" },
@@ -106,7 +108,8 @@ const list = Command.make("list", { json: Flags.json }, (input) =>
     yield* Console.log(input.json ? toJson(services) : statusTable(services, Date.now()))
   })).pipe(
     Command.withAlias("ls"),
-    Command.withDescription("List this user's services."),
+    Command.withShortDescription("List this user's services"),
+    Command.withDescription("List this user's services: name, state, pid, port, clients, uptime, command."),
     Command.withExamples([
       { command: "quiesce list", description: "A table of services" },
       { command: "quiesce list --json", description: "An array of services" }
@@ -123,6 +126,7 @@ const stop = Command.make("stop", {
     yield* Console.log(input.json ? toJson(report) : stopLine(report))
     if (!report.stopped) yield* setExitCode(1)
   })).pipe(
+    Command.withShortDescription("Stop a service now"),
     Command.withDescription(
       "Stop a service now, whoever holds it (SIGTERM, then SIGKILL after 10s). Commands using it will see it gone."
     ),

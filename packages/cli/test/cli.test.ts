@@ -27,13 +27,18 @@ const runArgs = (name: string, log: string, grace = "200ms") => [
 
 // Each test uses its own service name, so they can run while other suites use the machine.
 describe("quiesce run", { timeout: 60_000 }, () => {
-  it.live("passes the command's exit code through, and 127 for a command that does not exist", () =>
+  it.live("passes the command's exit code through (128 + N for signal N, 127 for a command that does not exist)", () =>
     Effect.gen(function*() {
       const { env, log, name } = yield* testService("exit")
       const seven = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "7"], { env })
       assert.strictEqual(seven.code, 7, seven.stderr)
       const zero = yield* quiesceExit([...runArgs(name, log), node, client, "exit", "0"], { env })
       assert.strictEqual(zero.code, 0, zero.stderr)
+      const killed = yield* quiesceExit(
+        [...runArgs(name, log), node, "-e", "process.kill(process.pid, 'SIGKILL')"],
+        { env }
+      )
+      assert.strictEqual(killed.code, 128 + 9, "a command killed by signal N: 128 + N, as a shell reports it")
       const missing = yield* quiesceExit([...runArgs(name, log), "no-such-command-quiesce"], { env })
       assert.strictEqual(missing.code, 127)
       assert.match(missing.stderr.trim(), /^quiesce: cannot run "no-such-command-quiesce": command not found$/)
