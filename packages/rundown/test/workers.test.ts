@@ -2,7 +2,7 @@
  * Cross-worker behaviour with real worker_threads and a real child process.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
@@ -29,6 +29,33 @@ const startWorker = (workerData: unknown) =>
     })
   ))
 
+/** A worker driven one operation at a time (see fixtures/scripted-worker.ts). */
+const scripted = (handle: RundownRef.SharedHandle) =>
+  Effect.gen(function*() {
+    const worker = yield* Effect.acquireRelease(
+      Effect.sync(() => new Worker(fixture("scripted-worker.ts"), { workerData: handle, execArgv })),
+      (worker) => Effect.promise(() => worker.terminate())
+    )
+    const replies: Array<(result: unknown) => void> = []
+    const drained = yield* Deferred.make<void>()
+    const ready = yield* Deferred.make<void>()
+    worker.on("message", ({ op, result }: { op: string; result: unknown }) => {
+      if (op === "ready") Deferred.doneUnsafe(ready, Exit.void)
+      else if (op === "drained") Deferred.doneUnsafe(drained, Exit.void)
+      else replies.shift()!(result)
+    })
+    yield* Deferred.await(ready)
+    return {
+      send: (op: string) =>
+        Effect.callback<unknown>((resume) => {
+          replies.push((result) => resume(Effect.succeed(result)))
+          worker.postMessage(op)
+        }),
+      drained: () => Deferred.isDoneUnsafe(drained),
+      awaitDrained: Deferred.await(drained)
+    }
+  })
+
 describe("RundownRef across worker threads", () => {
   it.live("4 workers cycling while the main thread runs the ref down at a random moment", () =>
     Effect.gen(function*() {
@@ -41,7 +68,7 @@ describe("RundownRef across worker threads", () => {
       const results = yield* Effect.forEach(
         Array.from({ length: workers }),
         () =>
-          startWorker({ handle: ref.handle, control, maxCycles: 2_000_000, refusalsToStop: 200 }).pipe(
+          startWorker({ handle: ref.handle, control, maxCycles: 20_000_000, refusalsToStop: 200 }).pipe(
             Effect.flatMap(Effect.forkScoped)
           )
       )
@@ -77,6 +104,42 @@ describe("RundownRef across worker threads", () => {
       assert.isAtLeast(entered, threshold)
       assert.strictEqual(Atomics.load(c, Control.ACQUIRED), Atomics.load(c, Control.RELEASED))
       assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "RunDown" })
+    }), { timeout: 60_000 })
+
+  it.live("a rundown begun in a worker refuses the main thread and waits for its release; reInit anywhere", () =>
+    Effect.gen(function*() {
+      const ref = RundownRef.makeSharedUnsafe()
+      const a = yield* scripted(ref.handle)
+      const b = yield* scripted(ref.handle)
+      const mine = yield* RundownRef.tryAcquire(ref)
+      assert.strictEqual(yield* b.send("tryAcquire"), "ok")
+      assert.deepStrictEqual(yield* a.send("state"), { _tag: "Active", count: 2 })
+
+      // Worker A runs the ref down.
+      assert.strictEqual(yield* a.send("wait"), "started")
+      assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "RunningDown", count: 2 })
+      assert.strictEqual((yield* Effect.flip(RundownRef.tryAcquire(ref)))._tag, "RundownInProgressError")
+      assert.strictEqual(yield* b.send("tryAcquire"), "RundownInProgressError")
+      assert.strictEqual(yield* a.send("tryAcquire"), "RundownInProgressError")
+      // A second waiter, in this thread.
+      const here = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
+
+      yield* mine.release
+      assert.deepStrictEqual(yield* b.send("state"), { _tag: "RunningDown", count: 1 })
+      assert.isFalse(a.drained(), "A still waits for B's reference")
+      assert.isUndefined(here.pollUnsafe())
+      assert.strictEqual(yield* b.send("reInit"), "RundownNotCompleteError: RunningDown, 1")
+
+      assert.strictEqual(yield* b.send("release"), "ok")
+      yield* a.awaitDrained
+      yield* Fiber.join(here)
+      assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "RunDown" })
+
+      // Re-initialised by worker B: everyone can acquire again.
+      assert.strictEqual(yield* b.send("reInit"), "ok")
+      assert.strictEqual(yield* a.send("tryAcquire"), "ok")
+      assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "Active", count: 1 })
+      assert.strictEqual(yield* a.send("release"), "ok")
     }), { timeout: 60_000 })
 
   it.live("a program waiting only on another thread's release does not exit early", () =>
