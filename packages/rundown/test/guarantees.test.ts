@@ -251,6 +251,28 @@ describe.each(kinds)("RundownRef guarantees ($name)", ({ make }) => {
       yield* RundownRef.waitForRundown(ref)
     }))
 
+  it.effect("a waiter whose rundown completed returns even if the ref was re-initialised and run down again first", () =>
+    Effect.gen(function*() {
+      const ref = make()
+      const first = yield* RundownRef.tryAcquire(ref)
+      const waiter = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
+      yield* settle
+      // In one synchronous step, before the waiter can observe anything: complete the rundown,
+      // re-initialise, take a new reference and begin a second rundown.
+      const second = yield* Effect.sync(() => {
+        first.releaseUnsafe()
+        Effect.runSync(RundownRef.reInit(ref))
+        const guard = Effect.runSync(RundownRef.tryAcquire(ref))
+        Effect.runFork(RundownRef.waitForRundown(ref))
+        return guard
+      })
+      assert.deepStrictEqual(RundownRef.stateUnsafe(ref), runningDown(1))
+      yield* Fiber.join(waiter)
+      assert.deepStrictEqual(RundownRef.stateUnsafe(ref), runningDown(1), "the second rundown is still waiting")
+      second.releaseUnsafe()
+      yield* RundownRef.waitForRundown(ref)
+    }))
+
   it.effect("reInit reports why it refuses", () =>
     Effect.gen(function*() {
       const ref = make()
