@@ -65,6 +65,21 @@ describe("SIGKILL at every phase", () => {
     assert.isTrue(await eventually(() => !alive(got.pid as number), 15000), "stopped after the last release")
   }, 60_000)
 
+  it("the starter, after spawning the service and before it is ready: the reaper stops it (no orphan)", async () => {
+    const name = newName("kill-spawned")
+    const a = client({ ttlMs: 200, commandNeverReadyPort: 1 })
+    await a.ready()
+    a.send(`acquire ${name}`)
+    // The service is up (it recorded itself) and a waits for a readiness that never comes.
+    assert.isTrue(await eventually(() => starts(dir, name).length === 1, 15000))
+    const [pid] = starts(dir, name)
+    assert.isTrue(await eventually(() => reapers(name).length === 1, 15000), "the reaper was spawned first")
+    a.kill("SIGKILL")
+    await a.exited
+    assert.isTrue(await eventually(() => !alive(pid!), 15000), "no orphaned service")
+    assert.isTrue(await eventually(() => reapers(name).length === 0, 15000))
+  }, 60_000)
+
   it("a holder: the count drops, the service keeps running for the others", async () => {
     const name = newName("kill-holder")
     const a = client({ ttlMs: 300 })

@@ -14,6 +14,7 @@ import { join } from "node:path"
 import * as Process from "../Process.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
 import { StartFailed, Unhealthy } from "../SharedServiceError.ts"
+import * as Hint from "./hint.ts"
 import { ensureRuntimeDir } from "./paths.ts"
 
 export type Readiness =
@@ -110,6 +111,9 @@ export const startCommand = (
       port: options.port,
       metadata: options.metadata
     })
+    // Recorded before the readiness wait: if the starting client dies now, the reaper (spawned
+    // before the start) finds this pid and stops the service instead of orphaning it.
+    yield* Effect.ignore(Hint.write(name, info))
     const ready = options.ready
     if (ready === undefined) return info
     const poll = Effect.gen(function*() {
@@ -125,7 +129,10 @@ export const startCommand = (
       }),
       Effect.catchTag("NotReady", (e) => Effect.fail(new StartFailed({ name, reason: "not ready", cause: e.cause }))),
       Effect.onExit((exit) =>
-        exit._tag === "Success" ? Effect.void : Effect.asVoid(Process.kill(pid, { startTime: info.startTime, group: true }))
+        exit._tag === "Success" ? Effect.void : Effect.andThen(
+          Process.kill(pid, { startTime: info.startTime, group: true }),
+          Hint.remove(name, info.instanceId)
+        )
       )
     )
     return info

@@ -250,6 +250,10 @@ const decide = Effect.fnUntraced(function*<E, R>(
 ): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R> {
   const count = yield* counter.count
   const hinted = verifiedHint(self.name)
+  // The reaper comes first: if this process dies while starting (after the service was spawned
+  // but before anything was registered), the reaper still finds count 0 and stops whatever the
+  // start recorded (`command` records the pid as soon as it has spawned the service).
+  const spawned = yield* ensureReaper(self, counter)
   let handle: ServiceHandle
   if (hinted === undefined) {
     // Cold start, or the service died while clients held it: start a new one.
@@ -268,7 +272,6 @@ const decide = Effect.fnUntraced(function*<E, R>(
       handle = { name: self.name, info: yield* recoverService(self, hinted, healthy.cause), started: true }
     }
   }
-  const spawned = yield* ensureReaper(self, counter)
   if (handle.started || spawned !== undefined) {
     yield* Hint.write(self.name, handle.info, spawned ?? recordedReaper(self.name))
   }
