@@ -7,7 +7,6 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { pipeArguments } from "effect/Pipeable"
 import * as Scope from "effect/Scope"
@@ -69,12 +68,15 @@ export class Waiter {
   next: Waiter | undefined = undefined
   linked = false
   wake: Wake | undefined = undefined
-  resume: ((wake: Wake) => void) | undefined = undefined
+  resume: ((wake: Effect.Effect<Wake>) => void) | undefined = undefined
   readonly ticket: TicketImpl<any>
   readonly deadline: number
+  /** Run when the parked fiber is interrupted: undo or pass on what it was given. */
+  readonly cancel: Effect.Effect<void>
   constructor(ticket: TicketImpl<any>, deadline: number) {
     this.ticket = ticket
     this.deadline = deadline
+    this.cancel = Effect.sync(() => ticket.stage.abandon(this))
   }
 }
 
@@ -153,7 +155,7 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
       this.unlink(state.waiter)
       ticket.state = idle
       state.waiter.wake = "Token"
-      state.waiter.resume?.("Token")
+      state.waiter.resume?.(wakeEffects.Token)
     } else {
       // Idle (a notify before `enter`), Promoted, or Heading (the head's own
       // token): kept, and the next `enter` returns `Token` at once.
@@ -173,10 +175,23 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
       ticket.state = heading
       return "Head"
     }
+    return this.wait(ticket, deadline)
+  }
+
+  /** The ticket joins the end of the queue. */
+  wait(ticket: TicketImpl<T>, deadline: number): Waiter {
     const waiter = new Waiter(ticket, deadline)
     ticket.state = { _tag: "Waiting", waiter }
     this.link(waiter)
     return waiter
+  }
+
+  /** Takes the free headship (the caller checked `head === undefined` in the same synchronous step). */
+  takeHead(ticket: TicketImpl<T>): boolean {
+    if (this.head !== undefined || ticket.state._tag !== "Idle") return false
+    this.head = ticket
+    ticket.state = heading
+    return true
   }
 
   /** A promoted waiter's fiber runs: it heads, unless its deadline passed, in which case it hands on. */
@@ -204,7 +219,7 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     this.unlink(waiter)
     ticket.state = idle
     waiter.wake = "Timeout"
-    waiter.resume?.("Timeout")
+    waiter.resume?.(wakeEffects.Timeout)
   }
 
   /** The parked fiber exited without observing its wake-up (interruption). */
@@ -245,7 +260,7 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
       waiter.linked = false
       waiter.ticket.state = idle
       waiter.wake = "Closed"
-      waiter.resume?.("Closed")
+      waiter.resume?.(wakeEffects.Closed)
       waiter = next
     }
   }
@@ -261,7 +276,7 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     this.head = next.ticket
     next.ticket.state = promoted
     next.wake = "Promoted"
-    next.resume?.("Promoted")
+    next.resume?.(wakeEffects.Promoted)
   }
 
   private link(waiter: Waiter): void {
@@ -359,14 +374,94 @@ const runHead = <R, T, B, A, E, R2>(
     () => Effect.sync(() => stage.leave(ticket))
   )
 
+const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
+  Token: Effect.succeed("Token"),
+  Promoted: Effect.succeed("Promoted"),
+  Timeout: Effect.succeed("Timeout"),
+  Closed: Effect.succeed("Closed")
+}
+
+/**
+ * Parks until a transition resumes the waiter. Interrupted while parked, the
+ * waiter leaves the queue (the canceller runs synchronously, before any later
+ * transition). Once resumed, the fiber's continuation runs synchronously inside
+ * the transition's `resume`, within the enter's uninterruptible region, so a
+ * wake-up (a notification, or headship) is never dropped on the floor.
+ */
 const park = (waiter: Waiter): Effect.Effect<Wake> =>
   Effect.callback<Wake>((resume) => {
-    if (waiter.wake !== undefined) return resume(Effect.succeed(waiter.wake))
-    waiter.resume = (wake) => resume(Effect.succeed(wake))
+    if (waiter.wake !== undefined) return resume(wakeEffects[waiter.wake])
+    waiter.resume = resume
+    return waiter.cancel
   })
 
 const durationMillis = (timeout: Duration.Input | undefined): number | undefined =>
   timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(timeout))
+
+const invalidTicket = (stage: StageImpl<any, any, any>, ticket: TicketImpl<any>): Effect.Effect<never> =>
+  Effect.die(
+    new Error(
+      `Stage.enter: the ticket is ${ticket.stage !== stage ? "from another stage" : ticket.state._tag}; an enter needs an idle ticket of this stage`
+    )
+  )
+
+type Entered = Wake | "Pending" | "Free"
+const enteredPending: Effect.Effect<Entered> = Effect.succeed("Pending")
+const enteredFree: Effect.Effect<Entered> = Effect.succeed("Free")
+
+/**
+ * The hot path: an `enter` without a timeout, with no clock read, no timer
+ * fiber and no interruptibility regions around the wait.
+ *
+ * The decision and the parking happen in one synchronous callback
+ * registration, so no interruption can fall between joining the queue and
+ * parking; interrupted while parked, the canceller leaves the queue (or hands
+ * on what the waiter had just been given). A pending notification or a free
+ * headship is only looked at there and taken by the continuation, which
+ * re-checks it, so an interruption in between takes nothing. A wake-up
+ * resumes the fiber in a fresh run of its loop, whose first step acts on it
+ * (taking headship under `uninterruptibleMask`) before any scheduler yield
+ * could let an interruption in.
+ */
+const enterNoTimeout = <R, T, B, A, E, R2>(
+  stage: StageImpl<R, T, B>,
+  ticket: TicketImpl<T>,
+  head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>
+): Effect.Effect<Stage.StageExit<A>, E, R2> =>
+  Effect.flatMap(
+    Effect.callback<Entered>((resume) => {
+      if (stage.state._tag === "Closed") return resume(wakeEffects.Closed)
+      if (ticket.stage !== stage || ticket.state._tag !== "Idle") return resume(invalidTicket(stage, ticket))
+      if (ticket.pending > 0) return resume(enteredPending)
+      if (stage.head === undefined) return resume(enteredFree)
+      const waiter = stage.wait(ticket, Infinity)
+      waiter.resume = resume
+      return waiter.cancel
+    }),
+    (entered): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+      switch (entered) {
+        case "Token":
+          return Effect.succeed(tokenExit)
+        case "Pending": {
+          if (ticket.pending === 0) return enterNoTimeout(stage, ticket, head)
+          ticket.pending--
+          return Effect.succeed(tokenExit)
+        }
+        case "Free":
+          return Effect.uninterruptibleMask((restore) =>
+            stage.takeHead(ticket) ? runHead(stage, ticket, head, restore) : enterNoTimeout(stage, ticket, head)
+          )
+        case "Promoted":
+          return Effect.uninterruptibleMask((restore) =>
+            stage.takePromotion(ticket, false) ? runHead(stage, ticket, head, restore) : Effect.succeed(timeoutExit)
+          )
+        case "Closed":
+          return Effect.interrupt
+        case "Timeout":
+          return Effect.succeed(timeoutExit)
+      }
+    }
+  )
 
 /** @internal */
 export const enter = <R, T, B, A, E, R2>(
@@ -380,51 +475,68 @@ export const enter = <R, T, B, A, E, R2>(
   const stage = self as StageImpl<R, T, B>
   const ticket = ticket_ as TicketImpl<T>
   const timeout = durationMillis(options.timeout)
-  return Effect.uninterruptibleMask((restore) =>
-    Effect.clockWith<Stage.StageExit<A>, E, R2>((clock) => {
-      if (stage.state._tag === "Closed") return Effect.interrupt
-      if (ticket.stage !== stage || ticket.state._tag !== "Idle") {
-        return Effect.die(
-          new Error(`Stage.enter: the ticket is ${ticket.stage !== stage ? "from another stage" : ticket.state._tag}; an enter needs an idle ticket of this stage`)
-        )
-      }
-      const now = timeout === undefined ? 0 : clock.currentTimeMillisUnsafe()
-      const deadline = timeout === undefined ? Infinity : now + timeout
-      const entered = stage.tryEnter(ticket, deadline)
+  const head = options.head
+  if (timeout === undefined) return enterNoTimeout(stage, ticket, head)
+  return Effect.uninterruptibleMask((restore) => {
+    if (stage.state._tag === "Closed") return Effect.interrupt
+    if (ticket.stage !== stage || ticket.state._tag !== "Idle") return invalidTicket(stage, ticket)
+    return Effect.clockWith<Stage.StageExit<A>, E, R2>((clock) => {
+      const entered = stage.tryEnter(ticket, clock.currentTimeMillisUnsafe() + timeout)
       if (entered === "Token") return Effect.succeed(tokenExit)
-      if (entered === "Head") return runHead(stage, ticket, options.head, restore)
+      if (entered === "Head") return runHead(stage, ticket, head, restore)
       const waiter = entered
-      const parked = timeout === undefined
-        ? restore(park(waiter))
-        : Effect.flatMap(
-          Effect.forkChild(
-            Effect.andThen(Effect.sleep(Duration.millis(timeout)), Effect.sync(() => stage.expire(waiter))),
-            { startImmediately: true }
-          ),
-          (timer) => Effect.onExit(restore(park(waiter)), () => Fiber.interrupt(timer))
-        )
-      return Effect.flatMap(
-        Effect.onExit(parked, (exit) => Exit.isFailure(exit) ? Effect.sync(() => stage.abandon(waiter)) : Effect.void),
-        (wake): Effect.Effect<Stage.StageExit<A>, E, R2> => {
-          switch (wake) {
-            case "Token":
-              return Effect.succeed(tokenExit)
-            case "Timeout":
-              return Effect.succeed(timeoutExit)
-            case "Closed":
-              return Effect.interrupt
-            case "Promoted": {
-              const expired = clock.currentTimeMillisUnsafe() >= waiter.deadline
-              return stage.takePromotion(ticket, expired)
-                ? runHead(stage, ticket, options.head, restore)
-                : Effect.succeed(timeoutExit)
-            }
-          }
-        }
+      const parked = Effect.flatMap(
+        Effect.forkChild(
+          Effect.andThen(Effect.sleep(Duration.millis(timeout)), Effect.sync(() => stage.expire(waiter))),
+          { startImmediately: true }
+        ),
+        (timer) => Effect.onExit(parkInterruptibly(waiter, restore), () => Fiber.interrupt(timer))
       )
+      return afterPark(stage, ticket, waiter, parked, head, restore, clock)
     })
-  )
+  })
 }
+
+/**
+ * Only the wait itself is interruptible. A wake-up that is already there is
+ * taken without entering the interruptible region; one that comes later
+ * resumes the fiber in a fresh run of its loop, whose first steps leave the
+ * interruptible region before any scheduler yield could let an interruption
+ * in. So a delivered wake-up is always acted on.
+ */
+const parkInterruptibly = (
+  waiter: Waiter,
+  restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
+): Effect.Effect<Wake> => Effect.suspend(() => waiter.wake !== undefined ? wakeEffects[waiter.wake] : restore(park(waiter)))
+
+const afterPark = <R, T, B, A, E, R2>(
+  stage: StageImpl<R, T, B>,
+  ticket: TicketImpl<T>,
+  waiter: Waiter,
+  parked: Effect.Effect<Wake>,
+  head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>,
+  restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>,
+  clock: { currentTimeMillisUnsafe(): number } | undefined
+): Effect.Effect<Stage.StageExit<A>, E, R2> =>
+  Effect.flatMap(
+    parked,
+    (wake): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+      switch (wake) {
+        case "Token":
+          return Effect.succeed(tokenExit)
+        case "Timeout":
+          return Effect.succeed(timeoutExit)
+        case "Closed":
+          return Effect.interrupt
+        case "Promoted": {
+          const expired = clock !== undefined && clock.currentTimeMillisUnsafe() >= waiter.deadline
+          return stage.takePromotion(ticket, expired)
+            ? runHead(stage, ticket, head, restore)
+            : Effect.succeed(timeoutExit)
+        }
+      }
+    }
+  )
 
 /** @internal */
 export const receive = <R, T, B, A, E, R2>(
