@@ -81,7 +81,20 @@ const refused = Exit.fail(refusedError)
 const underflow = (n: number, word: number): Error =>
   new Error(`RundownRef: release(${n}) with only ${count(word)} reference(s) held (the count would underflow)`)
 
-const noopInterval = () => {}
+// A pending Atomics.waitAsync does not keep the event loop alive: without this, a program
+// whose only remaining work is another thread's release would exit mid-wait. One timer per
+// thread, ref'd exactly while some wait is pending (ref/unref are cheap flag flips).
+let keepAliveTimer: ReturnType<typeof setInterval> | undefined
+let pendingWaits = 0
+const keepAlive = (delta: 1 | -1): void => {
+  pendingWaits += delta
+  if (pendingWaits === 1 && delta === 1) {
+    keepAliveTimer ??= setInterval(() => {}, 0x7fffffff)
+    keepAliveTimer.ref()
+  } else if (pendingWaits === 0) {
+    keepAliveTimer?.unref()
+  }
+}
 
 /**
  * What every ref implements. The public functions in `RundownRef.ts` only call these, so the
@@ -254,12 +267,10 @@ class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundow
     if (done()) return Effect.void
     return Effect.callback<void>((resume) => {
       let settled = false
-      // A pending waitAsync does not keep the event loop alive: without this timer a program
-      // whose only remaining work is another thread's release would exit mid-wait.
-      const keepAlive = setInterval(noopInterval, 0x7fffffff)
+      keepAlive(1)
       const settle = () => {
         settled = true
-        clearInterval(keepAlive)
+        keepAlive(-1)
       }
       const check = (): void => {
         // Bounded by the number of word changes that race with this loop.
@@ -278,7 +289,9 @@ class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundow
         }
       }
       check()
-      return Effect.sync(settle)
+      return Effect.sync(() => {
+        if (!settled) settle()
+      })
     })
   }
 
