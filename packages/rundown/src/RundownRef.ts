@@ -81,7 +81,9 @@ export interface SharedHandle {
 
 /**
  * The state of a ref, for diagnostics. By the time it is looked at it may have changed,
- * except `RunDown`, which only {@link reInit} leaves.
+ * except `RunDown`, which only {@link reInit} leaves. A shared ref can briefly show
+ * `RunningDown` with `count: 0` while the thread that released the last reference completes
+ * the rundown.
  *
  * - `Active`: acquisitions succeed; `count` are held.
  * - `RunningDown`: a rundown has begun; acquisitions fail; `count` are still held.

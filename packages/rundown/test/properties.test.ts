@@ -17,6 +17,7 @@ const Step = Schema.Literals([
   "exit",
   "fail",
   "interrupt",
+  "interruptEarly",
   "guard",
   "unguard",
   "acquireN",
@@ -103,6 +104,12 @@ const runSchedule = (ref: RundownRef.RundownRef, steps: ReadonlyArray<Step>) =>
           if (holder === undefined) break
           yield* Fiber.interrupt(holder.fiber)
           count--
+          break
+        }
+        case "interruptEarly": {
+          // Interrupted before it ever ran: nothing may be taken, and nothing released.
+          const fiber = yield* Effect.forkChild(RundownRef.protect(ref, Effect.never), { startImmediately: false })
+          yield* Fiber.interrupt(fiber)
           break
         }
         case "guard": {
