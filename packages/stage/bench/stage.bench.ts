@@ -181,14 +181,28 @@ const awaitPong = (seen: number): Promise<unknown> => {
   return waited.async ? waited.value : Promise.resolve()
 }
 
-const rawPingPong = async (n: number) => {
-  for (let i = 0; i < n; i++) {
-    const seen = Atomics.load(words, 1)
-    Atomics.add(words, 0, 1)
-    Atomics.notify(words, 0)
-    await awaitPong(seen)
-  }
+const rawPing = Effect.sync(() => {
+  Atomics.add(words, 0, 1)
+  Atomics.notify(words, 0)
+})
+
+/**
+ * Both wake-up cases run the same Effect loop: send the ping leg (`ping`),
+ * then wait for the raw pong with `Atomics.waitAsync`.
+ */
+const pingPong = (ping: Effect.Effect<unknown>) => (n: number) => {
+  let i = 0
+  return Effect.runPromise(Effect.whileLoop({
+    while: () => i++ < n,
+    body: () =>
+      Effect.suspend(() => {
+        const seen = Atomics.load(words, 1)
+        return Effect.andThen(ping, Effect.promise(() => awaitPong(seen)))
+      }),
+    step: () => {}
+  }))
 }
+const rawPingPong = pingPong(rawPing)
 
 const messagePingPong = (n: number) =>
   new Promise<void>((resolve) => {
@@ -228,13 +242,7 @@ const worker = new Worker(new URL("./wake-worker.ts", import.meta.url), {
 await new Promise<void>((resolve) => worker.once("message", () => resolve()))
 
 
-const stagePingPong = async (n: number) => {
-  for (let i = 0; i < n; i++) {
-    const seen = Atomics.load(words, 1)
-    await Effect.runPromise(notifyWorker)
-    await awaitPong(seen)
-  }
-}
+const stagePingPong = pingPong(notifyWorker)
 
 const wake = await compare({
   title: "cross-worker wake: Stage notify → fiber resumes (+ raw pong) vs raw Atomics.notify/waitAsync (+ raw pong)",

@@ -452,6 +452,42 @@ export class SharedState {
     return -seq - 3
   }
 
+  /**
+   * Under the lock: the no-timeout `enter`. Only looks at a pending
+   * notification (1) or a free headship (2), which the caller then takes with
+   * `takePendingLocked` / `takeHeadLocked`; otherwise joins the queue and
+   * returns the wait's sequence number negated minus 3.
+   */
+  waitLocked(s: number): number {
+    const m = this.m
+    const at = this.ticketAt(s)
+    if (m[at + T_PENDING]! > 0) return 1
+    if (m[HEAD]! < 0) return 2
+    const seq = (m[at + T_SEQ]! + 1) & 0x3fffffff
+    m[at + T_SEQ] = seq
+    Atomics.store(m, at + T_STATE, WAITING_STATE)
+    this.linkLocked(s)
+    return -seq - 3
+  }
+
+  takePendingLocked(s: number): boolean {
+    const m = this.m
+    const at = this.ticketAt(s)
+    if (m[at + T_PENDING]! <= 0) return false
+    m[at + T_PENDING] = m[at + T_PENDING]! - 1
+    return true
+  }
+
+  takeHeadLocked(s: number): boolean {
+    const m = this.m
+    const at = this.ticketAt(s)
+    if (m[HEAD]! >= 0 || m[at + T_STATE] !== IDLE) return false
+    Atomics.store(m, HEAD, s)
+    Atomics.add(m, EPOCH, 1)
+    Atomics.store(m, at + T_STATE, HEADING)
+    return true
+  }
+
   /** Under the lock: the head `s` leaves. */
   leaveLocked(s: number, gen: number): void {
     const m = this.m

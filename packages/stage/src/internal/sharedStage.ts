@@ -82,7 +82,13 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.buffer = options.buffer
     this.events = options.events
     this.maxTokenBytes = shared.l.keyWords * 4
-    this.heartbeat = setInterval(() => shared.heartbeat(me), Math.max(1, Math.floor(shared.lease / 4)))
+    // The heartbeat also checks, while fibers of this worker are parked, that
+    // the head's worker (and every other) is alive: a dead one is reaped.
+    let beats = 0
+    this.heartbeat = setInterval(() => {
+      shared.heartbeat(me)
+      if ((++beats & 1) === 0 && this.parkedCount > 0 && !this.closed) this.checkLeases()
+    }, Math.max(1, Math.floor(shared.lease / 4)))
     this.heartbeat.unref?.()
   }
 
@@ -158,13 +164,9 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
         }
         const seen = Atomics.load(m, index)
         this.drain()
-        // While fibers are parked, wake up every half lease to check that the head's worker is alive.
-        const waited = Atomics.waitAsync(m, index, seen, this.parkedCount > 0 ? this.shared.lease / 2 : Infinity)
+        const waited = Atomics.waitAsync(m, index, seen)
         if (!waited.async) continue
-        waited.value.then((outcome) => {
-          if (outcome === "timed-out" && !this.closed) this.checkLeases()
-          step()
-        })
+        waited.value.then(step)
         return
       }
     }
@@ -314,6 +316,94 @@ const park = <T>(ticket: LocalTicket<T>): Effect.Effect<Wake> =>
     })
   })
 
+type Entered = Wake | "Pending" | "Free" | "Retry"
+const enteredEffects: Record<Entered, Effect.Effect<Entered>> = {
+  Token: Effect.succeed("Token"),
+  Promoted: Effect.succeed("Promoted"),
+  Timeout: Effect.succeed("Timeout"),
+  Closed: Effect.succeed("Closed"),
+  Pending: Effect.succeed("Pending"),
+  Free: Effect.succeed("Free"),
+  Retry: Effect.succeed("Retry")
+}
+
+/**
+ * The hot path, an `enter` without a timeout (the same argument as the
+ * in-process stage's): joining the queue and parking happen in one callback
+ * registration; a pending notification or a free headship is only looked at
+ * there and taken, under the lock, by the continuation.
+ */
+const enterNoTimeout = <R, T, B, E, A, EH, RH>(
+  stage: SharedStageImpl<R, T, B, E>,
+  ticket: LocalTicket<T>,
+  head: (director: SharedStage.Director<R, T, B, E>) => Effect.Effect<A, EH, RH>
+): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
+  let seq = -1
+  return Effect.flatMap(
+    Effect.callback<Entered>((resume) => {
+      if (stage.closed) return resume(enteredEffects.Closed)
+      if (ticket.stage !== stage || ticket.withdrawn || ticket.parked) return resume(invalidTicket)
+      const entered = stage.locked((s) => s.waitLocked(ticket.slot))
+      if (entered === 1) return resume(enteredEffects.Pending)
+      if (entered === 2) return resume(enteredEffects.Free)
+      seq = -entered - 3
+      ticket.seq = seq
+      ticket.wake = undefined
+      ticket.parked = true
+      stage.parkedCount++
+      stage.startPump()
+      ticket.resume = (wake) => resume(enteredEffects[wake])
+      return Effect.sync(() => {
+        unpark(stage, ticket)
+        if (!stage.closed && !ticket.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
+          stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq))
+        }
+      })
+    }),
+    (entered): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
+      switch (entered) {
+        case "Token":
+          unpark(stage, ticket)
+          return Effect.succeed(tokenExit)
+        case "Pending":
+          if (!stage.locked((s) => s.takePendingLocked(ticket.slot))) return enterNoTimeout(stage, ticket, head)
+          stage.drain()
+          return Effect.succeed(tokenExit)
+        case "Free":
+          return Effect.uninterruptibleMask((restore) =>
+            stage.locked((s) => s.takeHeadLocked(ticket.slot))
+              ? runHead(stage, ticket, head, restore)
+              : enterNoTimeout(stage, ticket, head)
+          )
+        case "Promoted":
+          unpark(stage, ticket)
+          return Effect.uninterruptibleMask((restore) =>
+            stage.locked((s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, false))
+              ? runHead(stage, ticket, head, restore)
+              : enterNoTimeout(stage, ticket, head)
+          )
+        case "Retry":
+          return enterNoTimeout(stage, ticket, head)
+        case "Closed":
+          unpark(stage, ticket)
+          return Effect.interrupt
+        case "Timeout":
+          unpark(stage, ticket)
+          return Effect.succeed(timeoutExit)
+      }
+    }
+  )
+}
+
+const invalidTicket = Effect.die(new Error("SharedStage.enter: the ticket is withdrawn, parked, or from another stage"))
+
+const unpark = (stage: SharedStageImpl<any, any, any, any>, ticket: LocalTicket<any>): void => {
+  if (ticket.parked) {
+    ticket.parked = false
+    stage.parkedCount--
+  }
+}
+
 /** @internal */
 export const enter = <R, T, B, E, A, EH, RH>(
   self: SharedStage.SharedStage<R, T, B, E>,
@@ -326,6 +416,7 @@ export const enter = <R, T, B, E, A, EH, RH>(
   const stage = self as SharedStageImpl<R, T, B, E>
   const ticket = ticket_ as LocalTicket<T>
   const timeout = options.timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+  if (timeout === undefined) return enterNoTimeout(stage, ticket, options.head)
   return Effect.uninterruptibleMask((restore) =>
     Effect.clockWith<Stage.StageExit<A>, EH, RH>((clock) => {
       if (stage.closed) return Effect.interrupt
@@ -346,7 +437,6 @@ export const enter = <R, T, B, E, A, EH, RH>(
       ticket.parked = true
       stage.parkedCount++
       stage.startPump()
-      if (stage.parkedCount === 1) stage.shared.ring(stage.me) // re-arm the pump's wait with the lease timeout
       const expire = Effect.sync(() => {
         if (ticket.wake !== undefined || !ticket.parked) return
         if (stage.locked((s) => s.expireLocked(ticket.slot, ticket.gen, seq))) stage.wakeUp(ticket, "Timeout")
