@@ -204,20 +204,24 @@ const pingPong = (ping: Effect.Effect<unknown>) => (n: number) => {
 }
 const rawPingPong = pingPong(rawPing)
 
-const messagePingPong = (n: number) =>
-  new Promise<void>((resolve) => {
-    let i = 0
-    const onMessage = () => {
-      if (++i === n) {
-        worker.off("message", onMessage)
-        resolve()
-      } else {
-        worker.postMessage(i)
-      }
-    }
-    worker.on("message", onMessage)
-    worker.postMessage(0)
-  })
+// postMessage both ways, in the same Effect loop (the worker echoes each message).
+let onPong: (() => void) | undefined
+const messagePingPong = (n: number) => {
+  const pong = () => onPong?.()
+  worker.on("message", pong)
+  let i = 0
+  return Effect.runPromise(Effect.whileLoop({
+    while: () => i++ < n,
+    body: () =>
+      Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          onPong = resolve
+          worker.postMessage(i)
+        })
+      ),
+    step: () => {}
+  })).finally(() => worker.off("message", pong))
+}
 
 const stage = await Effect.runPromise(Scope.provide(
   SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }),
@@ -253,6 +257,13 @@ const wake = await compare({
   goal: { maxRatio: 1.1 }
 })
 console.log(`  ⇒ Stage one-way ≈ ${(2 * wake.ratio - 1).toFixed(2)}× a raw Atomics.notify/waitAsync one-way (goal ≤ 1.2×)`)
+
+await compare({
+  title: "context: raw Atomics.notify/waitAsync ping-pong vs postMessage ping-pong (same loop)",
+  subject: { name: "raw ping + raw pong", run: rawPingPong },
+  baseline: { name: "postMessage both ways", run: messagePingPong },
+  iterations: 2_000
+})
 
 await compare({
   title: "cross-worker wake: Stage notify (+ raw pong) vs postMessage ping-pong",
