@@ -316,6 +316,11 @@ export const tryAcquire: (self: RundownRef) => Effect.Effect<RundownGuard, Rundo
  * the count reaches zero. Interrupting a caller (for example with `Effect.timeout`) stops its
  * wait but never undoes the rundown.
  *
+ * With a shared ref, if another thread completes this rundown, re-initialises the ref and
+ * begins a new rundown within the few instructions between this call's start of the rundown
+ * and its first look at the state, the call also waits for that new rundown: it can return
+ * late in that race, never early.
+ *
  * @since 0.1.0
  * @category combinators
  */

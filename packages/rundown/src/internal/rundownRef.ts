@@ -229,11 +229,6 @@ class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundow
 
   beginUnsafe(): number {
     const i32 = this.i32
-    // Read before RUNDOWN is set: the completion of this rundown (or of the one already in
-    // progress that this call joins) necessarily bumps the epoch after this read, and the
-    // completion of an earlier rundown necessarily bumped it before (reInit needs DRAINED,
-    // which is stored after the bump). See `awaitDrained`.
-    const epoch = Atomics.load(i32, EPOCH)
     let w = Atomics.load(i32, WORD)
     while ((w & RUNDOWN) === 0) {
       const prev = Atomics.compareExchange(i32, WORD, w, w | RUNDOWN)
@@ -243,7 +238,14 @@ class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundow
       }
       w = prev
     }
-    return epoch
+    // Read only now that RUNDOWN is set. The epoch moves only when a rundown completes, so
+    // the first move after this read is the completion of this rundown or of a later one —
+    // never of an earlier one, which is what a read taken before the CAS could see (an earlier
+    // rundown completing and being re-initialised between that read and the CAS), making the
+    // waiter return before its own rundown had drained. The price, in that same narrow window
+    // turned around (this rundown completes, is re-initialised and a new one begins before this
+    // line), is that the waiter also waits for the new rundown: late, never early.
+    return Atomics.load(i32, EPOCH)
   }
 
   complete(): void {
