@@ -16,7 +16,8 @@ export const ObservedState = Schema.Literals(["Active", "RunningDown", "RunDown"
 
 /**
  * An acquisition was refused because the ref is being (or has been) run down: the resource
- * behind it must not be entered any more.
+ * behind it must not be entered any more. Refusals are expected on a hot path, so they all
+ * share one immutable instance rather than building an `Error` (and its stack) each time.
  *
  * @since 0.1.0
  * @category errors
