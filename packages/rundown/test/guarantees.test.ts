@@ -362,6 +362,32 @@ describe("metrics", () => {
     }))
 })
 
+describe("shared ref: the cost of waking", () => {
+  it.effect("a release pays for Atomics.notify only when it completes a rundown", () =>
+    Effect.gen(function*() {
+      const ref = RundownRef.makeSharedUnsafe()
+      const notify = Atomics.notify
+      let notifies = 0
+      Atomics.notify = ((typedArray: Int32Array, index: number, count?: number) => {
+        notifies++
+        return notify(typedArray, index, count)
+      }) as typeof Atomics.notify
+      yield* Effect.addFinalizer(() => Effect.sync(() => Atomics.notify = notify))
+
+      for (let i = 0; i < 100; i++) yield* RundownRef.protect(ref, Effect.void)
+      const guards = yield* Effect.forEach([1, 2, 3], () => RundownRef.tryAcquire(ref))
+      const waiter = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
+      yield* settle
+      yield* guards[0]!.release
+      yield* guards[1]!.release
+      assert.strictEqual(notifies, 0, "no notify before the last release")
+      yield* guards[2]!.release
+      assert.strictEqual(notifies, 1, "the completing release notifies once")
+      yield* Fiber.join(waiter)
+      assert.strictEqual(notifies, 1)
+    }))
+})
+
 describe("fromShared", () => {
   it.effect("rebuilds a ref that shares the state", () =>
     Effect.gen(function*() {
