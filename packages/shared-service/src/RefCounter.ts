@@ -37,6 +37,8 @@ import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError
  */
 export interface Counter {
   readonly name: string
+  /** The implementation (the detached reaper opens the same kind). */
+  readonly kind: "sysv" | "flock" | "memory"
   /** `true` when `count` is the exact number of holding processes, `false` when it only says 0 or "some". */
   readonly exact: boolean
   /**

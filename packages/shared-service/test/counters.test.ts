@@ -9,7 +9,7 @@ import { spawn } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fixture, uniqueName } from "./util.ts"
+import { alive, Client, eventually, fixture, reapers, sleep, starts, uniqueName } from "./util.ts"
 
 process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-counters-"))
 
@@ -102,6 +102,44 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
       yield* counter.releaseReaper
       assert.isFalse(yield* counter.hasReaper)
     }))
+})
+
+describe("SharedService over the flock counter, real processes", () => {
+  it("a SIGKILLed last client: the flock reaper stops the service; a holder keeps it up", async () => {
+    const name = newName("flock-e2e")
+    const dir = process.env["QUIESCE_RUNTIME_DIR"]!
+    const [a, b] = [
+      new Client({ ttlMs: 200, startsDir: dir, counter: "flock" }),
+      new Client({ ttlMs: 200, startsDir: dir, counter: "flock" })
+    ]
+    try {
+      await Promise.all([a.ready(), b.ready()])
+      const ga = await a.request(`acquire ${name}`)
+      const gb = await b.request(`acquire ${name}`)
+      assert.strictEqual(ga.ev, "acquired", JSON.stringify(ga))
+      assert.strictEqual(gb.pid, ga.pid)
+      assert.isFalse(gb.started === true)
+      assert.isTrue(await eventually(() => reapers(name).length === 1, 15000))
+      a.kill("SIGKILL")
+      await a.exited
+      await sleep(800)
+      assert.isTrue(alive(ga.pid as number), "b still holds it")
+      b.kill("SIGKILL")
+      assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000), "stopped after the last client died")
+      assert.isTrue(await eventually(() => reapers(name).length === 0, 15000))
+    } finally {
+      a.kill()
+      b.kill()
+      for (const pid of starts(dir, name)) {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // gone
+        }
+      }
+      await Effect.runPromise(Effect.ignore(Effect.flatMap(RefCounter.flock().open(name), (c) => c.remove)))
+    }
+  }, 60_000)
 })
 
 describe("SharedService over the SysV counter, in one process", () => {

@@ -1,5 +1,5 @@
 /**
- * A storm of random acquire / release / SIGKILL across real processes for ~12 s, sampled
+ * A storm of random acquire / release / SIGKILL across real processes for ~10 s, sampled
  * throughout: "service running ⇔ count > 0" once the grace period has passed; at the end no
  * service process, no reaper and no semaphore set of the test is left.
  */
@@ -16,7 +16,7 @@ process.env["QUIESCE_RUNTIME_DIR"] = dir
 
 const name = uniqueName("storm")
 const TTL = 300
-const DURATION_MS = 12_000
+const DURATION_MS = 10_000
 const POOL = 6
 const MAX_KILLS = 8
 const all: Array<Client> = []

@@ -89,7 +89,7 @@ export class Client {
   }
 
   ready() {
-    return this.next((e) => e.ev === "ready", 30000, 0)
+    return this.next((e) => e.ev === "ready", 60000, 0)
   }
 
   async request(line: string, timeoutMs = 20000): Promise<Event> {

@@ -1,5 +1,5 @@
 /**
- * The detached reaper: `reaper <name> <idleTimeToLiveMs> <stopTimeoutMs> <lockTimeoutMs>`.
+ * The detached reaper: `reaper <name> <idleTimeToLiveMs> <stopTimeoutMs> <lockTimeoutMs> [sysv|flock]`.
  * Spawned (detached, stdio ignored) by the client that finds no reaper alive. It takes the
  * reaper slot (exiting at once if another process holds it), holds no reference, and runs the
  * reap loop: wait for zero, wait the grace period, re-check under the lock, stop the hinted
@@ -9,12 +9,12 @@
  */
 import { Duration, Effect } from "effect"
 import { stopProcess, reap } from "../internal/sharedService.ts"
-import { RefCounter } from "../RefCounter.ts"
+import { flock, RefCounter } from "../RefCounter.ts"
 
-const [name, ttl, stopTimeout, lockTimeout] = process.argv.slice(2)
+const [name, ttl, stopTimeout, lockTimeout, kind] = process.argv.slice(2)
 
 const program = Effect.gen(function*() {
-  const rc = yield* RefCounter
+  const rc = kind === "flock" ? flock() : yield* RefCounter
   const counter = yield* rc.open(name ?? "")
   if (!(yield* counter.claimReaper)) return
   const stopAfter = Duration.millis(Number(stopTimeout ?? 5000))

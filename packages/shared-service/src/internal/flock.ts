@@ -54,6 +54,7 @@ export const make = (): RefCounter => {
 const sleepMs = (ms: number) => Effect.sleep(Duration.millis(ms))
 
 class FlockCounter implements Counter {
+  readonly kind = "flock" as const
   readonly exact = false
   readonly lib: L.Libc
   readonly name: string

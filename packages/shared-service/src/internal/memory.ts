@@ -84,6 +84,7 @@ export const makeKernel = (): MemoryKernel => {
       }
       return {
         name,
+        kind: "memory",
         exact: true,
         lock: (timeout) =>
           waitUntil(

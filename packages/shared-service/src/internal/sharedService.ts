@@ -343,9 +343,12 @@ const ensureReaper = <E, R>(
   return Effect.flatMap(counter.hasReaper, (has): Effect.Effect<Hint.ReaperRecord | undefined, SystemError, R> => {
     if (has) return Effect.undefined
     if (self.reaper === "detached") {
+      // A simulated kernel has no process to hand the reaping to.
+      if (counter.kind === "memory") return Effect.undefined
       const recorded = recordedReaper(self.name)
       if (recorded !== undefined && Process.isAliveUnsafe(recorded.pid, recorded.startTime)) return Effect.undefined
       const pid = spawnReaper(self.name, {
+        kind: counter.kind,
         idleTimeToLive: self.idleTimeToLive,
         stopTimeout: self.stopTimeout,
         lockTimeout: self.lockTimeout
@@ -430,6 +433,7 @@ const startTimeOf = (pid: number): number | undefined => Effect.runSync(Process.
 export const spawnReaper = (
   name: string,
   options: {
+    readonly kind: "sysv" | "flock"
     readonly idleTimeToLive: Duration.Duration
     readonly stopTimeout: Duration.Duration
     readonly lockTimeout: Duration.Duration
@@ -446,7 +450,8 @@ export const spawnReaper = (
       name,
       String(Duration.toMillis(options.idleTimeToLive)),
       String(Duration.toMillis(options.stopTimeout)),
-      String(Duration.toMillis(options.lockTimeout))
+      String(Duration.toMillis(options.lockTimeout)),
+      options.kind
     ],
     { detached: true, stdio: "ignore" }
   )

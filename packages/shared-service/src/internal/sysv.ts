@@ -112,6 +112,7 @@ function openSet(lib: L.Libc, name: string, create: boolean): number | SystemErr
 }
 
 export class SysVCounter implements Counter {
+  readonly kind = "sysv" as const
   readonly exact = true
   readonly lib: L.Libc
   readonly name: string
