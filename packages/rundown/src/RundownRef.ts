@@ -22,6 +22,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import type * as Metric from "effect/Metric"
+import type { Inspectable } from "effect/Inspectable"
 import type { Pipeable } from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/rundownRef.ts"
@@ -51,7 +52,7 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category models
  */
-export interface RundownRef extends Pipeable {
+export interface RundownRef extends Pipeable, Inspectable {
   readonly [TypeId]: TypeId
 }
 

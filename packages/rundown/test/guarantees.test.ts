@@ -334,6 +334,8 @@ describe("RundownRef.make (Scope-managed)", () => {
       assert.isFalse(RundownRef.isSharedRundownRef(ref))
       assert.strictEqual(ref.pipe(RundownRef.stateUnsafe)._tag, "Active")
       assert.strictEqual(yield* Effect.succeed(7).pipe(RundownRef.protect(ref)), 7)
+      assert.deepStrictEqual(ref.toJSON(), { _id: "RundownRef", shared: false, state: active(0) })
+      assert.match(String(RundownRef.makeSharedUnsafe()), /"shared":true/)
     }))
 })
 

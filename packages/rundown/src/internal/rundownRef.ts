@@ -26,6 +26,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Inspectable from "effect/Inspectable"
 import * as Metric from "effect/Metric"
 import { pipeArguments } from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
@@ -102,11 +103,12 @@ const keepAlive = (delta: 1 | -1): void => {
  *
  * @internal
  */
-export abstract class RundownRefBase implements RundownRef.RundownRef {
+export abstract class RundownRefBase extends Inspectable.Class implements RundownRef.RundownRef {
   readonly [TypeId]: typeof TypeId = TypeId
   readonly metrics: RundownRef.RundownMetrics | undefined
 
   constructor(metrics: RundownRef.RundownMetrics | undefined) {
+    super()
     this.metrics = metrics
   }
 
@@ -123,7 +125,7 @@ export abstract class RundownRefBase implements RundownRef.RundownRef {
   abstract reInitUnsafe(): number | undefined
 
   toJSON() {
-    return { _id: "RundownRef", state: decode(this.word()) }
+    return { _id: "RundownRef", shared: this instanceof SharedRundownRef, state: decode(this.word()) }
   }
 }
 
