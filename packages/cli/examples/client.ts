@@ -5,6 +5,8 @@
  * - `hold`: print `holding {env}` and wait until stdin closes, then exit 0.
  * - `signals`: print `waiting`, then on SIGINT print `got SIGINT` and exit 42, on SIGTERM print
  *   `got SIGTERM` and exit 55 (codes no shell would make up).
+ * - `count-sigint`: print `waiting`, print `SIGINT` for each SIGINT; on SIGTERM, 300 ms later
+ *   print `got N SIGINT` and exit 40 + N.
  * - `get`: GET the service's `/` and print `served {"service": its answer, "env": the QUIESCE_* variables}`;
  *   exit 1 if it fails.
  * - `visit LABEL`: GET the service's `/`, print `LABEL: service pid P on port N answered request #R`,
@@ -44,6 +46,21 @@ switch (mode) {
     console.log("waiting")
     setInterval(() => {}, 1_000)
     break
+  case "count-sigint": {
+    let count = 0
+    process.on("SIGINT", () => {
+      count++
+      console.log("SIGINT")
+    })
+    process.on("SIGTERM", () =>
+      setTimeout(() => {
+        console.log(`got ${count} SIGINT`)
+        process.exit(40 + count)
+      }, 300))
+    console.log("waiting")
+    setInterval(() => {}, 1_000)
+    break
+  }
   case "get": {
     const response = await fetch(`http://127.0.0.1:${process.env["QUIESCE_SERVICE_PORT"]}/`)
     console.log(`served ${JSON.stringify({ service: await response.json(), env: JSON.parse(env()) })}`)

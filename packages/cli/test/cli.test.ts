@@ -1,10 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as ChildProcess from "node:child_process"
+import { readFileSync } from "node:fs"
 import {
+  bin,
   client,
   eventually,
   isAlive,
   node,
+  nodeArgs,
   quiesce,
   quiesceExit,
   serviceCommand,
@@ -69,6 +73,46 @@ describe("quiesce run", { timeout: 60_000 }, () => {
         assert.strictEqual(exit.code, signal === "SIGINT" ? 42 : 55, q.stderr())
       }))
   }
+
+  it.live("a terminal's Ctrl-C is not forwarded again (the terminal already delivered it)", () =>
+    Effect.gen(function*() {
+      // Under a pseudo-terminal (util-linux `script`) quiesce is in the terminal's foreground
+      // process group, so the kernel delivers ^C to it and to the command it runs. Forwarding
+      // it as well would double it; two deliveries usually coalesce into one pending signal,
+      // so to observe a forwarded one deterministically the command runs in its own session
+      // (`setsid`), out of the terminal's reach: it must get no SIGINT at all. SIGTERM, which
+      // no terminal sends, is still forwarded and ends it.
+      const { env, log, name } = yield* testService("tty")
+      const line = [node, ...nodeArgs, bin, ...runArgs(name, log), "setsid", node, client, "count-sigint"]
+        .map((word) => `'${word.replace(/'/g, "'\\''")}'`)
+        .join(" ")
+      const result = yield* Effect.callback<{ code: number | null; output: string }>((resume) => {
+        const child = ChildProcess.spawn("script", ["-qec", line, "/dev/null"], {
+          stdio: ["pipe", "pipe", "pipe"],
+          env: { ...process.env, ...env }
+        })
+        let output = ""
+        let stage = 0
+        child.stdout.on("data", (chunk: Buffer) => {
+          output += chunk.toString()
+          if (stage === 0 && output.includes("waiting")) {
+            stage = 1
+            child.stdin.write("\x03")
+          } else if (stage === 1 && output.includes("^C")) {
+            // The terminal has processed the ^C (it echoes it when it raises SIGINT).
+            stage = 2
+            // `script`'s child is the shell, which exec'd quiesce.
+            const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim()
+            process.kill(Number(children.split(" ")[0]), "SIGTERM")
+          }
+        })
+        child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+        child.on("close", (code) => resume(Effect.succeed({ code, output })))
+        return Effect.sync(() => void child.kill("SIGKILL"))
+      })
+      assert.include(result.output, "got 0 SIGINT", result.output)
+      assert.strictEqual(result.code, 40, result.output)
+    }))
 
   it.live("a signal while the service is starting interrupts the start: the service is killed, exit 143", () =>
     Effect.gen(function*() {

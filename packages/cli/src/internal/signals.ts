@@ -3,8 +3,15 @@
  * sent to `quiesce` are forwarded to it (and `quiesce` waits for it to exit, keeping its
  * reference on the service until then); at any other time they interrupt the main fiber, so
  * scopes close and the service reference is released before the process exits.
+ *
+ * Except one case: the command shares quiesce's process group, so when that group is the
+ * foreground group of a terminal, the terminal's Ctrl-C (SIGINT) and hang-up (SIGHUP) reach
+ * the command directly from the kernel. Forwarding them again would make one Ctrl-C a double
+ * one, which many tools read as "force quit, skip cleanup". A SIGINT sent with `kill` to a
+ * foreground `quiesce` is then not forwarded either; SIGTERM always is.
  */
 import * as Effect from "effect/Effect"
+import { readFileSync } from "node:fs"
 import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 
@@ -16,11 +23,30 @@ let received: NodeJS.Signals | undefined
 /** The first signal `quiesce` received, if any: the exit status reports it when no command ran. */
 export const receivedSignal = (): NodeJS.Signals | undefined => received
 
+/**
+ * Whether this process's group is the foreground group of its controlling terminal (Linux:
+ * `/proc/self/stat` fields 5 `pgrp`, 7 `tty_nr`, 8 `tpgid`). `false` where it cannot tell.
+ */
+const inTerminalForeground = (): boolean => {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8")
+    // Fields after the command name (which may contain spaces): state, ppid, pgrp, session, tty_nr, tpgid.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return fields[4] !== "0" && fields[2] === fields[5]
+  } catch {
+    return false
+  }
+}
+
+const deliveredByTerminal = (signal: NodeJS.Signals): boolean =>
+  (signal === "SIGINT" || signal === "SIGHUP") && inTerminalForeground()
+
 /** Routes the process's signals for the lifetime of `fiber`. Returns the uninstaller. */
 export const install = (fiber: Fiber.Fiber<unknown, unknown>): () => void => {
   const onSignal = (signal: NodeJS.Signals) => {
     received ??= signal
     if (forwardTo !== undefined) {
+      if (deliveredByTerminal(signal)) return
       try {
         process.kill(forwardTo, signal)
       } catch {
