@@ -116,7 +116,10 @@ export abstract class RundownRefBase extends Inspectable.Class implements Rundow
     return pipeArguments(this, arguments)
   }
 
+  /** The state word, read atomically (for decisions and diagnostics). */
   abstract readonly word: () => number
+  /** A cheaper, possibly stale read of the word, for a fast refusal only: never a decision. */
+  abstract hint(): number
   abstract acquireUnsafe(n: number): Outcome
   abstract releaseUnsafe(n: number): void
   /** Sets RUNDOWN (completing at once if nothing is held); returns a token for `awaitDrained`. */
@@ -139,6 +142,10 @@ class LocalRundownRef extends RundownRefBase {
   drained: Deferred.Deferred<void> | undefined = undefined
 
   readonly word = () => this.w
+
+  hint(): number {
+    return this.w
+  }
 
   acquireUnsafe(n: number): Outcome {
     const w = this.w
@@ -202,10 +209,17 @@ class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundow
 
   readonly word = () => Atomics.load(this.i32, WORD)
 
+  // A plain element read: aligned Int32Array accesses never tear, so a racing read returns
+  // some value the word really held, and every decision is made by the CAS that follows.
+  hint(): number {
+    return this.i32[WORD]!
+  }
+
   acquireUnsafe(n: number): Outcome {
     const i32 = this.i32
     const d = n * UNIT
-    let w = Atomics.load(i32, WORD)
+    // The first expected value may be stale: the CAS fails and reloads if it is.
+    let w = i32[WORD]!
     while (true) {
       if ((w & RUNDOWN) !== 0) return REFUSED
       if (count(w) + n > MAX_COUNT) return OVERFLOW
@@ -408,7 +422,7 @@ export const protect = <A, E, R>(
 ): Effect.Effect<A, E | RundownInProgressError, R> =>
   Effect.suspend((): Effect.Effect<A, E | RundownInProgressError, R> => {
     const ref = self as RundownRefBase
-    if ((ref.word() & RUNDOWN) !== 0) return refused
+    if ((ref.hint() & RUNDOWN) !== 0) return refused
     let held = false
     return Effect.onExitPrimitive(
       Effect.suspend((): Effect.Effect<A, E | RundownInProgressError, R> => {
