@@ -205,6 +205,19 @@ export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
  * the ref keeps the event loop alive (a pending `waitAsync` alone would not). A release pays
  * for an `Atomics.notify` only when it completes a rundown.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Worker } from "node:worker_threads"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const ref = yield* RundownRef.makeShared()
+ *   new Worker(new URL("./worker.ts", import.meta.url), { workerData: ref.handle })
+ *   // in worker.ts: const ref = RundownRef.fromSharedUnsafe(workerData)
+ * }))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -280,6 +293,19 @@ export const protect: {
  * its release in the scope are one uninterruptible step; if the scope is already closed the
  * reference is released at once.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * declare const ref: RundownRef.RundownRef
+ * // Protection for a whole scoped section, e.g. a stream consumer's lifetime.
+ * const consumer = Effect.scoped(Effect.gen(function*() {
+ *   yield* RundownRef.acquire(ref)
+ *   // ... use the resource; the reference is released when the scope closes
+ * }))
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -304,6 +330,20 @@ export const acquireN: {
  * caller must release the guard; prefer {@link protect} or {@link acquire}, which cannot leak
  * a reference when interrupted.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * declare const ref: RundownRef.RundownRef
+ * const program = Effect.gen(function*() {
+ *   const guard = yield* RundownRef.tryAcquire(ref)
+ *   // ... hand the guard to a callback API, which releases it when done
+ *   yield* guard.release
+ *   yield* guard.release // a no-op: never releases someone else's reference
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -322,6 +362,20 @@ export const tryAcquire: (self: RundownRef) => Effect.Effect<RundownGuard, Rundo
  * and its first look at the state, the call also waits for that new rundown: it can return
  * late in that race, never early.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * declare const ref: RundownRef.RundownRef
+ * declare const destroyResource: Effect.Effect<void>
+ * // Refuse new users, give the current ones 30 seconds, then tear down either way.
+ * const shutdown = RundownRef.waitForRundown(ref).pipe(
+ *   Effect.timeoutOption("30 seconds"),
+ *   Effect.andThen(destroyResource)
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -331,6 +385,20 @@ export const waitForRundown: (self: RundownRef) => Effect.Effect<void> = interna
  * Makes a completed rundown usable again: acquisitions succeed from then on. Fails with
  * `RundownNotCompleteError` (and changes nothing) if the ref is active or references are
  * still outstanding.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * declare const ref: RundownRef.RundownRef
+ * declare const reload: Effect.Effect<void>
+ * // Swap the resource out from under its users, then let them back in.
+ * const restart = RundownRef.waitForRundown(ref).pipe(
+ *   Effect.andThen(reload),
+ *   Effect.andThen(RundownRef.reInit(ref))
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category combinators
