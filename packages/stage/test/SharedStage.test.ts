@@ -87,6 +87,10 @@ describe("SharedStage (two attachments in one thread)", () => {
         const error = yield* Effect.flip(SharedStage.ticket(b, bad))
         assert.strictEqual(error._tag, "TokenEncodingError", String(bad))
       }
+      // Non-ASCII tokens encode canonically (UTF-8) and match across workers.
+      yield* SharedStage.ticket(a, ["é", "🙂"])
+      assert.strictEqual((yield* Effect.flip(SharedStage.ticket(b, ["é", "🙂"])))._tag, "TokenInUseError")
+      yield* SharedStage.ticket(b, ["e", "🙂"])
       // 1 and "1" are different tokens; -0 and 0 are the same (as under Equal).
       yield* SharedStage.ticket(b, 1)
       yield* SharedStage.ticket(b, "1")

@@ -16,7 +16,7 @@ import type * as Stage from "../Stage.ts"
 import { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError } from "../StageError.ts"
 import * as memory from "./sharedMemory.ts"
 import { finished, timeoutExit, tokenExit } from "./stage.ts"
-import { encodeToken } from "./tokenCodec.ts"
+import { TokenEncoder } from "./tokenCodec.ts"
 
 /** @internal */
 export const TypeId = "~@quiesce/stage/SharedStage"
@@ -67,6 +67,7 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
   readonly me: number
   readonly gen: number
   readonly maxTokenBytes: number
+  readonly encoder: TokenEncoder
   readonly locals: Array<LocalTicket<T> | undefined> = []
   tickets = 0
   parkedCount = 0
@@ -82,6 +83,7 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.buffer = options.buffer
     this.events = options.events
     this.maxTokenBytes = shared.l.keyWords * 4
+    this.encoder = new TokenEncoder(this.maxTokenBytes)
     // The heartbeat also checks, while fibers of this worker are parked, that
     // the head's worker (and every other) is alive: a dead one is reaped.
     let beats = 0
@@ -229,7 +231,7 @@ export const ticket = <R, T, B, E>(
   Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError> => {
     const stage = self as SharedStageImpl<R, T, B, E>
     if (stage.closed) return Effect.interrupt
-    const encoded = encodeToken(token, stage.maxTokenBytes)
+    const encoded = stage.encoder.encode(token)
     if ("error" in encoded) return Effect.fail(new TokenEncodingError({ reason: encoded.error }))
     const slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
     if (slot === -1) return Effect.fail(new TokenInUseError({ token: showToken(token) }))
@@ -280,7 +282,7 @@ class SharedDirector<R, T, B, E> implements SharedStage.Director<R, T, B, E> {
 
 const send = <R, T, B, E>(stage: SharedStageImpl<R, T, B, E>, token: T, event: Uint8Array | undefined): Effect.Effect<boolean> =>
   Effect.suspend(function attempt(): Effect.Effect<boolean> {
-    const encoded = encodeToken(token, stage.maxTokenBytes)
+    const encoded = stage.encoder.encode(token)
     // A token without an encoding cannot be held by anyone.
     if ("error" in encoded) return Effect.succeed(false)
     const owner = stage.locked((s) => s.notifyLocked(encoded.bytes, encoded.hash, event))

@@ -10,7 +10,41 @@
 /** @internal */
 export type Encoded = { readonly bytes: Uint8Array; readonly hash: number } | { readonly error: string }
 
-const encoder = new TextEncoder()
+/** UTF-8 without `TextEncoder`, whose per-call cost dominates for short tokens. */
+const utf8 = (text: string): Uint8Array => {
+  let length = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x80) length += 1
+    else if (c < 0x800) length += 2
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      length += 4
+      i++
+    } else length += 3
+  }
+  const bytes = new Uint8Array(length)
+  let at = 0
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i)
+    if (c < 0x80) {
+      bytes[at++] = c
+    } else if (c < 0x800) {
+      bytes[at++] = 0xc0 | (c >> 6)
+      bytes[at++] = 0x80 | (c & 0x3f)
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      c = 0x10000 + ((c - 0xd800) << 10) + (text.charCodeAt(++i) - 0xdc00)
+      bytes[at++] = 0xf0 | (c >> 18)
+      bytes[at++] = 0x80 | ((c >> 12) & 0x3f)
+      bytes[at++] = 0x80 | ((c >> 6) & 0x3f)
+      bytes[at++] = 0x80 | (c & 0x3f)
+    } else {
+      bytes[at++] = 0xe0 | (c >> 12)
+      bytes[at++] = 0x80 | ((c >> 6) & 0x3f)
+      bytes[at++] = 0x80 | (c & 0x3f)
+    }
+  }
+  return bytes
+}
 
 const canonical = (value: unknown, depth: number): string => {
   if (depth > 32) throw new Error("nested deeper than 32 levels")
@@ -55,7 +89,31 @@ export const encodeToken = (token: unknown, maxBytes: number): Encoded => {
   } catch (error) {
     return { error: (error as Error).message }
   }
-  const bytes = encoder.encode(text)
+  const bytes = utf8(text)
   if (bytes.length > maxBytes) return { error: `its encoding takes ${bytes.length} bytes, more than maxTokenBytes (${maxBytes})` }
   return { bytes, hash: hashBytes(bytes) }
+}
+
+/**
+ * `encodeToken` with a bounded cache for primitive tokens (the common case:
+ * a head notifying the same tokens over and over).
+ *
+ * @internal
+ */
+export class TokenEncoder {
+  private readonly cache = new Map<unknown, Encoded>()
+  private readonly maxBytes: number
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes
+  }
+  encode(token: unknown): Encoded {
+    if (typeof token !== "string" && typeof token !== "number") return encodeToken(token, this.maxBytes)
+    let encoded = this.cache.get(token)
+    if (encoded === undefined) {
+      if (this.cache.size >= 4096) this.cache.clear()
+      encoded = encodeToken(token, this.maxBytes)
+      this.cache.set(token, encoded)
+    }
+    return encoded
+  }
 }
