@@ -90,7 +90,7 @@ const acquire = (options: RunOptions) =>
       ready: SharedService.check(check),
       idleTimeToLive: options.graceMillis,
       startTimeout: options.startTimeoutMillis
-    })
+    }).pipe(Effect.mapError(failure(options.name)))
     const handle = yield* SharedService.acquire(service).pipe(
       Effect.mapError((error) =>
         // The start timed out (or gave up) while the probe still failed: say what the probe saw.
@@ -111,11 +111,7 @@ const acquire = (options: RunOptions) =>
       port: handle.info.port,
       started: handle.started
     }
-  }).pipe(
-    Effect.mapError((error) =>
-      error._tag === "InvalidName" ? failure(options.name)(error) : error as Exclude<typeof error, { _tag: "InvalidName" }>
-    )
-  )
+  })
 
 const probeNow = (status: SharedService.ServiceStatus): Effect.Effect<boolean | null> => {
   const info = status.info
