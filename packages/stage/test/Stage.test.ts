@@ -90,6 +90,22 @@ describe("Stage", () => {
     }).pipe(Effect.provide(Layer.fresh(Inbox.layer)))
   })
 
+  it.effect("withdrawing a parked ticket (closing its scope elsewhere) interrupts its enter", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Effect.never }))
+      yield* settle
+      const ticketScope = yield* Scope.make()
+      const w = yield* Effect.provideService(Stage.ticket(stage, "w"), Scope.Scope, ticketScope)
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.void }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(waiter)))
+      assert.strictEqual(internals(stage).waiting, 0)
+      yield* Fiber.interrupt(head)
+    }))
+
   it.effect("closing the stage interrupts parked waiters and later enters", () =>
     Effect.gen(function*() {
       const stageScope = yield* Scope.make()
@@ -290,8 +306,9 @@ describe("exit-left defects", () => {
 
   it.effect("6b. entering, leaving and promotion are O(1) in the number of waiters", () =>
     Effect.gen(function*() {
-      // Time per operation with n and 16n parked waiters: O(1) keeps the ratio
-      // near 1, a scan of the queue would make it ~16.
+      // Time per operation with n and 64n parked waiters: O(1) keeps the ratio
+      // near 1 (a few × from cache misses on a larger heap), a scan of the
+      // queue would make it ~64.
       const perOp = (n: number) =>
         Effect.gen(function*() {
           const stage = Stage.makeUnsafe<null, number, null>({ resource: null, buffer: null })
@@ -320,14 +337,16 @@ describe("exit-left defects", () => {
           }
           return (performance.now() - start) / ops
         })
-      let best = Infinity
-      for (let attempt = 0; attempt < 3 && best >= 4; attempt++) {
-        yield* perOp(1_000)
-        const small = yield* perOp(1_000)
-        const large = yield* perOp(16_000)
-        best = Math.min(best, large / small)
+      // Minimum over several runs of each size: load spikes on a shared machine only ever add time.
+      let small = Infinity
+      let large = Infinity
+      yield* perOp(1_000)
+      for (let attempt = 0; attempt < 7; attempt++) {
+        small = Math.min(small, yield* perOp(1_000))
+        large = Math.min(large, yield* perOp(64_000))
       }
-      assert.isBelow(best, 4)
+      const best = large / small
+      assert.isBelow(best, 16)
     }))
 
   for (const [name, makeHead] of [

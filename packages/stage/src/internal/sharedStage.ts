@@ -249,6 +249,8 @@ export const ticket = <R, T, B, E>(
             stage.locked((s) => s.withdrawLocked(slot, local.gen))
           }
           if (stage.locals[slot] === local) stage.locals[slot] = undefined
+          // Its scope closed under a parked enter: the enter is interrupted.
+          if (local.parked && local.wake === undefined) stage.wakeUp(local, "Closed")
           // The pump stops with the last ticket; ring our own doorbell so its pending wait returns.
           if (--stage.tickets === 0) stage.shared.ring(stage.me)
         })

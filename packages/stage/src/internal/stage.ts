@@ -141,8 +141,13 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
   withdraw(ticket: TicketImpl<T>): void {
     const state = ticket.state
     if (state._tag === "Withdrawn") return
-    if (state._tag === "Waiting") this.unlink(state.waiter)
     ticket.state = withdrawn
+    if (state._tag === "Waiting") {
+      // Its scope closed under a parked enter: the enter is interrupted.
+      this.unlink(state.waiter)
+      state.waiter.wake = "Closed"
+      state.waiter.resume?.(wakeEffects.Closed)
+    }
     if (this.head === ticket) this.handOn()
     this.tokens.deleteIfSame(ticket.token, ticket)
   }
