@@ -15,7 +15,7 @@ import type * as SharedStage from "../SharedStage.ts"
 import type * as Stage from "../Stage.ts"
 import { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError } from "../StageError.ts"
 import * as memory from "./sharedMemory.ts"
-import { finished, timeoutExit, tokenExit } from "./stage.ts"
+import { finished, succeedTimeout, succeedToken } from "./stage.ts"
 import { TokenEncoder } from "./tokenCodec.ts"
 
 /** @internal */
@@ -368,11 +368,11 @@ const enterNoTimeout = <R, T, B, E, A, EH, RH>(
       switch (entered) {
         case "Token":
           unpark(stage, ticket)
-          return Effect.succeed(tokenExit)
+          return succeedToken
         case "Pending":
           if (!stage.locked((s) => s.takePendingLocked(ticket.slot))) return enterNoTimeout(stage, ticket, head)
           stage.drain()
-          return Effect.succeed(tokenExit)
+          return succeedToken
         case "Free":
           return Effect.uninterruptibleMask((restore) =>
             stage.locked((s) => s.takeHeadLocked(ticket.slot))
@@ -393,7 +393,7 @@ const enterNoTimeout = <R, T, B, E, A, EH, RH>(
           return Effect.interrupt
         case "Timeout":
           unpark(stage, ticket)
-          return Effect.succeed(timeoutExit)
+          return succeedTimeout
       }
     }
   )
@@ -432,7 +432,7 @@ export const enter = <R, T, B, E, A, EH, RH>(
       if (entered === 1) {
         // Its event, if any, was written to our inbox before the notification was counted.
         stage.drain()
-        return Effect.succeed(tokenExit)
+        return succeedToken
       }
       if (entered === 2) return runHead(stage, ticket, options.head, restore)
       const seq = -entered - 3
@@ -469,16 +469,16 @@ export const enter = <R, T, B, E, A, EH, RH>(
         (wake): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
           switch (wake) {
             case "Token":
-              return Effect.succeed(tokenExit)
+              return succeedToken
             case "Timeout":
-              return Effect.succeed(timeoutExit)
+              return succeedTimeout
             case "Closed":
               return Effect.interrupt
             case "Promoted": {
               const expired = clock.currentTimeMillisUnsafe() >= deadline
               return stage.locked((s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, expired))
                 ? runHead(stage, ticket, options.head, restore)
-                : Effect.succeed(timeoutExit)
+                : succeedTimeout
             }
           }
         }

@@ -70,13 +70,15 @@ export class Waiter {
   wake: Wake | undefined = undefined
   resume: ((wake: Effect.Effect<Wake>) => void) | undefined = undefined
   readonly ticket: TicketImpl<any>
-  readonly deadline: number
+  deadline: number
   /** Run when the parked fiber is interrupted: undo or pass on what it was given. */
   readonly cancel: Effect.Effect<void>
+  readonly waitingState: TicketState.Waiting
   constructor(ticket: TicketImpl<any>, deadline: number) {
     this.ticket = ticket
     this.deadline = deadline
     this.cancel = Effect.sync(() => ticket.stage.abandon(this))
+    this.waitingState = { _tag: "Waiting", waiter: this }
   }
 }
 
@@ -88,6 +90,12 @@ export class TicketImpl<T> implements Stage.Ticket<T> {
   state: TicketState = idle
   /** Notifications not yet returned as `Token` by an `enter`. */
   pending = 0
+  /**
+   * The waiter reused by every `enter` without a timeout: a ticket has one
+   * enter at a time, and such a waiter is only ever acted on while linked
+   * (a transition) or parked (its canceller), never afterwards.
+   */
+  reusableWaiter: Waiter | undefined = undefined
   constructor(stage: StageImpl<any, T, any>, token: T) {
     this.stage = stage
     this.token = token
@@ -185,8 +193,16 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
 
   /** The ticket joins the end of the queue. */
   wait(ticket: TicketImpl<T>, deadline: number): Waiter {
-    const waiter = new Waiter(ticket, deadline)
-    ticket.state = { _tag: "Waiting", waiter }
+    let waiter: Waiter
+    if (deadline === Infinity) {
+      waiter = ticket.reusableWaiter ??= new Waiter(ticket, Infinity)
+      waiter.wake = undefined
+      waiter.resume = undefined
+    } else {
+      // A timed wait gets its own waiter: its timer may fire after the wait ended.
+      waiter = new Waiter(ticket, deadline)
+    }
+    ticket.state = waiter.waitingState
     this.link(waiter)
     return waiter
   }
@@ -346,6 +362,10 @@ export const finished = <A>(value: A): Stage.StageExit<A> => ({ _tag: "Finished"
 export const tokenExit: Stage.StageExit<never> = { _tag: "Token" }
 /** @internal */
 export const timeoutExit: Stage.StageExit<never> = { _tag: "Timeout" }
+/** @internal */
+export const succeedToken: Effect.Effect<Stage.StageExit<never>> = Effect.succeed(tokenExit)
+/** @internal */
+export const succeedTimeout: Effect.Effect<Stage.StageExit<never>> = Effect.succeed(timeoutExit)
 
 class DirectorImpl<R, T, B> implements Stage.Director<R, T, B> {
   readonly stage: StageImpl<R, T, B>
@@ -446,11 +466,11 @@ const enterNoTimeout = <R, T, B, A, E, R2>(
     (entered): Effect.Effect<Stage.StageExit<A>, E, R2> => {
       switch (entered) {
         case "Token":
-          return Effect.succeed(tokenExit)
+          return succeedToken
         case "Pending": {
           if (ticket.pending === 0) return enterNoTimeout(stage, ticket, head)
           ticket.pending--
-          return Effect.succeed(tokenExit)
+          return succeedToken
         }
         case "Free":
           return Effect.uninterruptibleMask((restore) =>
@@ -458,12 +478,12 @@ const enterNoTimeout = <R, T, B, A, E, R2>(
           )
         case "Promoted":
           return Effect.uninterruptibleMask((restore) =>
-            stage.takePromotion(ticket, false) ? runHead(stage, ticket, head, restore) : Effect.succeed(timeoutExit)
+            stage.takePromotion(ticket, false) ? runHead(stage, ticket, head, restore) : succeedTimeout
           )
         case "Closed":
           return Effect.interrupt
         case "Timeout":
-          return Effect.succeed(timeoutExit)
+          return succeedTimeout
       }
     }
   )
@@ -487,7 +507,7 @@ export const enter = <R, T, B, A, E, R2>(
     if (ticket.stage !== stage || ticket.state._tag !== "Idle") return invalidTicket(stage, ticket)
     return Effect.clockWith<Stage.StageExit<A>, E, R2>((clock) => {
       const entered = stage.tryEnter(ticket, clock.currentTimeMillisUnsafe() + timeout)
-      if (entered === "Token") return Effect.succeed(tokenExit)
+      if (entered === "Token") return succeedToken
       if (entered === "Head") return runHead(stage, ticket, head, restore)
       const waiter = entered
       const parked = Effect.flatMap(
@@ -528,16 +548,16 @@ const afterPark = <R, T, B, A, E, R2>(
     (wake): Effect.Effect<Stage.StageExit<A>, E, R2> => {
       switch (wake) {
         case "Token":
-          return Effect.succeed(tokenExit)
+          return succeedToken
         case "Timeout":
-          return Effect.succeed(timeoutExit)
+          return succeedTimeout
         case "Closed":
           return Effect.interrupt
         case "Promoted": {
           const expired = clock !== undefined && clock.currentTimeMillisUnsafe() >= waiter.deadline
           return stage.takePromotion(ticket, expired)
             ? runHead(stage, ticket, head, restore)
-            : Effect.succeed(timeoutExit)
+            : succeedTimeout
         }
       }
     }
