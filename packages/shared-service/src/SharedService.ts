@@ -273,16 +273,16 @@ export const command = (
   options: CommandOptions
 ): Effect.Effect<SharedService<StartFailed, ChildProcessSpawner.ChildProcessSpawner>, InvalidName> => {
   const health = options.healthCheck === undefined ? options.ready : options.healthCheck === false ? undefined : options.healthCheck
-  return internal.make<StartFailed, ChildProcessSpawner.ChildProcessSpawner>({
+  return internal.makeHooked<StartFailed, ChildProcessSpawner.ChildProcessSpawner>({
     name: options.name,
-    start: command_.startCommand(options),
+    start: command_.startCommand(options, undefined),
     healthCheck: health === undefined ? undefined : (info) => command_.probe(options.name, health, info),
     idleTimeToLive: options.idleTimeToLive,
     startTimeout: options.startTimeout,
     lockTimeout: options.lockTimeout,
     stopTimeout: options.stopTimeout,
     reaper: "detached"
-  })
+  }, (reaper) => command_.startCommand(options, reaper))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /**
- * The detached reaper: `reaper <name> <idleTimeToLiveMs> <stopTimeoutMs> <lockTimeoutMs> [sysv|flock]`.
+ * The detached reaper:
+ * `reaper <name> <idleTimeToLiveMs> <stopTimeoutMs> <lockTimeoutMs> [sysv|flock] [pid startTime group]`.
  * Spawned (detached, stdio ignored) by the client that finds no reaper alive. It takes the
  * reaper slot (exiting at once if another process holds it), holds no reference, and runs the
  * reap loop: wait for zero, wait the grace period, re-check under the lock, stop the hinted
@@ -10,15 +11,27 @@
 import { Duration, Effect } from "effect"
 import { stopProcess, reap } from "../internal/sharedService.ts"
 import { flock, RefCounter } from "../RefCounter.ts"
+import * as ServiceInfo from "../ServiceInfo.ts"
+import { processStartTime } from "../internal/linux.ts"
 
-const [name, ttl, stopTimeout, lockTimeout, kind] = process.argv.slice(2)
+const [name, ttl, stopTimeout, lockTimeout, kind, pid, startTime, group] = process.argv.slice(2)
 
 const program = Effect.gen(function*() {
   const rc = kind === "flock" ? flock() : yield* RefCounter
   const counter = yield* rc.open(name ?? "")
   if (!(yield* counter.claimReaper)) return
   const stopAfter = Duration.millis(Number(stopTimeout ?? 5000))
+  const service = pid === undefined || pid === ""
+    ? undefined
+    : ServiceInfo.make({
+      pid: Number(pid),
+      // Launched by the service's own shell, which does not know its start time: read it now
+      // (the shell has the service's pid and start time; `exec` keeps both).
+      startTime: startTime === undefined || startTime === "" ? processStartTime(Number(pid)) : Number(startTime),
+      processGroup: group === "group"
+    })
   yield* reap(counter, {
+    service,
     idleTimeToLive: Duration.millis(Number(ttl ?? 0)),
     lockTimeout: Duration.millis(Number(lockTimeout ?? 30000)),
     stop: (info) => Effect.asVoid(stopProcess(info, stopAfter))

@@ -14,7 +14,9 @@ import { join } from "node:path"
 import * as Process from "../Process.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
 import { StartFailed, Unhealthy } from "../SharedServiceError.ts"
+import { existsSync } from "node:fs"
 import * as Hint from "./hint.ts"
+import type { ReaperLaunch } from "./sharedService.ts"
 import { ensureRuntimeDir } from "./paths.ts"
 
 export type Readiness =
@@ -73,17 +75,41 @@ export interface CommandOptions {
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
+const which = (names: ReadonlyArray<string>): string | undefined => names.find((p) => existsSync(p))
+let tools: { readonly setsid: string | undefined; readonly nice: string | undefined } | undefined
+
+/** The shell line that launches the reaper in the background and records its pid. */
+const reaperLine = (reaper: ReaperLaunch): string => {
+  tools ??= {
+    setsid: which(["/usr/bin/setsid", "/bin/setsid"]),
+    nice: which(["/usr/bin/nice", "/bin/nice"])
+  }
+  const prefix = [
+    ...(tools.nice === undefined ? [] : [tools.nice, "-n", "19"]),
+    ...(tools.setsid === undefined ? [] : [tools.setsid])
+  ]
+  const argv = [...prefix, ...reaper.argv].map(quote).join(" ")
+  return `${argv} "$$" "" group & echo $! > ${quote(reaper.pidFile)}; `
+}
+
 export const startCommand = (
-  options: CommandOptions
+  options: CommandOptions,
+  reaper: ReaperLaunch | undefined
 ): Effect.Effect<ServiceInfo.ServiceInfo, StartFailed, ChildProcessSpawner.ChildProcessSpawner> =>
   Effect.gen(function*() {
     const { name } = options
+    const T = (l: string) => process.env["QT"] && console.log("   T", l, (performance.timeOrigin + performance.now()).toFixed(1))
+    T("startCommand")
     const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
     const dir = ensureRuntimeDir()
     const log = options.logFile ?? (dir instanceof Error ? "/dev/null" : join(dir, `${name}.log`))
     // `exec` keeps the service's pid the shell's pid for single commands; the process group
-    // covers whatever a compound command forks.
-    const script = `exec >>${quote(log)} 2>&1 </dev/null; ${options.command}`
+    // covers whatever a compound command forks. The reaper, when one is needed, is launched by
+    // this shell before the service: in its own session (it must not be in the group it will
+    // stop), at the lowest priority (it must not slow the service's start), told the service's
+    // pid ($$), and recorded in its pid file. Spawning it from here costs the client nothing.
+    const launch = reaper === undefined ? "" : reaperLine(reaper)
+    const script = `exec >>${quote(log)} 2>&1 </dev/null; ${launch}${options.command}`
     const scope = yield* Scope.make()
     const handle = yield* spawner.spawn(
       ChildProcess.make(script, {
@@ -100,6 +126,7 @@ export const startCommand = (
       Scope.provide(scope),
       Effect.mapError((cause) => new StartFailed({ name, reason: `spawn failed: ${cause.message}`, cause }))
     )
+    T("spawned")
     // Unref'd, closing the spawning scope leaves the detached service running.
     yield* Effect.orDie(handle.unref)
     yield* Scope.close(scope, Effect.void as never)
@@ -111,9 +138,9 @@ export const startCommand = (
       port: options.port,
       metadata: options.metadata
     })
-    // Recorded before the readiness wait: if the starting client dies now, the reaper (spawned
-    // before the start) finds this pid and stops the service instead of orphaning it.
+    // Recorded before the readiness wait (the reaper also knows the pid from its command line).
     yield* Effect.ignore(Hint.write(name, info))
+    T("hint")
     const ready = options.ready
     if (ready === undefined) return info
     const poll = Effect.gen(function*() {
@@ -125,7 +152,7 @@ export const startCommand = (
     yield* poll.pipe(
       Effect.retry({
         while: (e) => e._tag === "NotReady",
-        schedule: Schedule.min([Schedule.exponential(Duration.millis(1), 1.5), Schedule.spaced(Duration.millis(10))])
+        schedule: Schedule.min([Schedule.exponential(Duration.millis(1), 1.5), Schedule.spaced(Duration.millis(4))])
       }),
       Effect.catchTag("NotReady", (e) => Effect.fail(new StartFailed({ name, reason: "not ready", cause: e.cause }))),
       Effect.onExit((exit) =>
@@ -135,5 +162,6 @@ export const startCommand = (
         )
       )
     )
+    T("ready")
     return info
   })

@@ -22,7 +22,9 @@ import { Cause, Duration, Effect, Exit, Scope, Semaphore } from "effect"
 import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
 import { spawn } from "node:child_process"
-import { extname } from "node:path"
+import { readFileSync, writeFileSync } from "node:fs"
+import { setPriority } from "node:os"
+import { extname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Process from "../Process.ts"
 import type { Counter } from "../RefCounter.ts"
@@ -32,6 +34,7 @@ import { CorruptHint, RecoveryFailed, StartFailed, Unhealthy } from "../SharedSe
 import type { InvalidName, LockTimeout, SharedServiceError, SystemError } from "../SharedServiceError.ts"
 import * as Hint from "./hint.ts"
 import { validate } from "./name.ts"
+import { ensureRuntimeDir, runtimeDirPath } from "./paths.ts"
 
 export const TypeId = "~@quiesce/shared-service/SharedService"
 
@@ -84,8 +87,11 @@ export class SharedServiceImpl<E, R> implements SharedService<E, R> {
   readonly lockTimeout: Duration.Duration
   readonly stopTimeout: Duration.Duration
   readonly reaper: ReaperMode
+  /** See `StartHooked`. */
+  readonly startHooked: StartHooked<E, R> | undefined
 
-  constructor(options: Options<E, R>) {
+  constructor(options: Options<E, R>, startHooked?: StartHooked<E, R>) {
+    this.startHooked = startHooked
     this.name = options.name
     this.start = options.start
     this.idleTimeToLive = Duration.fromInputUnsafe(options.idleTimeToLive ?? 0)
@@ -114,6 +120,19 @@ export const isSharedService = (u: unknown): u is SharedService<unknown, unknown
 
 export const make = <E = never, R = never>(options: Options<E, R>): Effect.Effect<SharedService<E, R>, InvalidName> =>
   Effect.map(validate(options.name), () => new SharedServiceImpl(options))
+
+/**
+ * A start that can launch the reaper itself, right after spawning the service and off the
+ * critical path of this process (`command` does it from the service's shell wrapper, which
+ * knows the service's pid): given a `ReaperLaunch` when a reaper is needed.
+ */
+export type StartHooked<E, R> = (reaper: ReaperLaunch | undefined) => Effect.Effect<ServiceInfo, E | SharedServiceError, R>
+
+export const makeHooked = <E, R>(
+  options: Options<E, R>,
+  startHooked: StartHooked<E, R>
+): Effect.Effect<SharedService<E, R>, InvalidName> =>
+  Effect.map(validate(options.name), () => new SharedServiceImpl(options, startHooked))
 
 export const makeUnsafe = <E = never, R = never>(options: Options<E, R>): SharedService<E, R> => {
   const r = Effect.runSyncExit(validate(options.name))
@@ -250,14 +269,19 @@ const decide = Effect.fnUntraced(function*<E, R>(
 ): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R> {
   const count = yield* counter.count
   const hinted = verifiedHint(self.name)
-  // The reaper comes first: if this process dies while starting (after the service was spawned
-  // but before anything was registered), the reaper still finds count 0 and stops whatever the
-  // start recorded (`command` records the pid as soon as it has spawned the service).
-  const spawned = yield* ensureReaper(self, counter)
+  // The reaper comes no later than the service: if this process dies while starting (after
+  // the service was spawned but before anything was registered), the reaper still finds count 0
+  // and stops what the start recorded. A hooked start (`command`) has the service's own shell
+  // launch it, so that spawning it costs this process nothing on the service's critical path.
+  const hooked = self.startHooked
+  const needReaper = yield* reaperNeeded(self, counter)
+  const start = hooked === undefined ? self.start : hooked(needReaper ? reaperLaunch(self, counter) : undefined)
+  if (needReaper && hooked === undefined) spawnReaper(self.name, reaperSpec(self, counter))
+  if (self.reaper === "in-process") yield* ensureInProcessReaper(self, counter)
   let handle: ServiceHandle
   if (hinted === undefined) {
     // Cold start, or the service died while clients held it: start a new one.
-    handle = { name: self.name, info: yield* startService(self), started: true }
+    handle = { name: self.name, info: yield* startService(self, start), started: true }
   } else if (self.healthCheck === undefined) {
     handle = { name: self.name, info: hinted, started: false }
   } else {
@@ -267,19 +291,24 @@ const decide = Effect.fnUntraced(function*<E, R>(
     } else if (count === 0) {
       // Nobody holds it (a reaper's grace period): replace it.
       yield* self.stop(hinted)
-      handle = { name: self.name, info: yield* startService(self), started: true }
+      handle = { name: self.name, info: yield* startService(self, start), started: true }
     } else {
       handle = { name: self.name, info: yield* recoverService(self, hinted, healthy.cause), started: true }
     }
   }
-  if (handle.started || spawned !== undefined) {
-    yield* Hint.write(self.name, handle.info, spawned ?? recordedReaper(self.name))
+  // The hooked start did not run (or ran `recover`): the reaper still has to be there.
+  if (needReaper && hooked !== undefined && !handle.started) {
+    spawnReaper(self.name, { ...reaperSpec(self, counter), service: handle.info })
   }
+  if (handle.started) yield* Hint.write(self.name, handle.info)
   return handle
 })
 
-const startService = <E, R>(self: SharedServiceImpl<E, R>): Effect.Effect<ServiceInfo, E | SharedServiceError, R> =>
-  self.start.pipe(
+const startService = <E, R>(
+  self: SharedServiceImpl<E, R>,
+  start: Effect.Effect<ServiceInfo, E | SharedServiceError, R>
+): Effect.Effect<ServiceInfo, E | SharedServiceError, R> =>
+  start.pipe(
     Effect.timeoutOrElse({
       duration: self.startTimeout,
       orElse: () =>
@@ -325,51 +354,44 @@ const recoverService = <E, R>(
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Under the lock: makes sure a reaper exists. A freshly spawned reaper takes a while to boot
- * and claim its slot, so the spawner records it in the hint; later clients spawn another only
- * when neither a slot holder nor the recorded reaper process is alive.
+ * Under the lock: whether a detached reaper must be launched. A fresh reaper takes a while to
+ * boot and claim its slot, so its pid is recorded (`<name>.reaper-pid`); later clients launch
+ * another only when neither a slot holder nor the recorded reaper process is alive.
  */
-const recordedReaper = (name: string): Hint.ReaperRecord | undefined => {
-  const full = Hint.readFullUnsafe(name)
-  return full === undefined || full instanceof CorruptHint ? undefined : full.reaper
+const reaperNeeded = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter): Effect.Effect<boolean, SystemError> => {
+  // A simulated kernel has no process to hand the reaping to.
+  if (self.reaper !== "detached" || counter.kind === "memory") return Effect.succeed(false)
+  return Effect.map(counter.hasReaper, (has) => !has && !launchedReaperAlive(self.name))
 }
 
-/** Returns the reaper it spawned, if it had to. */
-const ensureReaper = <E, R>(
-  self: SharedServiceImpl<E, R>,
-  counter: Counter
-): Effect.Effect<Hint.ReaperRecord | undefined, SystemError, R> => {
-  if (self.reaper === "none") return Effect.undefined
-  return Effect.flatMap(counter.hasReaper, (has): Effect.Effect<Hint.ReaperRecord | undefined, SystemError, R> => {
-    if (has) return Effect.undefined
-    if (self.reaper === "detached") {
-      // A simulated kernel has no process to hand the reaping to.
-      if (counter.kind === "memory") return Effect.undefined
-      const recorded = recordedReaper(self.name)
-      if (recorded !== undefined && Process.isAliveUnsafe(recorded.pid, recorded.startTime)) return Effect.undefined
-      const pid = spawnReaper(self.name, {
-        kind: counter.kind,
-        idleTimeToLive: self.idleTimeToLive,
-        stopTimeout: self.stopTimeout,
-        lockTimeout: self.lockTimeout
-      })
-      return Effect.succeed(pid === undefined ? undefined : { pid, startTime: startTimeOf(pid) })
-    }
-    return Effect.flatMap(counter.claimReaper, (claimed) =>
+const reaperSpec = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter): ReaperSpec => ({
+  kind: counter.kind === "flock" ? "flock" : "sysv",
+  idleTimeToLive: self.idleTimeToLive,
+  stopTimeout: self.stopTimeout,
+  lockTimeout: self.lockTimeout
+})
+
+const reaperLaunch = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter): ReaperLaunch => ({
+  argv: reaperCommand(self.name, reaperSpec(self, counter)),
+  pidFile: reaperPidPath(self.name)
+})
+
+const ensureInProcessReaper = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter): Effect.Effect<void, SystemError, R> =>
+  Effect.flatMap(counter.hasReaper, (has) =>
+    has ? Effect.void : Effect.flatMap(counter.claimReaper, (claimed) =>
       claimed
-        ? Effect.as(
+        ? Effect.asVoid(
           Effect.forkDetach(
             reap(counter, { idleTimeToLive: self.idleTimeToLive, lockTimeout: self.lockTimeout, stop: self.stop }).pipe(
               Effect.ignore
             )
-          ),
-          undefined
+          )
         )
-        : Effect.undefined)
-  })
-}
+        : Effect.void))
 
 export interface ReapOptions<E, R> {
+  /** A service known from the start (its pid), stopped too if no hint names it any more. */
+  readonly service?: ServiceInfo | undefined
   readonly idleTimeToLive: Duration.Duration
   readonly lockTimeout: Duration.Duration
   readonly stop: (info: ServiceInfo) => Effect.Effect<void, E, R>
@@ -417,6 +439,14 @@ export const reap = Effect.fnUntraced(function*<E, R>(
           if (Process.isAliveUnsafe(info.pid, info.startTime)) yield* options.stop(info)
           yield* Hint.remove(counter.name, info.instanceId)
         }
+        const initial = options.service
+        if (
+          initial !== undefined && (info === undefined || info instanceof CorruptHint || info.pid !== initial.pid) &&
+          Process.isAliveUnsafe(initial.pid, initial.startTime)
+        ) {
+          // Its starter died before recording it: nobody else knows it.
+          yield* options.stop(initial)
+        }
         yield* counter.releaseReaper
         return true
       }))
@@ -427,36 +457,73 @@ export const reap = Effect.fnUntraced(function*<E, R>(
   }
 })
 
-const startTimeOf = (pid: number): number | undefined => Effect.runSync(Process.startTime(pid))
+export interface ReaperSpec {
+  readonly kind: "sysv" | "flock"
+  /** The service just spawned, stopped by the reaper even if no hint names it. */
+  readonly service?: ServiceInfo | undefined
+  readonly idleTimeToLive: Duration.Duration
+  readonly stopTimeout: Duration.Duration
+  readonly lockTimeout: Duration.Duration
+}
 
-/** Spawns the detached reaper process (`bin/reaper.ts`); it exits at once if a reaper exists. */
-export const spawnReaper = (
-  name: string,
-  options: {
-    readonly kind: "sysv" | "flock"
-    readonly idleTimeToLive: Duration.Duration
-    readonly stopTimeout: Duration.Duration
-    readonly lockTimeout: Duration.Duration
+/** How a start launches the reaper: its command line (the service's pid is appended) and pid file. */
+export interface ReaperLaunch {
+  readonly argv: ReadonlyArray<string>
+  readonly pidFile: string
+}
+
+/** The pid of the last reaper launched for a name, so that clients arriving while it boots do not launch more. */
+export const reaperPidPath = (name: string): string => join(runtimeDirPath(), `${name}.reaper-pid`)
+
+const launchedReaperAlive = (name: string): boolean => {
+  try {
+    const pid = Number.parseInt(readFileSync(reaperPidPath(name), "utf8"), 10)
+    return Number.isInteger(pid) && pid > 0 && Process.isAliveUnsafe(pid)
+  } catch {
+    return false
   }
-): number | undefined => {
+}
+
+/** The command line of the detached reaper (`bin/reaper.ts`); it exits at once if a reaper exists. */
+export const reaperCommand = (name: string, options: ReaperSpec): ReadonlyArray<string> => {
   const ext = extname(fileURLToPath(import.meta.url))
   const entry = fileURLToPath(new URL(`../bin/reaper${ext}`, import.meta.url))
   const execArgv = ext === ".ts" ? ["--conditions=@quiesce/source", "--no-warnings"] : []
-  const child = spawn(
+  return [
     process.execPath,
-    [
-      ...execArgv,
-      entry,
-      name,
-      String(Duration.toMillis(options.idleTimeToLive)),
-      String(Duration.toMillis(options.stopTimeout)),
-      String(Duration.toMillis(options.lockTimeout)),
-      options.kind
-    ],
-    { detached: true, stdio: "ignore" }
-  )
+    ...execArgv,
+    entry,
+    name,
+    String(Duration.toMillis(options.idleTimeToLive)),
+    String(Duration.toMillis(options.stopTimeout)),
+    String(Duration.toMillis(options.lockTimeout)),
+    options.kind,
+    ...(options.service === undefined
+      ? []
+      : [String(options.service.pid), String(options.service.startTime ?? ""), options.service.processGroup ? "group" : ""])
+  ]
+}
+
+/** Spawns the detached reaper from this process and records its pid. */
+export const spawnReaper = (name: string, options: ReaperSpec): number | undefined => {
+  const [command, ...args] = reaperCommand(name, options)
+  const child = spawn(command!, args, { detached: true, stdio: "ignore" })
   child.on("error", () => {})
   child.unref()
+  if (child.pid === undefined) return undefined
+  // Nothing it does is latency-critical beyond its grace period: it must not slow a service
+  // that is starting at the same time.
+  try {
+    setPriority(child.pid, 19)
+  } catch {
+    // not permitted: it runs at normal priority
+  }
+  try {
+    ensureRuntimeDir()
+    writeFileSync(reaperPidPath(name), `${child.pid}\n`, { mode: 0o600 })
+  } catch {
+    // without the record, a client arriving while it boots may launch a spare (which exits)
+  }
   return child.pid
 }
 
