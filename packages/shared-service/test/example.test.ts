@@ -5,10 +5,11 @@
 import { SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync } from "node:fs"
+import { mkdtempSync, readFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { program } from "../examples/quick-start.ts"
 import { alive, eventually, reapers, uniqueName } from "./util.ts"
 
@@ -29,6 +30,12 @@ afterAll(async () => {
 })
 
 describe("README example", () => {
+  it("the README shows examples/quick-start.ts verbatim", () => {
+    const file = readFileSync(fileURLToPath(new URL("../examples/quick-start.ts", import.meta.url)), "utf8")
+    const readme = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8")
+    assert.include(readme, "```ts\n" + file + "```")
+  })
+
   it("two concurrent programs share one server; it stops after the grace period", async () => {
     const port = await freePort()
     const [a, b] = await Promise.all([Effect.runPromise(program(name, port)), Effect.runPromise(program(name, port))])
