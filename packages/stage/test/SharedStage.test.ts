@@ -297,6 +297,22 @@ describe("SharedStage (two attachments in one thread)", () => {
       assert.deepStrictEqual(yield* Fiber.join(f1), { _tag: "Finished", value: "w1 headed" })
     }))
 
+  it.live("a lock held by a worker that died is broken once its lease runs out", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ leaseMillis: 100 })
+      const a = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const b = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      // b "dies" inside a critical section: its heartbeat stops with the lock word naming it.
+      const bi = b as unknown as { heartbeat: ReturnType<typeof setInterval>; me: number; shared: { m: Int32Array } }
+      clearInterval(bi.heartbeat)
+      Atomics.store(bi.shared.m, 0, bi.me + 1)
+      const started = Date.now()
+      // a's next operation waits out the lease, breaks the lock, and proceeds.
+      yield* SharedStage.ticket(a, "after")
+      assert.isAtLeast(Date.now() - started, 50)
+      assert.strictEqual(Atomics.load(bi.shared.m, 0), 0)
+    }))
+
   it.effect("detaching a worker that heads passes headship on", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory()
