@@ -3,7 +3,7 @@
  * bad input, diagnostics and metrics.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Metric, Scheduler, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { RundownError, RundownRef } from "@quiesce/rundown"
 
@@ -14,6 +14,11 @@ const kinds = [
 
 /** Lets every runnable fiber run to its next suspension. */
 const settle = Effect.repeat(Effect.yieldNow, { times: 5 })
+
+const countOf = (ref: RundownRef.RundownRef) => {
+  const state = RundownRef.stateUnsafe(ref)
+  return state._tag === "RunDown" ? 0 : state.count
+}
 
 const active = (count: number) => ({ _tag: "Active", count }) as const
 const runningDown = (count: number) => ({ _tag: "RunningDown", count }) as const
@@ -135,6 +140,35 @@ describe.each(kinds)("RundownRef guarantees ($name)", ({ make }) => {
       )
       yield* Fiber.interruptAll(fibers)
       assert.deepStrictEqual(RundownRef.stateUnsafe(ref), active(0))
+    }))
+
+  it.effect("an interruption can land at every step of protect without leaking or underflowing", () =>
+    Effect.gen(function*() {
+      const ref = make()
+      let leakedOrUnderflowed = 0
+      let landedInside = 0
+      // With an operation budget of 3 the protected fiber yields every couple of primitives
+      // (a budget of 2 never gets anywhere), so interrupting it after k scheduler turns, for
+      // every k, lands the interruption at each yield point of `protect`: before the release
+      // is registered, between registration and acquisition, inside the effect.
+      for (let k = 0; k < 12; k++) {
+        let entered = false
+        const fiber = yield* Effect.forkChild(
+          RundownRef.protect(ref, Effect.sync(() => entered = true).pipe(Effect.andThen(Effect.never))).pipe(
+            Effect.provideService(Scheduler.MaxOpsBeforeYield, 3)
+          )
+        )
+        yield* Effect.repeat(Effect.yieldNow, { times: k })
+        yield* Fiber.interrupt(fiber)
+        const exit = yield* Fiber.await(fiber)
+        if (entered) landedInside++
+        if (Exit.hasDies(exit) || RundownRef.stateUnsafe(ref)._tag !== "Active" || countOf(ref) !== 0) {
+          leakedOrUnderflowed++
+        }
+      }
+      assert.strictEqual(leakedOrUnderflowed, 0)
+      assert.isAbove(landedInside, 0, "some interruptions landed inside the effect")
+      assert.isBelow(landedInside, 12, "some interruptions landed before the effect")
     }))
 
   it.effect("protect on an uninterruptible caller keeps the effect uninterruptible", () =>

@@ -5,11 +5,14 @@
  * equal the model's, every acquisition must succeed exactly when no rundown has begun, and the
  * waiters must be pending exactly until the count reaches zero.
  *
+ * Plus 2 × 500 generated concurrent scenarios, where the interleaving is left to the fiber
+ * scheduler and interruptions land at arbitrary points.
+ *
  * 2 × 5,000 generated schedules (in-process and shared-memory ref), up to 40 steps each (about
  * 10 on average, measured: 100,423 steps over the 10,000 schedules).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Arbitrary, Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { Arbitrary, Deferred, Effect, Exit, Fiber, Scheduler, Schema, Scope } from "effect"
 import { RundownRef } from "@quiesce/rundown"
 
 const Step = Schema.Literals([
@@ -183,7 +186,106 @@ const runSchedule = (ref: RundownRef.RundownRef, steps: ReadonlyArray<Step>) =>
     return true
   })
 
+// -----------------------------------------------------------------------------
+// Concurrent scenarios: the same invariants, but the interleaving is the fiber scheduler's,
+// with interruptions landing at arbitrary points (including inside the acquisition).
+// -----------------------------------------------------------------------------
+
+const Small = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 6 }))
+const Action = Schema.Struct({ kind: Schema.Literals(["protect", "fail", "guard", "acquireN"]), hold: Small })
+const Scenario = Schema.Struct({
+  workers: Schema.Array(Schema.Array(Action).check(Schema.isBetweenLength(1, 6))).check(Schema.isBetweenLength(1, 5)),
+  rundownAfter: Small,
+  waiters: Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 3 })),
+  interrupts: Schema.Array(Schema.Struct({ worker: Small, after: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 40 })) }))
+    .check(Schema.isBetweenLength(0, 4))
+})
+const CONCURRENT_RUNS = 500
+
+const runConcurrent = (ref: RundownRef.RundownRef, scenario: typeof Scenario.Type) =>
+  Effect.gen(function*() {
+    let begun = false
+    let inside = 0
+    let violations = 0
+    const insideAtReturn: Array<number> = []
+
+    const attempt = (action: typeof Action.Type) =>
+      Effect.gen(function*() {
+        const mustFail = begun
+        let entered = false
+        const body = Effect.suspend(() => {
+          entered = true
+          inside++
+          return Effect.repeat(Effect.yieldNow, { times: action.hold })
+        }).pipe(Effect.ensuring(Effect.sync(() => inside--)))
+        switch (action.kind) {
+          case "protect":
+            yield* Effect.exit(RundownRef.protect(ref, body))
+            break
+          case "fail":
+            yield* Effect.exit(RundownRef.protect(ref, Effect.andThen(body, Effect.fail("boom"))))
+            break
+          case "guard":
+            yield* Effect.exit(Effect.acquireUseRelease(RundownRef.tryAcquire(ref), () => body, (guard) => guard.release))
+            break
+          case "acquireN":
+            yield* Effect.exit(Effect.scoped(Effect.andThen(RundownRef.acquireN(ref, 1 + (action.hold % 3)), body)))
+            break
+        }
+        if (entered && mustFail) violations++
+      })
+
+    const workers = yield* Effect.forEach(
+      scenario.workers,
+      // A small operation budget makes the workers yield every few primitives, so that the
+      // other fibers (and the interruptions) really interleave with every step of them.
+      (script) =>
+        Effect.forkChild(
+          Effect.forEach(script, attempt, { discard: true }).pipe(Effect.provideService(Scheduler.MaxOpsBeforeYield, 3))
+        )
+    )
+    const interrupters = yield* Effect.forEach(scenario.interrupts, ({ after, worker }) =>
+      Effect.forkChild(
+        Effect.andThen(
+          Effect.repeat(Effect.yieldNow, { times: after }),
+          Fiber.interrupt(workers[worker % workers.length]!)
+        )
+      ))
+    yield* Effect.repeat(Effect.yieldNow, { times: scenario.rundownAfter })
+    const waiters = yield* Effect.forEach(Array.from({ length: scenario.waiters }), () =>
+      Effect.forkChild(
+        RundownRef.waitForRundown(ref).pipe(Effect.andThen(Effect.sync(() => void insideAtReturn.push(inside))))
+      ))
+    // Set only once the rundown is visibly under way, so that `mustFail` is never too eager.
+    while (RundownRef.stateUnsafe(ref)._tag === "Active") yield* Effect.yieldNow
+    begun = true
+
+    yield* Fiber.joinAll(waiters)
+    yield* Fiber.joinAll(interrupters)
+    const exits = yield* Effect.forEach(workers, Fiber.await)
+    assert.strictEqual(violations, 0, "no protected section started after the rundown was visibly under way")
+    assert.deepStrictEqual(insideAtReturn, Array.from({ length: scenario.waiters }, () => 0), "waiters returned drained")
+    assert.strictEqual(inside, 0)
+    for (const exit of exits) assert.isFalse(Exit.hasDies(exit), "no defect (an underflow would be one)")
+    assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "RunDown" })
+    return true
+  })
+
 describe("RundownRef properties", () => {
+  it.effect.prop(
+    "concurrent scenarios with interruptions (in-process ref)",
+    [Scenario],
+    ([scenario]) => runConcurrent(RundownRef.makeUnsafe(), scenario),
+    { timeout: 120_000, arbitrary: { runs: CONCURRENT_RUNS, size: 30 } }
+  )
+
+  it.effect.prop(
+    "concurrent scenarios with interruptions (shared-memory ref)",
+    [Scenario],
+    ([scenario]) => runConcurrent(RundownRef.makeSharedUnsafe(), scenario),
+    { timeout: 120_000, arbitrary: { runs: CONCURRENT_RUNS, size: 30 } }
+  )
+
   it.effect.prop(
     "random schedules against the model (in-process ref)",
     [schedules],
