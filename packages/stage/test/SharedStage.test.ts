@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Worker } from "node:worker_threads"
 import { SharedStage } from "@quiesce/stage"
@@ -367,6 +367,21 @@ const spawn = (data: Record<string, unknown>) =>
   )
 
 describe("SharedStage across worker_threads", () => {
+  it.live("a token held by a worker that was terminated is free again once its lease runs out", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ leaseMillis: 1_000 })
+      const stage = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const { worker, message } = yield* spawn({ mode: "hold-ticket", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 0 })
+      yield* message((m) => m.holding === true)
+      assert.strictEqual((yield* Effect.flip(Effect.scoped(SharedStage.ticket(stage, "idle-held"))))._tag, "TokenInUseError")
+      yield* Effect.promise(() => worker.terminate())
+      // Refused until the dead worker's lease runs out, then granted (bounded wait).
+      const granted = yield* Effect.scoped(SharedStage.ticket(stage, "idle-held")).pipe(
+        Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 200 })
+      )
+      assert.strictEqual(granted.token, "idle-held")
+    }), { timeout: 60_000 })
+
   it.live("3 workers × 16 fibers × 20 receives: every fiber gets exactly its replies, whoever heads", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory({ leaseMillis: 10_000 })

@@ -116,6 +116,10 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     return result
   }
 
+  flushRingsNow(): void {
+    this.flushRings()
+  }
+
   private flushRings(): void {
     const rings = this.shared.rings
     if (rings.length === 0) return
@@ -233,7 +237,12 @@ export const ticket = <R, T, B, E>(
     if (stage.closed) return Effect.interrupt
     const encoded = stage.encoder.encode(token)
     if ("error" in encoded) return Effect.fail(new TokenEncodingError({ reason: encoded.error }))
-    const slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
+    let slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
+    if (slot < 0 && stage.shared.reapDead(stage.me) > 0) {
+      // The token (or the slot) may have been held by a worker that died.
+      stage.flushRingsNow()
+      slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
+    }
     if (slot === -1) return Effect.fail(new TokenInUseError({ token: showToken(token) }))
     if (slot === -2) return Effect.fail(new StageCapacityError({ resource: "tickets", limit: stage.shared.l.capacity }))
     const local = new LocalTicket<T>(stage, token, slot, stage.shared.genOf(slot))
