@@ -5,11 +5,13 @@
  * equal the model's, every acquisition must succeed exactly when no rundown has begun, and the
  * waiters must be pending exactly until the count reaches zero.
  *
- * Plus 2 × 500 generated concurrent scenarios, where the interleaving is left to the fiber
- * scheduler and interruptions land at arbitrary points.
- *
  * 2 × 5,000 generated schedules (in-process and shared-memory ref), up to 40 steps each (about
  * 10 on average, measured: 100,423 steps over the 10,000 schedules).
+ *
+ * Plus 2 × 500 generated concurrent scenarios (up to 5 worker fibers with up to 6 acquisitions
+ * each, 1–3 waiters, up to 4 interruptions), where the interleaving is left to the fiber
+ * scheduler — the workers run with a tiny operation budget so that they yield every few
+ * primitives — and interruptions land at arbitrary points, including inside `protect`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, Deferred, Effect, Exit, Fiber, Scheduler, Schema, Scope } from "effect"
