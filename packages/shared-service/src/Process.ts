@@ -60,6 +60,15 @@ export interface SignalOptions {
   readonly group?: boolean | undefined
 }
 
+const groupSignalable = (pgid: number): boolean => {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
 const signal = (pid: number, sig: NodeJS.Signals, options: SignalOptions | undefined): Effect.Effect<boolean> =>
   Effect.sync(() => {
     if (!isAliveUnsafe(pid, options?.startTime)) return false
@@ -95,9 +104,15 @@ export const terminate = (pid: number, options?: SignalOptions): Effect.Effect<b
 export const kill = (pid: number, options?: SignalOptions): Effect.Effect<boolean> => signal(pid, "SIGKILL", options)
 
 /**
- * Stops a process gracefully: SIGTERM, wait up to `timeout` (polling every 15 ms), then
- * SIGKILL and wait for it to be gone (bounded by another `timeout`). Completes with `true` if
- * the process is gone at the end. Never signals a recycled pid when `startTime` is given.
+ * Stops a process gracefully: SIGTERM, wait up to `timeout` (polling every 15 ms), then SIGKILL
+ * and wait for it to be gone (bounded by another `timeout`). Completes with `true` if the
+ * process is gone at the end. Never signals a recycled pid when `startTime` is given.
+ *
+ * With `group`, the whole process group led by `pid` is signalled, and "gone" means the leader
+ * and every member of the group. The leader is verified first; after that the group id is safe
+ * to signal even once the leader has exited, because Linux does not hand out a pid that is still
+ * in use as a process group id. If the leader is already gone at the start, nothing is
+ * signalled (the group can no longer be told apart from a later one).
  *
  * @category signals
  * @since 0.1.0
@@ -107,8 +122,10 @@ export const stop = (
   options?: SignalOptions & { readonly timeout?: Duration.Input | undefined }
 ): Effect.Effect<boolean> => {
   const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(5))
+  const group = options?.group === true
   const st = options?.startTime ?? L.processStartTime(pid)
-  const gone = Effect.sync(() => !isAliveUnsafe(pid, st))
+  const groupExists = () => process.platform === "linux" ? L.groupAlive(pid) : groupSignalable(pid)
+  const gone = Effect.sync(() => !isAliveUnsafe(pid, st) && (!group || !groupExists()))
   const waitGone = gone.pipe(
     Effect.repeat({
       until: (g) => g,
@@ -117,12 +134,20 @@ export const stop = (
     Effect.timeoutOption(timeout),
     Effect.map((o) => o._tag === "Some" && o.value)
   )
+  const signalAll = (sig: NodeJS.Signals) =>
+    Effect.sync(() => {
+      try {
+        if (group) process.kill(-pid, sig)
+        else if (isAliveUnsafe(pid, st)) process.kill(pid, sig)
+      } catch {
+        // already gone
+      }
+    })
   return Effect.gen(function*() {
-    if (st === undefined) return true
-    const target = { startTime: st, group: options?.group }
-    yield* terminate(pid, target)
+    if (st === undefined || !isAliveUnsafe(pid, st)) return true
+    yield* signalAll("SIGTERM")
     if (yield* waitGone) return true
-    yield* kill(pid, target)
+    yield* signalAll("SIGKILL")
     return yield* waitGone
   })
 }

@@ -43,6 +43,21 @@ const firstLine = (child: ReturnType<typeof spawn>) =>
   })
 
 describe("Process", () => {
+  it.live("stop with group: members that ignore SIGTERM are SIGKILLed after the timeout, even once the leader is gone", () =>
+    Effect.gen(function*() {
+      const child = yield* spawnDetached("/bin/sh", [
+        "-c",
+        `${JSON.stringify(process.execPath)} -e "process.on('SIGTERM', () => {}); console.log('up'); setInterval(() => {}, 1000)" & wait`
+      ])
+      // "up" comes from the member, once its SIGTERM handler is installed.
+      yield* firstLine(child)
+      const members = groupMembers(child.pid!)
+      const started = Date.now()
+      assert.isTrue(yield* Process.stop(child.pid!, { group: true, timeout: Duration.millis(500) }))
+      assert.isAtLeast(Date.now() - started, 450, "SIGTERM first, for the whole timeout")
+      assert.isTrue(members.every((p) => !alive(p)))
+    }).pipe(Effect.scoped), 20_000)
+
   it.effect("isAlive checks the start time: a recycled pid is not the process", () =>
     Effect.gen(function*() {
       const st = yield* Process.startTime(process.pid)

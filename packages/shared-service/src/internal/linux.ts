@@ -6,7 +6,7 @@
  * @internal
  */
 import koffi from "koffi"
-import { closeSync, openSync, readSync } from "node:fs"
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs"
 
 export const IPC_CREAT = 0o1000
 export const IPC_EXCL = 0o2000
@@ -209,4 +209,33 @@ export const processStartTime = (pid: number): number | undefined => {
   if (watched.size >= MAX_WATCHED) forget(watched.keys().next().value!)
   watched.set(pid, { fd, startTime: st.startTime })
   return st.startTime
+}
+
+/**
+ * Whether any live (non-zombie) process is in process group `pgid`. `kill(-pgid, 0)` cannot
+ * answer this: it counts zombies, and a zombie reparented to an init that does not reap (some
+ * container inits) would look alive forever. Scans `/proc` (a few ms).
+ */
+export const groupAlive = (pgid: number): boolean => {
+  let entries: Array<string>
+  try {
+    entries = readdirSync("/proc")
+  } catch {
+    return false
+  }
+  for (const e of entries) {
+    const c = e.charCodeAt(0)
+    if (c < 0x30 || c > 0x39) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${e}/stat`, "latin1")
+    } catch {
+      continue
+    }
+    const close = stat.lastIndexOf(")")
+    // fields after the command: 3 state, 4 ppid, 5 pgrp
+    const rest = stat.slice(close + 2, close + 64).split(" ", 4)
+    if (rest[0] !== "Z" && rest[0] !== "X" && Number(rest[2]) === pgid) return true
+  }
+  return false
 }
