@@ -99,50 +99,65 @@ export const get = (port: number, path: string): Effect.Effect<Outcome> =>
 const show = (outcome: Outcome): string =>
   outcome._tag === "Response" ? `${outcome.status} "${outcome.body}"` : `connection error ${outcome.code}`
 
-/** Plays the graceful shutdown out on real sockets and reports what each client saw. */
-export const runScenario: Effect.Effect<ScenarioReport> = Effect.gen(function*() {
-  const narration: Array<string> = []
-  const say = (line: string) => Effect.sync(() => void narration.push(line))
+/**
+ * Plays the graceful shutdown out on real sockets and reports what each client saw; `narrate`
+ * (e.g. `console.log`) also receives each line of the story as it happens.
+ */
+export const runScenarioWith = (options: { readonly narrate?: (line: string) => void }): Effect.Effect<ScenarioReport> =>
+  Effect.flatMap(Scope.make(), (scope) =>
+    // If anything goes wrong half-way, the server still closes (closing twice is a no-op).
+    Effect.ensuring(scenario(scope, options), Scope.close(scope, Exit.void)))
 
-  const scope = yield* Scope.make()
-  const gate = yield* Deferred.make<void>()
-  const slowEntered = yield* Deferred.make<void>()
-  const { port, ref } = yield* serve({
-    scope,
-    gate: Deferred.await(gate),
-    onSlowRequest: Deferred.succeed(slowEntered, undefined)
-  }).pipe(Effect.orDie)
-  yield* say(`server listening on 127.0.0.1:${port}`)
+const scenario = (scope: Scope.Closeable, options: { readonly narrate?: (line: string) => void }) =>
+  Effect.gen(function*() {
+    const narration: Array<string> = []
+    const say = (line: string) =>
+      Effect.sync(() => {
+        narration.push(line)
+        options.narrate?.(line)
+      })
 
-  const before = yield* get(port, "/fast")
-  yield* say(`GET /fast → ${show(before)}`)
+    const gate = yield* Deferred.make<void>()
+    const slowEntered = yield* Deferred.make<void>()
+    const { port, ref } = yield* serve({
+      scope,
+      gate: Deferred.await(gate),
+      onSlowRequest: Deferred.succeed(slowEntered, undefined)
+    }).pipe(Effect.orDie)
+    yield* say(`server listening on 127.0.0.1:${port}`)
 
-  const slow = yield* Effect.forkChild(get(port, "/slow"))
-  yield* Deferred.await(slowEntered)
-  yield* say(`GET /slow is in flight (${RundownRef.stateUnsafe(ref)._tag}, count ${countOf(ref)})`)
+    const before = yield* get(port, "/fast")
+    yield* say(`GET /fast → ${show(before)}`)
 
-  const shutdown = yield* Effect.forkChild(Scope.close(scope, Exit.void), { startImmediately: true })
-  // The rundown begins as the scope starts closing; this only waits for that fiber to get there.
-  for (let i = 0; i < 1000 && RundownRef.stateUnsafe(ref)._tag === "Active"; i++) yield* Effect.yieldNow
-  yield* say(`shutdown started: the ref is ${RundownRef.stateUnsafe(ref)._tag}, ${countOf(ref)} request in flight`)
+    const slow = yield* Effect.forkChild(get(port, "/slow"))
+    yield* Deferred.await(slowEntered)
+    yield* say(`GET /slow is in flight (${RundownRef.stateUnsafe(ref)._tag}, count ${countOf(ref)})`)
 
-  const duringShutdown = yield* get(port, "/fast")
-  yield* say(`GET /fast during shutdown → ${show(duringShutdown)}`)
+    const shutdown = yield* Effect.forkChild(Scope.close(scope, Exit.void), { startImmediately: true })
+    // The rundown begins as the scope starts closing; this only waits for that fiber to get there.
+    for (let i = 0; i < 1000 && RundownRef.stateUnsafe(ref)._tag === "Active"; i++) yield* Effect.yieldNow
+    yield* say(`shutdown started: the ref is ${RundownRef.stateUnsafe(ref)._tag}, ${countOf(ref)} request in flight`)
 
-  const shutdownWaitedForInFlight = shutdown.pollUnsafe() === undefined
-  yield* say(`shutdown is ${shutdownWaitedForInFlight ? "still waiting for" : "NOT waiting for"} the in-flight request`)
-  yield* Deferred.succeed(gate, undefined)
-  const inFlight = yield* Fiber.join(slow)
-  yield* say(`GET /slow → ${show(inFlight)}`)
+    const duringShutdown = yield* get(port, "/fast")
+    yield* say(`GET /fast during shutdown → ${show(duringShutdown)}`)
 
-  yield* Fiber.join(shutdown)
-  yield* say(`shutdown complete: the ref is ${RundownRef.stateUnsafe(ref)._tag}, the server is closed`)
+    const shutdownWaitedForInFlight = shutdown.pollUnsafe() === undefined
+    yield* say(`shutdown is ${shutdownWaitedForInFlight ? "still waiting for" : "NOT waiting for"} the in-flight request`)
+    yield* Deferred.succeed(gate, undefined)
+    const inFlight = yield* Fiber.join(slow)
+    yield* say(`GET /slow → ${show(inFlight)}`)
 
-  const afterShutdown = yield* get(port, "/fast")
-  yield* say(`GET /fast after shutdown → ${show(afterShutdown)}`)
+    yield* Fiber.join(shutdown)
+    yield* say(`shutdown complete: the ref is ${RundownRef.stateUnsafe(ref)._tag}, the server is closed`)
 
-  return { before, inFlight, duringShutdown, shutdownWaitedForInFlight, afterShutdown, narration }
-})
+    const afterShutdown = yield* get(port, "/fast")
+    yield* say(`GET /fast after shutdown → ${show(afterShutdown)}`)
+
+    return { before, inFlight, duringShutdown, shutdownWaitedForInFlight, afterShutdown, narration }
+  })
+
+/** {@link runScenarioWith} without live narration (the story is in the report). */
+export const runScenario: Effect.Effect<ScenarioReport> = runScenarioWith({})
 
 const countOf = (ref: RundownRef.RundownRef): number => {
   const state = RundownRef.stateUnsafe(ref)
@@ -150,7 +165,5 @@ const countOf = (ref: RundownRef.RundownRef): number => {
 }
 
 if (import.meta.main) {
-  Effect.runPromise(runScenario).then((report) => {
-    for (const line of report.narration) console.log(line)
-  })
+  Effect.runPromise(runScenarioWith({ narrate: (line) => console.log(line) }))
 }

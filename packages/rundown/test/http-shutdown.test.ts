@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { runScenario } from "../examples/http-shutdown.ts"
+import { runScenario, runScenarioWith } from "../examples/http-shutdown.ts"
 
 describe("examples/http-shutdown.ts", () => {
   it.live("drains in-flight requests, answers 503 meanwhile, then closes", () =>
@@ -17,5 +17,13 @@ describe("examples/http-shutdown.ts", () => {
       assert.deepStrictEqual(report.inFlight, { _tag: "Response", status: 200, body: "slow request finished" }, context)
       assert.deepStrictEqual(report.afterShutdown, { _tag: "ConnectionError", code: "ECONNREFUSED" }, context)
       assert.strictEqual(report.narration.length, 9)
+    }), { timeout: 30_000 })
+
+  it.live("narrates live, line by line, what the report records", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const report = yield* runScenarioWith({ narrate: (line) => lines.push(line) })
+      assert.deepStrictEqual(lines, report.narration)
+      assert.match(lines[4]!, /503/)
     }), { timeout: 30_000 })
 })
