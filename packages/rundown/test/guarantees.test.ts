@@ -368,6 +368,10 @@ describe("RundownRef.make (Scope-managed)", () => {
       assert.isFalse(RundownRef.isSharedRundownRef(ref))
       assert.strictEqual(ref.pipe(RundownRef.stateUnsafe)._tag, "Active")
       assert.strictEqual(yield* Effect.succeed(7).pipe(RundownRef.protect(ref)), 7)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* ref.pipe(RundownRef.acquireN(2))
+        assert.deepStrictEqual(RundownRef.stateUnsafe(ref), active(2))
+      }))
       assert.deepStrictEqual(ref.toJSON(), { _id: "RundownRef", shared: false, state: active(0) })
       assert.match(String(RundownRef.makeSharedUnsafe()), /"shared":true/)
     }))
