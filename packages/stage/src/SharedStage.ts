@@ -168,6 +168,31 @@ export const makeMemory: (options?: MemoryOptions) => Memory = internal.makeMemo
  * Attaches this worker to a shared stage. Closing the scope detaches it: its
  * tickets are withdrawn (passing headship on if one of them headed).
  *
+ * @example
+ * ```ts
+ * // main thread
+ * const memory = SharedStage.makeMemory({ capacity: 4096, maxWorkers: 8 })
+ * new Worker(new URL("./worker.ts", import.meta.url), { workerData: { memory } })
+ *
+ * // worker.ts: each worker files delivered events in its own buffer
+ * const program = Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach<Source, string, Map<string, string>, string>(workerData.memory, {
+ *     resource: source, // this worker's handle on what the head polls
+ *     buffer: new Map(),
+ *     events: { encode: (e) => encoder.encode(e), decode: (b) => decoder.decode(b), offer: (buf, t, e) => void buf.set(t, e) }
+ *   })
+ *   return yield* SharedStage.receive(stage, {
+ *     token: "request-42",
+ *     onTicket: sendRequest("request-42"), // the reply cannot arrive before the ticket is held
+ *     poll: (director) => Effect.flatMap(readOne(director.resource), ([token, reply]) => director.deliver(token, reply)),
+ *     take: (buf, token) => { const v = buf.get(token); buf.delete(token); return v },
+ *     timeout: "5 seconds"
+ *   })
+ * })
+ * ```
+ *
+ * The tested version of this is `test/fixtures/sharedWorker.ts`.
+ *
  * @category constructors
  * @since 0.1.0
  */

@@ -235,10 +235,10 @@ export const layer = <I, R, T, B, E = never, RIn = never>(
 /**
  * Registers `token`. Refused with `TokenInUseError` when another participant
  * (a waiter, a ticket that has not entered, or the current head) holds an
- * equal token. Closing the scope withdraws the ticket: if it was waiting it
- * leaves the queue, if it was heading headship passes on, and only this
- * ticket's own registration is removed — a later holder of the same token is
- * never affected.
+ * equal token. Closing the scope withdraws the ticket: an `enter` parked on
+ * it is interrupted (it leaves the queue), if it was heading headship passes
+ * on, and only this ticket's own registration is removed — a later holder of
+ * the same token is never affected. A ticket serves one `enter` at a time.
  *
  * @category combinators
  * @since 0.1.0
