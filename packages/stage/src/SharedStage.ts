@@ -36,11 +36,13 @@
  *
  * @since 0.1.0
  */
+import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import type { Pipeable } from "effect/Pipeable"
 import { hasProperty } from "effect/Predicate"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/sharedStage.ts"
 import type * as Stage from "./Stage.ts"
@@ -200,6 +202,25 @@ export const attach: <R, T, B, E = never>(
   memory: Memory,
   options: AttachOptions<R, T, B, E>
 ) => Effect.Effect<SharedStage<R, T, B, E>, StageCapacityError, Scope.Scope> = internal.attach
+
+/**
+ * A layer attaching this worker to a shared stage as the service `tag`,
+ * detached with the layer's scope.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = <I, R, T, B, E = never, EO = never, RO = never>(
+  tag: Context.Key<I, SharedStage<R, T, B, E>>,
+  memory: Memory,
+  options: AttachOptions<R, T, B, E> | Effect.Effect<AttachOptions<R, T, B, E>, EO, RO>
+): Layer.Layer<I, StageCapacityError | EO, RO> =>
+  Layer.effect(
+    tag,
+    Effect.isEffect(options)
+      ? Effect.flatMap(options, (o) => internal.attach<R, T, B, E>(memory, o))
+      : internal.attach<R, T, B, E>(memory, options)
+  )
 
 /**
  * Registers `token` across all workers (see `Stage.ticket`).

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Worker } from "node:worker_threads"
 import { SharedStage } from "@quiesce/stage"
@@ -99,6 +99,19 @@ describe("SharedStage (two attachments in one thread)", () => {
       assert.strictEqual(negZero._tag, "TokenInUseError")
       void zero
     }))
+
+  it.effect("layer: a worker's attachment as a service", () => {
+    const memory = SharedStage.makeMemory()
+    class Shared extends Context.Service<Shared, SharedStage.SharedStage<null, string, null>>()("test/Shared") {
+      static readonly layer = SharedStage.layer(Shared, memory, { resource: null, buffer: null })
+    }
+    return Effect.gen(function*() {
+      const stage = yield* Shared
+      const t = yield* SharedStage.ticket(stage, "x")
+      assert.deepStrictEqual(yield* SharedStage.enter(stage, t, { head: () => Effect.succeed("headed") }), { _tag: "Finished", value: "headed" })
+      assert.isTrue(SharedStage.isSharedStage(stage))
+    }).pipe(Effect.provide(Shared.layer))
+  })
 
   it.effect("capacity: tickets and workers are bounded with a typed error", () =>
     Effect.gen(function*() {
