@@ -201,9 +201,10 @@ export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
  * down, waiting for the protections held in every thread). Give `ref.handle` to worker
  * threads; they rebuild the ref with {@link fromShared}.
  *
- * Waiting uses `Atomics.waitAsync`, so it never blocks an event loop; while a wait is pending
- * the ref keeps the event loop alive (a pending `waitAsync` alone would not). A release pays
- * for an `Atomics.notify` only when it completes a rundown.
+ * Waiting uses `Atomics.waitAsync`, so it never blocks an event loop; all the waiters of a
+ * thread share one pending wait per ref, and while any of them waits the thread's event loop
+ * is kept alive (a pending `waitAsync` alone would not keep it). A release pays for an
+ * `Atomics.notify` only when it completes a rundown.
  *
  * @example
  * ```ts

@@ -197,6 +197,14 @@ class LocalRundownRef extends RundownRefBase {
 // Shared-memory ref
 // -----------------------------------------------------------------------------
 
+interface SharedWaiter {
+  readonly epoch: number
+  readonly resume: (effect: Effect.Effect<void>) => void
+}
+
+const isDone = (word: number, epoch: number, waiterEpoch: number): boolean =>
+  (word & DRAINED) !== 0 || (word & RUNDOWN) === 0 || epoch !== waiterEpoch
+
 class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundownRef {
   readonly i32: Int32Array
   readonly handle: RundownRef.SharedHandle
@@ -271,46 +279,61 @@ class SharedRundownRef extends RundownRefBase implements RundownRef.SharedRundow
   }
 
   /**
-   * Done once DRAINED is set, or once the epoch has moved (the rundown completed and the ref
-   * was re-initialised, perhaps even run down again, before this waiter looked). Waits with
-   * `Atomics.waitAsync` on the word: only the completer notifies, and any change of the word
-   * before the wait is registered makes the wait return "not-equal", so no wake is lost.
+   * This thread's waiters on this ref, and whether an `Atomics.waitAsync` on the word is
+   * pending for them. One pending wait serves all of them, so a thread with many waiters pays
+   * for one, and interrupted waiters leave nothing behind but (at most) that one wait, which
+   * the next completion resolves.
+   */
+  readonly waiters = new Set<SharedWaiter>()
+  watching = false
+
+  /**
+   * A waiter is done once DRAINED is set, once RUNDOWN is clear (the ref was re-initialised,
+   * which needs a completed rundown), or once the epoch has moved past the one it read (the
+   * rundown completed and the ref was re-initialised and run down again before it looked).
    */
   awaitDrained(epoch: number): Effect.Effect<void> {
-    const i32 = this.i32
-    const done = () => {
-      const w = Atomics.load(i32, WORD)
-      return (w & DRAINED) !== 0 || (w & RUNDOWN) === 0 || Atomics.load(i32, EPOCH) !== epoch
-    }
-    if (done()) return Effect.void
+    if (isDone(Atomics.load(this.i32, WORD), Atomics.load(this.i32, EPOCH), epoch)) return Effect.void
     return Effect.callback<void>((resume) => {
-      let settled = false
+      const waiter: SharedWaiter = { epoch, resume }
+      this.waiters.add(waiter)
       keepAlive(1)
-      const settle = () => {
-        settled = true
-        keepAlive(-1)
-      }
-      const check = (): void => {
-        // Bounded by the number of word changes that race with this loop.
-        while (!settled) {
-          const w = Atomics.load(i32, WORD)
-          if ((w & DRAINED) !== 0 || (w & RUNDOWN) === 0 || Atomics.load(i32, EPOCH) !== epoch) {
-            settle()
-            resume(Effect.void)
-            return
-          }
-          const result = Atomics.waitAsync(i32, WORD, w)
-          if (result.async) {
-            result.value.then(check)
-            return
-          }
-        }
-      }
-      check()
+      if (!this.watching) this.watch()
       return Effect.sync(() => {
-        if (!settled) settle()
+        if (this.waiters.delete(waiter)) keepAlive(-1)
       })
     })
+  }
+
+  /**
+   * Wakes the waiters that are done, then waits on the word until the next notify. Only the
+   * completer notifies; a change of the word before the wait is registered makes it return
+   * "not-equal" at once, so no wake-up is lost. Each pass is bounded by the number of word
+   * changes that race with it.
+   */
+  readonly watch = (): void => {
+    const i32 = this.i32
+    this.watching = true
+    while (true) {
+      const w = Atomics.load(i32, WORD)
+      const e = Atomics.load(i32, EPOCH)
+      for (const waiter of this.waiters) {
+        if (isDone(w, e, waiter.epoch)) {
+          this.waiters.delete(waiter)
+          keepAlive(-1)
+          waiter.resume(Effect.void)
+        }
+      }
+      if (this.waiters.size === 0) {
+        this.watching = false
+        return
+      }
+      const result = Atomics.waitAsync(i32, WORD, w)
+      if (result.async) {
+        result.value.then(this.watch)
+        return
+      }
+    }
   }
 
   reInitUnsafe(): number | undefined {
