@@ -29,6 +29,7 @@ import * as Fiber from "effect/Fiber"
 import * as Inspectable from "effect/Inspectable"
 import * as Metric from "effect/Metric"
 import { pipeArguments } from "effect/Pipeable"
+import { hasProperty } from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import * as ScopeModule from "effect/Scope"
 import type * as RundownRef from "../RundownRef.ts"
@@ -417,10 +418,11 @@ export const fromShared = (
   })
 
 /** @internal */
-export const isRundownRef = (u: unknown): u is RundownRef.RundownRef => u instanceof RundownRefBase
+export const isRundownRef = (u: unknown): u is RundownRef.RundownRef => hasProperty(u, TypeId)
 
 /** @internal */
-export const isSharedRundownRef = (u: unknown): u is RundownRef.SharedRundownRef => u instanceof SharedRundownRef
+export const isSharedRundownRef = (u: unknown): u is RundownRef.SharedRundownRef =>
+  isRundownRef(u) && hasProperty(u, "handle")
 
 // -----------------------------------------------------------------------------
 // Operations
