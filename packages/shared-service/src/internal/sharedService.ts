@@ -478,7 +478,11 @@ export const reaperPidPath = (name: string): string => join(runtimeDirPath(), `$
 const launchedReaperAlive = (name: string): boolean => {
   try {
     const pid = Number.parseInt(readFileSync(reaperPidPath(name), "utf8"), 10)
-    return Number.isInteger(pid) && pid > 0 && Process.isAliveUnsafe(pid)
+    if (!Number.isInteger(pid) || pid <= 0 || !Process.isAliveUnsafe(pid)) return false
+    // The file outlives its reaper: make sure the pid was not recycled by some other process
+    // (until it execs node, the launched process is `nice … setsid … reaper NAME`).
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+    return argv.some((a) => /[\\/]reaper\.[jt]s$/.test(a)) && argv.includes(name)
   } catch {
     return false
   }
