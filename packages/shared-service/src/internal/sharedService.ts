@@ -275,7 +275,14 @@ const decide = Effect.fnUntraced(function*<E, R>(
   // launch it, so that spawning it costs this process nothing on the service's critical path.
   const hooked = self.startHooked
   const needReaper = yield* reaperNeeded(self, counter)
-  const start = hooked === undefined ? self.start : hooked(needReaper ? reaperLaunch(self, counter) : undefined)
+  // Whether the start that ran launched the reaper (only a hooked start does).
+  let launched = false
+  const start = hooked === undefined
+    ? self.start
+    : Effect.suspend(() => {
+      launched = needReaper
+      return hooked(needReaper ? reaperLaunch(self, counter) : undefined)
+    })
   if (needReaper && hooked === undefined) spawnReaper(self.name, reaperSpec(self, counter))
   if (self.reaper === "in-process") yield* ensureInProcessReaper(self, counter)
   let handle: ServiceHandle
@@ -296,8 +303,8 @@ const decide = Effect.fnUntraced(function*<E, R>(
       handle = { name: self.name, info: yield* recoverService(self, hinted, healthy.cause), started: true }
     }
   }
-  // The hooked start did not run (or ran `recover`): the reaper still has to be there.
-  if (needReaper && hooked !== undefined && !handle.started) {
+  // No hooked start ran (the service was reused, or `recover` ran): launch the reaper here.
+  if (needReaper && hooked !== undefined && !launched) {
     spawnReaper(self.name, { ...reaperSpec(self, counter), service: handle.info })
   }
   if (handle.started) yield* Hint.write(self.name, handle.info)
