@@ -110,7 +110,7 @@ try {
     subject: { name: "quiesce run", run: withQuiesce },
     baseline: { name: "start-server-and-test ×16 parallel", run: withStartServerAndTest },
     iterations: commands,
-    rounds: 4,
+    rounds: 6,
     warmupRounds: 1,
     goal: { minSpeedup: 2 }
   })
