@@ -75,6 +75,7 @@ export interface ServiceHandle extends internal.ServiceHandle {}
  *   used by it.
  * - `"in-process"`: a daemon fiber in the starting process runs `stop`. Not crash-safe: if
  *   that process dies the service is left running until a later client's reaper takes over.
+ *   The fiber keeps that process alive until it has stopped the service.
  * - `"none"`: nothing stops it (use `forceStop`).
  *
  * @category models

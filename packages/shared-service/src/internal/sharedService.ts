@@ -41,15 +41,29 @@ export const TypeId = "~@quiesce/shared-service/SharedService"
 export type ReaperMode = "detached" | "in-process" | "none"
 
 export interface Options<E, R> {
+  /** 1–64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`; with the uid, it names the kernel objects. */
   readonly name: string
+  /**
+   * Starts the service (only for the first client, under the startup lock) and describes it.
+   * To survive a starter SIGKILLed mid-start it must leave a process whose pid it returns:
+   * until it returns, only `command` services are known to the reaper.
+   */
   readonly start: Effect.Effect<ServiceInfo, E, R>
+  /** Stops it (recovery, the in-process reaper). Default: `Process.stop` of the verified pid (its group if `processGroup`). */
   readonly stop?: ((info: ServiceInfo) => Effect.Effect<void, E, R>) | undefined
+  /** Run by every later client's first handle, under the lock; a failure runs `recover`. Default: none. */
   readonly healthCheck?: ((info: ServiceInfo) => Effect.Effect<void, unknown, R>) | undefined
+  /** Replaces an unhealthy service. Default: `stop`, then `start`. */
   readonly recover?: ((info: ServiceInfo) => Effect.Effect<ServiceInfo, E, R>) | undefined
+  /** How long the service outlives its last client (a client arriving meanwhile keeps it). Default 0. */
   readonly idleTimeToLive?: Duration.Input | undefined
+  /** Bound on `start` (and `recover`): `StartFailed` with `timeoutMillis`. Default 30 s. */
   readonly startTimeout?: Duration.Input | undefined
+  /** Bound on waiting for the startup lock: `LockTimeout`. Default startTimeout + stopTimeout + 5 s. */
   readonly lockTimeout?: Duration.Input | undefined
+  /** SIGTERM → SIGKILL delay of the default `stop` and the detached reaper. Default 5 s. */
   readonly stopTimeout?: Duration.Input | undefined
+  /** Who stops the service after the last client (see `ReaperMode`). Default `"detached"`. */
   readonly reaper?: ReaperMode | undefined
 }
 
