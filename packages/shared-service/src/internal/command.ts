@@ -16,6 +16,7 @@ import * as ServiceInfo from "../ServiceInfo.ts"
 import { StartFailed, Unhealthy } from "../SharedServiceError.ts"
 import { existsSync } from "node:fs"
 import * as Hint from "./hint.ts"
+import { REAPER_NICE } from "./sharedService.ts"
 import type { ReaperLaunch } from "./sharedService.ts"
 import { ensureRuntimeDir } from "./paths.ts"
 
@@ -85,7 +86,7 @@ const reaperLine = (reaper: ReaperLaunch): string => {
     nice: which(["/usr/bin/nice", "/bin/nice"])
   }
   const prefix = [
-    ...(tools.nice === undefined ? [] : [tools.nice, "-n", "19"]),
+    ...(tools.nice === undefined ? [] : [tools.nice, "-n", String(REAPER_NICE)]),
     ...(tools.setsid === undefined ? [] : [tools.setsid])
   ]
   const argv = [...prefix, ...reaper.argv].map(quote).join(" ")
@@ -106,7 +107,7 @@ export const startCommand = (
     // `exec` keeps the service's pid the shell's pid for single commands; the process group
     // covers whatever a compound command forks. The reaper, when one is needed, is launched by
     // this shell before the service: in its own session (it must not be in the group it will
-    // stop), at the lowest priority (it must not slow the service's start), told the service's
+    // stop), at a lower priority (it must not slow the service's start), told the service's
     // pid ($$), and recorded in its pid file. Spawning it from here costs the client nothing.
     const launch = reaper === undefined ? "" : reaperLine(reaper)
     const script = `exec >>${quote(log)} 2>&1 </dev/null; ${launch}${options.command}`
