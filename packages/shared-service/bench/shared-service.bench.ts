@@ -163,7 +163,7 @@ const sharedStart = async (round: number): Promise<Start> => {
 }
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
-const ROUNDS = 11
+const ROUNDS = 21
 const raws: Array<Start> = []
 const shareds: Array<Start> = []
 await rawStart()

@@ -16,7 +16,7 @@ import * as ServiceInfo from "../ServiceInfo.ts"
 import { StartFailed, Unhealthy } from "../SharedServiceError.ts"
 import { existsSync } from "node:fs"
 import * as Hint from "./hint.ts"
-import { REAPER_NICE } from "./sharedService.ts"
+import { REAPER_DELAY_SECONDS, REAPER_NICE } from "./sharedService.ts"
 import type { ReaperLaunch } from "./sharedService.ts"
 import { ensureRuntimeDir } from "./paths.ts"
 
@@ -90,7 +90,11 @@ const reaperLine = (reaper: ReaperLaunch): string => {
     ...(tools.setsid === undefined ? [] : [tools.setsid])
   ]
   const argv = [...prefix, ...reaper.argv].map(quote).join(" ")
-  return `${argv} "$$" "" group & echo $! > ${quote(reaper.pidFile)}; `
+  // The subshell sleeps before it execs the reaper, so that the reaper's own boot (a Node
+  // process) does not compete with the service's for the CPU. Nothing is lost meanwhile: the
+  // reaper decides only from the kernel count, under the lock, once it runs; if the starter
+  // dies in that second, the reaper still comes and finds the count at zero.
+  return `(sleep ${REAPER_DELAY_SECONDS}; exec ${argv} "$$" "" group) & echo $! > ${quote(reaper.pidFile)}; `
 }
 
 export const startCommand = (

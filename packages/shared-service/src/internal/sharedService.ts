@@ -507,10 +507,11 @@ const launchedReaperAlive = (name: string): boolean => {
   try {
     const pid = Number.parseInt(readFileSync(reaperPidPath(name), "utf8"), 10)
     if (!Number.isInteger(pid) || pid <= 0 || !Process.isAliveUnsafe(pid)) return false
-    // The file outlives its reaper: make sure the pid was not recycled by some other process
-    // (until it execs node, the launched process is `nice … setsid … reaper NAME`).
-    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
-    return argv.some((a) => /[\\/]reaper\.[jt]s$/.test(a)) && argv.includes(name)
+    // The file outlives its reaper: make sure the pid was not recycled by some other process.
+    // Until it execs node, the launched process is the service's shell (waiting to launch it)
+    // or `nice … setsid … reaper NAME`; all of them name the reaper entry and the service.
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8")
+    return /[\\/]reaper\.[jt]s\b/.test(cmdline) && cmdline.includes(name)
   } catch {
     return false
   }
@@ -536,10 +537,21 @@ export const reaperCommand = (name: string, options: ReaperSpec): ReadonlyArray<
   ]
 }
 
-/** Spawns the detached reaper from this process and records its pid. */
+/** How long a freshly launched reaper waits before it boots (see `spawnReaper`). */
+export const REAPER_DELAY_SECONDS = 1
+
+/**
+ * Spawns the detached reaper (its own session) from this process and records its pid. A shell
+ * holds it back for `REAPER_DELAY_SECONDS` before it execs Node, so that the reaper's boot does
+ * not compete for the CPU with the service that is starting now. Nothing is lost meanwhile: the
+ * reaper decides only from the kernel count, under the lock, once it runs.
+ */
 export const spawnReaper = (name: string, options: ReaperSpec): number | undefined => {
-  const [command, ...args] = reaperCommand(name, options)
-  const child = spawn(command!, args, { detached: true, stdio: "ignore" })
+  const child = spawn(
+    "/bin/sh",
+    ["-c", `sleep ${REAPER_DELAY_SECONDS}; exec "$@"`, "sh", ...reaperCommand(name, options)],
+    { detached: true, stdio: "ignore" }
+  )
   child.on("error", () => {})
   child.unref()
   if (child.pid === undefined) return undefined
