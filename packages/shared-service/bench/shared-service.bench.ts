@@ -36,8 +36,12 @@ const service = SharedService.makeUnsafe({
   }),
   idleTimeToLive: Duration.minutes(5)
 })
-// Start it once (and let its reaper boot) before measuring.
+// Start it once, and measure the steady state: once its reaper has booted and holds its slot
+// (until then each acquisition also checks the launched reaper's pid file).
 await Effect.runPromise(Effect.scoped(SharedService.acquire(service)))
+for (let i = 0; i < 200 && !(await Effect.runPromise(SharedService.inspect(name))).hasReaper; i++) {
+  await new Promise((r) => setTimeout(r, 50))
+}
 
 const acquireRelease = Effect.scoped(SharedService.acquire(service))
 const hotLoop = (n: number) => {
