@@ -12,15 +12,10 @@ import { ServiceInfo } from "../ServiceInfo.ts"
 import { CorruptHint, IpcUnavailable } from "../SharedServiceError.ts"
 import { ensureRuntimeDir, runtimeDirPath } from "./paths.ts"
 
-const ReaperRecord = Schema.Struct({ pid: Schema.Int, startTime: Schema.optional(Schema.Number) })
-export type ReaperRecord = typeof ReaperRecord.Type
-
 const HintFile = Schema.Struct({
   version: Schema.Literal(1),
   name: Schema.String,
-  info: ServiceInfo,
-  /** The reaper process last spawned for this service (so that clients do not spawn more). */
-  reaper: Schema.optional(ReaperRecord)
+  info: ServiceInfo
 })
 const decode = Schema.decodeUnknownSync(HintFile)
 const encode = Schema.encodeSync(HintFile)
@@ -32,7 +27,6 @@ interface Cached {
   readonly mtimeMs: number
   readonly size: number
   readonly info: ServiceInfo
-  readonly reaper: ReaperRecord | undefined
 }
 const cache = new Map<string, Cached>()
 
@@ -40,11 +34,6 @@ const uid = (): number => (typeof process.getuid === "function" ? process.getuid
 
 /** Synchronous read: `undefined` when there is no hint, `CorruptHint` when it cannot be used. */
 export const readUnsafe = (name: string, dir?: string): ServiceInfo | undefined | CorruptHint => {
-  const r = readFullUnsafe(name, dir)
-  return r === undefined || r instanceof CorruptHint ? r : r.info
-}
-
-export const readFullUnsafe = (name: string, dir?: string): Cached | undefined | CorruptHint => {
   const path = hintPath(name, dir)
   let st
   try {
@@ -58,13 +47,12 @@ export const readFullUnsafe = (name: string, dir?: string): Cached | undefined |
   if (st.uid !== uid()) return corrupt(`owned by uid ${st.uid}, not ${uid()}`)
   if ((st.mode & 0o077) !== 0) return corrupt(`mode ${(st.mode & 0o777).toString(8)} is not 600`)
   const hit = cache.get(path)
-  if (hit !== undefined && hit.ino === st.ino && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit
+  if (hit !== undefined && hit.ino === st.ino && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.info
   try {
     const parsed = decode(JSON.parse(readFileSync(path, "utf8")))
     if (parsed.name !== name) return corrupt(`it names "${parsed.name}"`)
-    const entry = { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, info: parsed.info, reaper: parsed.reaper }
-    cache.set(path, entry)
-    return entry
+    cache.set(path, { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, info: parsed.info })
+    return parsed.info
   } catch (e) {
     return corrupt(e instanceof Error ? e.message.split("\n")[0]! : String(e))
   }
@@ -76,7 +64,7 @@ export const read = (name: string, dir?: string): Effect.Effect<ServiceInfo | un
     return r instanceof CorruptHint ? Effect.fail(r) : Effect.succeed(r)
   })
 
-export const write = (name: string, info: ServiceInfo, reaper?: ReaperRecord): Effect.Effect<void, IpcUnavailable> =>
+export const write = (name: string, info: ServiceInfo): Effect.Effect<void, IpcUnavailable> =>
   Effect.suspend(() => {
     const dir = ensureRuntimeDir()
     const fail = (syscall: string, e: unknown) =>
@@ -87,7 +75,7 @@ export const write = (name: string, info: ServiceInfo, reaper?: ReaperRecord): E
     try {
       const fd = openSync(tmp, "wx", 0o600)
       try {
-        writeSync(fd, JSON.stringify(encode({ version: 1, name, info, ...(reaper === undefined ? {} : { reaper }) })) + "\n")
+        writeSync(fd, JSON.stringify(encode({ version: 1, name, info })) + "\n")
       } finally {
         closeSync(fd)
       }
