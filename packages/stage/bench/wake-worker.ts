@@ -1,20 +1,30 @@
 /**
- * The worker side of the cross-worker wake benchmark. Three servers run at
- * once, each answering on the shared `pong` word (or by message):
- * - raw: waits on the `ping` word with Atomics.waitAsync;
- * - stage: a fiber waits on the token "worker" of the shared stage;
- * - message: answers each postMessage with a postMessage.
+ * The worker side of the cross-worker wake benchmark. Its servers run at once:
+ * - Stage: a fiber waits on the token "worker" of stage A and, woken, notifies
+ *   the token "main" of stage B, which this worker heads;
+ * - raw: waits on the ping word with `Atomics.waitAsync` and answers on the
+ *   pong word;
+ * - raw → fiber: the same, but waiting in an Effect fiber (`Effect.callback`);
+ * - postMessage: answers each message with a message.
+ * While `words[3]` is set (the one-way cross-check), every ping is stamped on
+ * arrival and answered on the stamp pong word instead.
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { Effect, Scope } from "effect"
 import { SharedStage } from "@quiesce/stage"
 
-const { memory, words: wordsBuffer } = workerData as { memory: SharedStage.Memory; words: SharedArrayBuffer }
-const words = new Int32Array(wordsBuffer)
-
-const pong = () => {
-  Atomics.add(words, 1, 1)
-  Atomics.notify(words, 1)
+const { memoryA, memoryB, shared } = workerData as {
+  memoryA: SharedStage.Memory
+  memoryB: SharedStage.Memory
+  shared: SharedArrayBuffer
+}
+const words = new Int32Array(shared, 0, 8)
+const stamps = new BigInt64Array(shared, 32, 2)
+const stamping = () => Atomics.load(words, 3) === 1
+const stampPong = () => {
+  stamps[1] = process.hrtime.bigint()
+  Atomics.add(words, 2, 1)
+  Atomics.notify(words, 2)
 }
 
 // raw
@@ -23,7 +33,11 @@ const rawLoop = (): void => {
   const waited = Atomics.waitAsync(words, 0, seenPing)
   const next = () => {
     seenPing = Atomics.load(words, 0)
-    pong()
+    if (stamping()) stampPong()
+    else {
+      Atomics.add(words, 1, 1)
+      Atomics.notify(words, 1)
+    }
     rawLoop()
   }
   if (waited.async) waited.value.then(next)
@@ -31,20 +45,59 @@ const rawLoop = (): void => {
 }
 rawLoop()
 
-// message
-parentPort!.on("message", (m) => parentPort!.postMessage(m))
-
-// stage
-const stage = await Effect.runPromise(Scope.provide(
-  SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }),
-  Scope.makeUnsafe()
-))
-const ticket = await Effect.runPromise(Scope.provide(SharedStage.ticket(stage, "worker"), Scope.makeUnsafe()))
-const server: Effect.Effect<never> = Effect.flatMap(
-  SharedStage.enter(stage, ticket, { head: () => Effect.die("the worker must not head") }),
+// raw, each side resuming an Effect fiber
+let seenFiberPing = 0
+const rawFiberServer: Effect.Effect<never> = Effect.flatMap(
+  Effect.callback<void>((resume) => {
+    const waited = Atomics.waitAsync(words, 4, seenFiberPing)
+    if (waited.async) waited.value.then(() => resume(Effect.void))
+    else resume(Effect.void)
+  }),
   () => {
-    pong()
-    return server
+    seenFiberPing = Atomics.load(words, 4)
+    Atomics.add(words, 5, 1)
+    Atomics.notify(words, 5)
+    return rawFiberServer
+  }
+)
+Effect.runFork(rawFiberServer)
+
+// postMessage
+parentPort!.on("message", (m) => {
+  if (m === "stamp") stampPong()
+  else parentPort!.postMessage(m)
+})
+
+// Stage
+const scope = Scope.makeUnsafe()
+const stageA = await Effect.runPromise(Scope.provide(
+  SharedStage.attach<null, string, null>(memoryA, { resource: null, buffer: null }),
+  scope
+))
+const stageB = await Effect.runPromise(Scope.provide(
+  SharedStage.attach<null, string, null>(memoryB, { resource: null, buffer: null }),
+  scope
+))
+let directorB: SharedStage.Director<null, string, null, never> | undefined
+const headTicketB = await Effect.runPromise(Scope.provide(SharedStage.ticket(stageB, "worker"), scope))
+Effect.runFork(SharedStage.enter(stageB, headTicketB, {
+  head: (d) => {
+    directorB = d
+    return Effect.never
+  }
+}))
+await new Promise((r) => setImmediate(r))
+const notifyMain = directorB!.notify("main")
+const ticketA = await Effect.runPromise(Scope.provide(SharedStage.ticket(stageA, "worker"), scope))
+const server: Effect.Effect<never> = Effect.flatMap(
+  SharedStage.enter(stageA, ticketA, { head: () => Effect.die("the worker must not head stage A") }),
+  (exit) => {
+    if (exit._tag !== "Token") return Effect.die(`expected Token, got ${exit._tag}`)
+    if (stamping()) {
+      stampPong()
+      return server
+    }
+    return Effect.andThen(notifyMain, server)
   }
 )
 Effect.runFork(server)
