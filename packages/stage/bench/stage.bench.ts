@@ -375,5 +375,43 @@ console.log(
 )
 console.log(`  (round-trip ratios above: Stage/raw ${wake.ratio.toFixed(2)}×, Stage/postMessage ${wakeVsMessage.ratio.toFixed(2)}×)`)
 
+// Bursts: one head wakes BURST fibers of the worker at once (one notify each),
+// until all of them have resumed. The Stage writes BURST inbox records and
+// rings its doorbell (only a ring that finds the pump waiting wakes it); the baseline is the natural alternative, BURST messages
+// to a worker whose handler completes each token's `Deferred` in a
+// `Map<token, Deferred>`. Both sides count resumed fibers on one shared word,
+// and the last one to resume wakes this thread with Atomics.
+const BURST = 64
+const burstTokens = Array.from({ length: BURST }, (_, k) => `b${k}`)
+const notifyBurst = Effect.forEach(burstTokens, (token) => directorA!.notify(token), { discard: true })
+worker.postMessage({ burstTokens })
+await new Promise<void>((resolve) => worker.once("message", () => resolve()))
+const burst = (send: () => Promise<void> | void) => async (n: number) => {
+  for (let done = 0; done < n; done += BURST) {
+    const target = Atomics.load(words, 6) + BURST
+    await send()
+    for (let seen = Atomics.load(words, 6); seen < target; seen = Atomics.load(words, 6)) {
+      await awaitWord(6, seen)
+    }
+  }
+}
+await compare({
+  title: `cross-worker wake, bursts of ${BURST} tokens: Stage (${BURST} notifies into the worker's inbox) vs one postMessage per token + Map<token, Deferred>`,
+  subject: { name: "Stage", run: burst(() => Effect.runPromise(notifyBurst)) },
+  baseline: {
+    name: "postMessage + Map<token, Deferred>",
+    run: burst(() => {
+      for (const token of burstTokens) worker.postMessage({ burst: token })
+    })
+  },
+  iterations: 20 * BURST
+})
+await compare({
+  title: `context: the same bursts vs postMessage batched by hand (one message carrying all ${BURST} tokens)`,
+  subject: { name: "Stage", run: burst(() => Effect.runPromise(notifyBurst)) },
+  baseline: { name: "one postMessage + Map<token, Deferred>", run: burst(() => worker.postMessage({ burstAll: burstTokens })) },
+  iterations: 20 * BURST
+})
+
 await worker.terminate()
 process.exit(0)

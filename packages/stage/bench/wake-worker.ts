@@ -5,12 +5,15 @@
  * - raw: waits on the ping word with `Atomics.waitAsync` and answers on the
  *   pong word;
  * - raw → fiber: the same, but waiting in an Effect fiber (`Effect.callback`);
- * - postMessage: answers each message with a message.
+ * - postMessage: answers each message with a message;
+ * - bursts: a fiber per burst token waits on stage A, and another awaits a
+ *   `Deferred` completed by a message (the baseline); each counts itself on
+ *   `words[6]` when it resumes.
  * While `words[3]` is set (the one-way cross-check), every ping is stamped on
  * arrival and answered on the stamp pong word instead.
  */
 import { parentPort, workerData } from "node:worker_threads"
-import { Effect, Scope } from "effect"
+import { Deferred, Effect, Exit, Scope } from "effect"
 import { SharedStage } from "@quiesce/stage"
 
 const { memoryA, memoryB, shared } = workerData as {
@@ -62,9 +65,55 @@ const rawFiberServer: Effect.Effect<never> = Effect.flatMap(
 )
 Effect.runFork(rawFiberServer)
 
+// Bursts: every resumed fiber counts itself on words[6]; the last of a burst wakes the main thread.
+const burstResumed = () => {
+  Atomics.add(words, 6, 1)
+  Atomics.notify(words, 6)
+}
+const waiting = new Map<string, Deferred.Deferred<void>>()
+const startBursts = async (burstTokens: ReadonlyArray<string>) => {
+  for (const token of burstTokens) {
+    // Stage: a fiber per token, parked on stage A.
+    const ticket = await Effect.runPromise(Scope.provide(SharedStage.ticket(stageA, token), scope))
+    const stageWaiter: Effect.Effect<never> = Effect.flatMap(
+      SharedStage.enter(stageA, ticket, { head: () => Effect.die("the worker must not head stage A") }),
+      (exit) => {
+        if (exit._tag !== "Token") return Effect.die(`expected Token, got ${exit._tag}`)
+        burstResumed()
+        return stageWaiter
+      }
+    )
+    Effect.runFork(stageWaiter)
+    // Baseline: a fiber per token, awaiting a Deferred it registers in the map.
+    const mapWaiter: Effect.Effect<never> = Effect.suspend(() => {
+      const deferred = Deferred.makeUnsafe<void>()
+      waiting.set(token, deferred)
+      return Effect.flatMap(Deferred.await(deferred), () => {
+        burstResumed()
+        return mapWaiter
+      })
+    })
+    Effect.runFork(mapWaiter)
+  }
+  await new Promise((r) => setImmediate(r))
+  parentPort!.postMessage("bursts ready")
+}
+
+const wakeMapWaiter = (token: string) => {
+  const deferred = waiting.get(token)
+  if (deferred !== undefined) {
+    waiting.delete(token)
+    Deferred.doneUnsafe(deferred, Exit.void)
+  }
+}
+
 // postMessage
 parentPort!.on("message", (m) => {
   if (m === "stamp") stampPong()
+  else if (typeof m === "object" && m !== null && "burst" in m) wakeMapWaiter(m.burst)
+  else if (typeof m === "object" && m !== null && "burstAll" in m) {
+    for (const token of m.burstAll) wakeMapWaiter(token)
+  } else if (typeof m === "object" && m !== null && "burstTokens" in m) void startBursts(m.burstTokens)
   else parentPort!.postMessage(m)
 })
 
