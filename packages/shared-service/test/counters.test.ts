@@ -57,7 +57,8 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
       assert.strictEqual(err._tag, "LockTimeout")
       assert.isAtLeast(waited, 590)
       assert.isBelow(waited, 5000)
-      assert.isAtLeast(ticks, 15, "the event loop kept running while we waited")
+      // A blocked event loop would see none or one (a 10 ms timer over 600 ms); leave room for load.
+      assert.isAtLeast(ticks, 5, "the event loop kept running while we waited")
       // The holder dies while we wait: we get the lock long before the timeout.
       const fiber = yield* Effect.forkChild(Effect.uninterruptible(counter.lock(Duration.seconds(20))))
       yield* Effect.sleep(Duration.millis(100))
