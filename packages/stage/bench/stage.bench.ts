@@ -377,10 +377,12 @@ console.log(`  (round-trip ratios above: Stage/raw ${wake.ratio.toFixed(2)}×, S
 
 // Bursts: one head wakes BURST fibers of the worker at once (one notify each),
 // until all of them have resumed. The Stage writes BURST inbox records and
-// rings its doorbell (only a ring that finds the pump waiting wakes it); the baseline is the natural alternative, BURST messages
+// rings the worker's doorbell each time (only a ring that finds the pump
+// waiting wakes it). The baseline is the natural alternative: BURST messages
 // to a worker whose handler completes each token's `Deferred` in a
-// `Map<token, Deferred>`. Both sides count resumed fibers on one shared word,
-// and the last one to resume wakes this thread with Atomics.
+// `Map<token, Deferred>` (and, as context, one message carrying all tokens).
+// Each resumed fiber counts itself on a shared word and notifies it; this
+// thread waits until the burst's count is reached.
 const BURST = 64
 const burstTokens = Array.from({ length: BURST }, (_, k) => `b${k}`)
 const notifyBurst = Effect.forEach(burstTokens, (token) => directorA!.notify(token), { discard: true })
