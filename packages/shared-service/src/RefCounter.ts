@@ -145,6 +145,15 @@ export interface MemoryProcess extends RefCounter {
 }
 
 /**
+ * A counter for a platform without a crash-safe implementation: every `open` fails with
+ * `UnsupportedPlatform` (what `platformDefault` is on macOS and Windows).
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const unsupported: (platform: string) => RefCounter = sysvImpl.unsupported
+
+/**
  * The platform default: `sysV` on Linux; on other platforms a counter whose `open` fails with
  * `UnsupportedPlatform`.
  *

@@ -294,6 +294,16 @@ describe("SharedService (in-memory kernel)", () => {
       assert.strictEqual(kernel.countOf(name), 0, "released with the layer")
     }))
 
+  it.effect("an unsupported platform says so, with a typed error", () =>
+    Effect.gen(function*() {
+      const { service } = fakeService(uniqueName("unsupported"))
+      const err = yield* Effect.flip(
+        SharedService.acquire(service).pipe(Effect.provideService(RefCounter.RefCounter, RefCounter.unsupported("win32")))
+      )
+      assert.strictEqual(err._tag, "UnsupportedPlatform")
+      assert.strictEqual((err as { platform: string }).platform, "win32")
+    }).pipe(Effect.scoped))
+
   it.effect("invalid names fail with InvalidName", () =>
     Effect.gen(function*() {
       for (const bad of ["", ".hidden", "-x", "a/b", "a b", "x".repeat(65), "ü", "a\u0000b"]) {
