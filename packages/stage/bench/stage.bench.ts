@@ -12,6 +12,8 @@
  *    mechanism (Stage both ways, raw `Atomics.notify`/`waitAsync` both ways,
  *    `postMessage` both ways), so round-trip ratios are one-way ratios; then
  *    cross-checked by one-way latencies from `process.hrtime` stamps.
+ * 4. Cross-worker bursts: 64 tokens of one worker woken at once, against a
+ *    `postMessage` per token (and one message for all) + `Map<token, Deferred>`.
  */
 import { Worker } from "node:worker_threads"
 import { Deferred, Effect, Exit, PubSub, Scope } from "effect"
