@@ -34,11 +34,22 @@ export class LocalTicket<T> implements SharedStage.Ticket<T> {
   resume: ((wake: Wake) => void) | undefined = undefined
   parked = false
   withdrawn = false
+  /**
+   * The canceller of an untimed `enter` parked on this ticket (one per ticket:
+   * a ticket has one enter at a time, and `seq` is that enter's while parked).
+   */
+  readonly abandonParked: Effect.Effect<void>
   constructor(stage: SharedStageImpl<any, T, any, any>, token: T, slot: number, gen: number) {
     this.stage = stage
     this.token = token
     this.slot = slot
     this.gen = gen
+    this.abandonParked = Effect.sync(() => {
+      unpark(stage, this)
+      if (!stage.closed && !this.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
+        stage.locked((s) => s.abandonLocked(slot, gen, this.seq))
+      }
+    })
   }
   pipe() {
     return pipeArguments(this, arguments)
@@ -291,17 +302,20 @@ class SharedDirector<R, T, B, E> implements SharedStage.Director<R, T, B, E> {
   }
 }
 
+const succeedTrue: Effect.Effect<boolean> = Effect.succeed(true)
+const succeedFalse: Effect.Effect<boolean> = Effect.succeed(false)
+
 const send = <R, T, B, E>(stage: SharedStageImpl<R, T, B, E>, token: T, event: Uint8Array | undefined): Effect.Effect<boolean> =>
   Effect.suspend(function attempt(): Effect.Effect<boolean> {
     const encoded = stage.encoder.encode(token)
     // A token without an encoding cannot be held by anyone.
-    if ("error" in encoded) return Effect.succeed(false)
+    if ("error" in encoded) return succeedFalse
     const owner = stage.locked((s) => s.notifyLocked(encoded.bytes, encoded.hash, event))
     if (owner === -2) {
       // The owner's inbox is full: it drains on its next turn of the event loop.
       return Effect.flatMap(Effect.sleep(Duration.millis(1)), attempt)
     }
-    return Effect.succeed(owner >= 0)
+    return owner >= 0 ? succeedTrue : succeedFalse
   })
 
 const runHead = <R, T, B, E, A, EH, RH>(
@@ -366,12 +380,7 @@ const enterNoTimeout = <R, T, B, E, A, EH, RH>(
       stage.parkedCount++
       stage.startPump()
       ticket.resume = (wake) => resume(enteredEffects[wake])
-      return Effect.sync(() => {
-        unpark(stage, ticket)
-        if (!stage.closed && !ticket.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
-          stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq))
-        }
-      })
+      return ticket.abandonParked
     }),
     (entered): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
       switch (entered) {
