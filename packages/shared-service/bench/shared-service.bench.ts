@@ -96,7 +96,15 @@ await compare({
 })
 
 semctl(rawId, 0, 0)
+// The benchmark's service has a 5-minute grace period: stop it, and its reaper, now.
 await Effect.runPromise(SharedService.forceStop(name, { removeSet: true }))
+try {
+  const reaper = Number(readFileSync(join(process.env["QUIESCE_RUNTIME_DIR"]!, `${name}.reaper-pid`), "utf8"))
+  if (readFileSync(`/proc/${reaper}/cmdline`, "utf8").includes(name)) process.kill(reaper, "SIGKILL")
+} catch {
+  // already gone
+}
+await Effect.runPromise(SharedService.remove(name))
 
 // ---- 2. cold start overhead ------------------------------------------------------------------
 

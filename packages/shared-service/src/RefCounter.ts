@@ -88,7 +88,10 @@ export interface RefCounter {
   readonly kind: "sysv" | "flock" | "memory" | "unsupported"
   /** Opens (creating if needed) the counter for `name` (validated: see `SharedService.validateName`). */
   readonly open: (name: string) => Effect.Effect<Counter, SystemError | InvalidName>
-  /** Opens the counter for `name` only if it exists already (inspection must not create sets). */
+  /**
+   * Looks at the counter for `name` only if it exists already (inspection must not create
+   * sets). May be a fresh, uncached view: use it to read and remove, not to hold references.
+   */
   readonly openExisting: (name: string) => Effect.Effect<Counter | undefined, SystemError | InvalidName>
 }
 

@@ -471,7 +471,15 @@ export const reap = Effect.fnUntraced(function*<E, R>(
         yield* counter.releaseReaper
         return true
       }))
-      yield* Effect.ignore(counter.unlock(0))
+      if (Exit.isSuccess(done) && done.value && counter.kind === "sysv") {
+        // Nobody holds it and nothing runs: remove the set (with the lock in it), so nothing is
+        // left behind. A client waiting for the lock, or about to use the set, sees it removed
+        // and re-opens a fresh one (its one retry). Not done for flock: a client blocked on an
+        // unlinked lock file would not notice.
+        yield* Effect.ignore(counter.remove)
+      } else {
+        yield* Effect.ignore(counter.unlock(0))
+      }
       return done
     }))
     if (yield* outcome) return
@@ -594,8 +602,10 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
     yield* validate(name)
     const rc = yield* RefCounter
     const counter = yield* rc.openExisting(name)
-    const count = counter === undefined ? 0 : yield* reopening(counter, localOf(counter).holders > 0, () => counter.count)
-    const hasReaper = counter === undefined ? false : yield* counter.hasReaper
+    // A set removed under us counts as none: inspection never re-creates it.
+    const [count, hasReaper] = counter === undefined ? [0, false] : yield* Effect.all([counter.count, counter.hasReaper]).pipe(
+      Effect.catchTag("SemaphoreSetRemoved", () => Effect.succeed([0, false] as const))
+    )
     const raw = Hint.readUnsafe(name)
     const hint = raw instanceof CorruptHint ? undefined : raw
     const alive = hint !== undefined && Process.isAliveUnsafe(hint.pid, hint.startTime)

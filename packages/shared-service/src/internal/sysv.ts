@@ -67,11 +67,11 @@ export const make = (): RefCounter => {
           counters.set(name, counter)
           return Effect.succeed(counter)
         })),
+    // A fresh look every time, never cached, never creating: inspection must not keep (or
+    // bring back) a set that a reaper or the user removed.
     openExisting: (name) =>
       Effect.flatMap(validate(name), () =>
         Effect.suspend(() => {
-          const existing = counters.get(name)
-          if (existing !== undefined) return Effect.succeed(existing)
           const lib = L.libc()
           if (lib instanceof Error) {
             return Effect.fail(new IpcUnavailable({ name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
@@ -79,9 +79,7 @@ export const make = (): RefCounter => {
           const r = openSet(lib, name, false)
           if (r === undefined) return Effect.succeed(undefined)
           if (typeof r !== "number") return Effect.fail(r)
-          const counter = new SysVCounter(lib, name, r, () => counters.delete(name))
-          counters.set(name, counter)
-          return Effect.succeed(counter)
+          return Effect.succeed(new SysVCounter(lib, name, r, () => counters.delete(name)))
         }))
   }
   return singleton
