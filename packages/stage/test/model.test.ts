@@ -15,14 +15,7 @@ import { PreventSchedulerYield } from "effect/Scheduler"
 import { TestClock } from "effect/testing"
 import { Stage } from "@quiesce/stage"
 import { internals, type TicketInternals } from "./internals.ts"
-
-const mulberry32 = (seed: number) => () => {
-  seed = (seed + 0x6D2B79F5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+import { mulberry32 } from "./random.ts"
 
 interface Participant {
   readonly id: number

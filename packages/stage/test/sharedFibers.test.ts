@@ -10,14 +10,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import { SharedStage } from "@quiesce/stage"
-
-const mulberry32 = (seed: number) => () => {
-  seed = (seed + 0x6D2B79F5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
+import { mulberry32 } from "./random.ts"
 
 interface Internals {
   readonly shared: { pendingOf(slot: number): number; checkLocked(): string | undefined }

@@ -12,6 +12,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SharedStage } from "@quiesce/stage"
+import { mulberry32 } from "./random.ts"
 
 interface SharedInternals {
   readonly head: number
@@ -32,14 +33,6 @@ interface SharedInternals {
 
 const REC_EVENT = 1
 const REC_TOKEN = 2
-
-const mulberry32 = (seed: number) => () => {
-  seed = (seed + 0x6D2B79F5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 const hashOf = (bytes: Uint8Array): number => {
   let h = 0x811c9dc5
