@@ -26,23 +26,50 @@ const TOKENS = 1_000
 // 1 & 2. Routing in one thread
 // -----------------------------------------------------------------------------
 
-/** A harness that runs rounds of TOKENS events: `route` sends one round, waiters count arrivals. */
+/** Routes `events` events, in rounds of TOKENS (one per waiter). */
 interface Router {
   readonly run: (events: number) => Promise<void>
 }
 
-const makeStageRouter = async (): Promise<Router> => {
-  const stage = Stage.makeUnsafe<null, number, Map<number, number>>({ resource: null, buffer: new Map() })
+/** Runs rounds of TOKENS events: `send` starts a round, the waiters call `arrive` once per event. */
+const rounds = (send: () => void) => {
   let received = 0
   let roundDone: (() => void) | undefined
-  let command: ((n: number) => void) | undefined
+  return {
+    arrive: () => {
+      if (++received === TOKENS) roundDone!()
+    },
+    run: async (events: number) => {
+      for (let done = 0; done < events; done += TOKENS) {
+        received = 0
+        await new Promise<void>((resolve) => {
+          roundDone = resolve
+          send()
+        })
+      }
+    }
+  }
+}
+
+/** A fiber's next command (how many events to route), sent from outside the runtime by `send`. */
+const commands = () => {
+  let resumeNext: ((n: number) => void) | undefined
+  return {
+    next: Effect.callback<number>((resume) => {
+      resumeNext = (n) => resume(Effect.succeed(n))
+    }),
+    send: (n: number) => resumeNext!(n)
+  }
+}
+
+const makeStageRouter = async (): Promise<Router> => {
+  const stage = Stage.makeUnsafe<null, number, Map<number, number>>({ resource: null, buffer: new Map() })
+  const command = commands()
+  const round = rounds(() => command.send(TOKENS))
   const scope = Scope.makeUnsafe()
-  const nextCommand = Effect.callback<number>((resume) => {
-    command = (n) => resume(Effect.succeed(n))
-  })
   const head = (director: Stage.Director<null, number, Map<number, number>>): Effect.Effect<never> => {
     const buffer = director.buffer
-    const loop: Effect.Effect<never> = Effect.flatMap(nextCommand, (n) => {
+    const loop: Effect.Effect<never> = Effect.flatMap(command.next, (n) => {
       for (let k = 0; k < n; k++) {
         buffer.set(k, k)
         director.notifyUnsafe(k)
@@ -60,35 +87,21 @@ const makeStageRouter = async (): Promise<Router> => {
       Stage.enter(stage, ticket, { head: () => Effect.die("a waiter must not head") }),
       () => {
         buffer.delete(i)
-        if (++received === TOKENS) roundDone!()
+        round.arrive()
         return waiter
       }
     )
     Effect.runFork(waiter)
   }
   await new Promise((r) => setImmediate(r))
-  return {
-    run: async (events) => {
-      for (let done = 0; done < events; done += TOKENS) {
-        received = 0
-        await new Promise<void>((resolve) => {
-          roundDone = resolve
-          command!(TOKENS)
-        })
-      }
-    }
-  }
+  return round
 }
 
 const makeMapRouter = async (): Promise<Router> => {
   const waiting = new Map<number, Deferred.Deferred<number>>()
-  let received = 0
-  let roundDone: (() => void) | undefined
-  let command: ((n: number) => void) | undefined
-  const nextCommand = Effect.callback<number>((resume) => {
-    command = (n) => resume(Effect.succeed(n))
-  })
-  const reader: Effect.Effect<never> = Effect.flatMap(nextCommand, (n) => {
+  const command = commands()
+  const round = rounds(() => command.send(TOKENS))
+  const reader: Effect.Effect<never> = Effect.flatMap(command.next, (n) => {
     for (let k = 0; k < n; k++) {
       const deferred = waiting.get(k)
       if (deferred !== undefined) {
@@ -104,51 +117,30 @@ const makeMapRouter = async (): Promise<Router> => {
       const deferred = Deferred.makeUnsafe<number>()
       waiting.set(i, deferred)
       return Effect.flatMap(Deferred.await(deferred), () => {
-        if (++received === TOKENS) roundDone!()
+        round.arrive()
         return waiter
       })
     })
     Effect.runFork(waiter)
   }
   await new Promise((r) => setImmediate(r))
-  return {
-    run: async (events) => {
-      for (let done = 0; done < events; done += TOKENS) {
-        received = 0
-        await new Promise<void>((resolve) => {
-          roundDone = resolve
-          command!(TOKENS)
-        })
-      }
-    }
-  }
+  return round
 }
 
 const makePubSubRouter = async (): Promise<Router> => {
   const pubsub = Effect.runSync(PubSub.unbounded<number>())
   const scope = Scope.makeUnsafe()
-  let received = 0
-  let roundDone: (() => void) | undefined
+  const round = rounds(() => Effect.runFork(PubSub.publishAll(pubsub, Array.from({ length: TOKENS }, (_, k) => k))))
   for (let i = 0; i < TOKENS; i++) {
     const subscription = await Effect.runPromise(Scope.provide(PubSub.subscribe(pubsub), scope))
     const subscriber: Effect.Effect<never> = Effect.flatMap(PubSub.take(subscription), (event) => {
-      if (event === i && ++received === TOKENS) roundDone!()
+      if (event === i) round.arrive()
       return subscriber
     })
     Effect.runFork(subscriber)
   }
   await new Promise((r) => setImmediate(r))
-  return {
-    run: async (events) => {
-      for (let done = 0; done < events; done += TOKENS) {
-        received = 0
-        await new Promise<void>((resolve) => {
-          roundDone = resolve
-          Effect.runFork(PubSub.publishAll(pubsub, Array.from({ length: TOKENS }, (_, k) => k)))
-        })
-      }
-    }
-  }
+  return round
 }
 
 const stageRouter = await makeStageRouter()
