@@ -13,9 +13,11 @@ import { pipeArguments } from "effect/Pipeable"
 import * as Scope from "effect/Scope"
 import type * as SharedStage from "../SharedStage.ts"
 import type * as Stage from "../Stage.ts"
-import { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError } from "../StageError.ts"
+import type { ReceiveTimeoutError } from "../StageError.ts"
+import { StageCapacityError, TokenEncodingError, TokenInUseError } from "../StageError.ts"
+import { receiveWith, showToken } from "./receive.ts"
 import * as memory from "./sharedMemory.ts"
-import { finished, succeedTimeout, succeedToken } from "./stage.ts"
+import { durationMillis, finished, succeedTimeout, succeedToken } from "./stage.ts"
 import { TokenEncoder } from "./tokenCodec.ts"
 
 /** @internal */
@@ -214,14 +216,6 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     for (const ticket of this.locals) {
       if (ticket !== undefined && ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
     }
-  }
-}
-
-const showToken = (token: unknown): string => {
-  try {
-    return JSON.stringify(token) ?? String(token)
-  } catch {
-    return String(token)
   }
 }
 
@@ -509,47 +503,14 @@ export const enter = <R, T, B, E, A, EH, RH>(
 export const receive = <R, T, B, E, A, EP, RP>(
   self: SharedStage.SharedStage<R, T, B, E>,
   options: SharedStage.ReceiveOptions<R, T, B, E, A, EP, RP>
-): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP> => {
-  const { poll, take, token } = options
-  const timeout = options.timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
-  const headLoop = (director: SharedStage.Director<R, T, B, E>): Effect.Effect<A, EP, RP> =>
-    Effect.suspend(function loop(): Effect.Effect<A, EP, RP> {
-      const found = take(director.buffer, token)
-      if (found !== undefined) return Effect.succeed(found)
-      return Effect.flatMap(poll(director), loop)
-    })
-  return Effect.scoped(Effect.clockWith((clock) => {
-    const deadline = timeout === undefined ? Infinity : clock.currentTimeMillisUnsafe() + timeout
-    const timedOut = (): Effect.Effect<A, ReceiveTimeoutError> => {
-      const late = take(self.buffer, token)
-      if (late !== undefined) return Effect.succeed(late)
-      return Effect.fail(new ReceiveTimeoutError({ token: showToken(token), timeoutMillis: timeout ?? 0 }))
-    }
-    return Effect.flatMap(ticket(self, token), (t) => {
-      const round = (): Effect.Effect<A, EP | ReceiveTimeoutError, RP> => {
-        const found = take(self.buffer, token)
-        if (found !== undefined) return Effect.succeed(found)
-        const remaining = deadline === Infinity ? undefined : Math.max(0, deadline - clock.currentTimeMillisUnsafe())
-        const entered = remaining === undefined
-          ? enter(self, t, { head: headLoop })
-          : enter(self, t, {
-            head: (director) =>
-              Effect.map(Effect.timeoutOption(headLoop(director), remaining), (o) => o._tag === "Some" ? o.value : undefined),
-            timeout: remaining
-          })
-        return Effect.flatMap(entered, (exit): Effect.Effect<A, EP | ReceiveTimeoutError, RP> => {
-          switch (exit._tag) {
-            case "Finished":
-              return exit.value === undefined ? timedOut() : Effect.succeed(exit.value)
-            case "Token":
-              return Effect.suspend(round)
-            case "Timeout":
-              return timedOut()
-          }
-        })
-      }
-      const start = options.onTicket === undefined ? Effect.suspend(round) : Effect.andThen(options.onTicket, Effect.suspend(round))
-      return start
-    })
-  }))
-}
+): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP> =>
+  receiveWith({
+    token: options.token,
+    buffer: self.buffer,
+    take: options.take,
+    poll: options.poll,
+    timeoutMillis: durationMillis(options.timeout),
+    ticket: ticket(self, options.token),
+    onTicket: options.onTicket,
+    enter: (t, head, timeout) => enter(self, t, { head, timeout })
+  })

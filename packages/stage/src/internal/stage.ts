@@ -11,7 +11,9 @@ import * as Fiber from "effect/Fiber"
 import { pipeArguments } from "effect/Pipeable"
 import * as Scope from "effect/Scope"
 import type * as Stage from "../Stage.ts"
-import { ReceiveTimeoutError, TokenInUseError } from "../StageError.ts"
+import type { ReceiveTimeoutError } from "../StageError.ts"
+import { TokenInUseError } from "../StageError.ts"
+import { receiveWith, showToken } from "./receive.ts"
 import { TokenIndex } from "./tokenIndex.ts"
 
 /** @internal */
@@ -325,14 +327,6 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
 // Effects
 // -----------------------------------------------------------------------------
 
-const showToken = (token: unknown): string => {
-  try {
-    return typeof token === "string" ? JSON.stringify(token) : JSON.stringify(token) ?? String(token)
-  } catch {
-    return String(token)
-  }
-}
-
 /** @internal */
 export const makeUnsafe = <R, T, B>(options: { readonly resource: R; readonly buffer: B }): StageImpl<R, T, B> =>
   new StageImpl<R, T, B>(options.resource, options.buffer)
@@ -420,7 +414,8 @@ const park = (waiter: Waiter): Effect.Effect<Wake> =>
     return waiter.cancel
   })
 
-const durationMillis = (timeout: Duration.Input | undefined): number | undefined =>
+/** @internal */
+export const durationMillis = (timeout: Duration.Input | undefined): number | undefined =>
   timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(timeout))
 
 const invalidTicket = (stage: StageImpl<any, any, any>, ticket: TicketImpl<any>): Effect.Effect<never> =>
@@ -572,47 +567,14 @@ export const receive = <R, T, B, A, E, R2>(
     readonly poll: (director: Stage.Director<R, T, B>) => Effect.Effect<void, E, R2>
     readonly timeout?: Duration.Input | undefined
   }
-): Effect.Effect<A, E | TokenInUseError | ReceiveTimeoutError, R2> => {
-  const { poll, take, token } = options
-  const timeout = durationMillis(options.timeout)
-  const headLoop = (director: Stage.Director<R, T, B>): Effect.Effect<A | undefined, E, R2> =>
-    Effect.suspend(function loop(): Effect.Effect<A, E, R2> {
-      const found = take(director.buffer, token)
-      if (found !== undefined) return Effect.succeed(found)
-      return Effect.flatMap(poll(director), loop)
-    })
-  return Effect.scoped(Effect.clockWith((clock) => {
-    const deadline = timeout === undefined ? Infinity : clock.currentTimeMillisUnsafe() + timeout
-    const timedOut = (): Effect.Effect<A, ReceiveTimeoutError> => {
-      // A notify may have raced the time-out: its event is then in the buffer.
-      const late = take(self.buffer, token)
-      if (late !== undefined) return Effect.succeed(late)
-      return Effect.fail(new ReceiveTimeoutError({ token: showToken(token), timeoutMillis: timeout ?? 0 }))
-    }
-    return Effect.flatMap(ticket(self, token), (t) => {
-      const round = (): Effect.Effect<A, E | ReceiveTimeoutError, R2> => {
-        const found = take(self.buffer, token)
-        if (found !== undefined) return Effect.succeed(found)
-        const remaining = deadline === Infinity ? undefined : Math.max(0, deadline - clock.currentTimeMillisUnsafe())
-        const entered = remaining === undefined
-          ? enter(self, t, { head: headLoop })
-          : enter(self, t, {
-            // The head polls under the same deadline; when it runs out, headship passes on.
-            head: (director) => Effect.map(Effect.timeoutOption(headLoop(director), remaining), (o) => o._tag === "Some" ? o.value : undefined),
-            timeout: remaining
-          })
-        return Effect.flatMap(entered, (exit): Effect.Effect<A, E | ReceiveTimeoutError, R2> => {
-          switch (exit._tag) {
-            case "Finished":
-              return exit.value === undefined ? timedOut() : Effect.succeed(exit.value)
-            case "Token":
-              return Effect.suspend(round)
-            case "Timeout":
-              return timedOut()
-          }
-        })
-      }
-      return round()
-    })
-  }))
-}
+): Effect.Effect<A, E | TokenInUseError | ReceiveTimeoutError, R2> =>
+  receiveWith({
+    token: options.token,
+    buffer: self.buffer,
+    take: options.take,
+    poll: options.poll,
+    timeoutMillis: durationMillis(options.timeout),
+    ticket: ticket(self, options.token),
+    onTicket: undefined,
+    enter: (t, head, timeout) => enter(self, t, { head, timeout })
+  })
