@@ -103,8 +103,6 @@ export const startCommand = (
 ): Effect.Effect<ServiceInfo.ServiceInfo, StartFailed, ChildProcessSpawner.ChildProcessSpawner> =>
   Effect.gen(function*() {
     const { name } = options
-    const T = (l: string) => process.env["QT"] && console.log("   T", l, (performance.timeOrigin + performance.now()).toFixed(1))
-    T("startCommand")
     const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
     const dir = ensureRuntimeDir()
     const log = options.logFile ?? (dir instanceof Error ? "/dev/null" : join(dir, `${name}.log`))
@@ -131,7 +129,6 @@ export const startCommand = (
       Scope.provide(scope),
       Effect.mapError((cause) => new StartFailed({ name, reason: `spawn failed: ${cause.message}`, cause }))
     )
-    T("spawned")
     // Unref'd, closing the spawning scope leaves the detached service running.
     yield* Effect.orDie(handle.unref)
     yield* Scope.close(scope, Effect.void as never)
@@ -145,7 +142,6 @@ export const startCommand = (
     })
     // Recorded before the readiness wait (the reaper also knows the pid from its command line).
     yield* Effect.ignore(Hint.write(name, info))
-    T("hint")
     const ready = options.ready
     if (ready === undefined) return info
     const poll = Effect.gen(function*() {
@@ -167,6 +163,5 @@ export const startCommand = (
         )
       )
     )
-    T("ready")
     return info
   })
