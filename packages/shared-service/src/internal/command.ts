@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import { Duration, Effect, Schedule, Scope } from "effect"
+import { Duration, Effect, Exit, Schedule, Scope } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import { connect } from "node:net"
 import { join } from "node:path"
@@ -131,7 +131,7 @@ export const startCommand = (
     )
     // Unref'd, closing the spawning scope leaves the detached service running.
     yield* Effect.orDie(handle.unref)
-    yield* Scope.close(scope, Effect.void as never)
+    yield* Scope.close(scope, Exit.void)
     const pid = handle.pid
     const info = ServiceInfo.make({
       pid,
