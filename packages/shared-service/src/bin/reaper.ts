@@ -12,7 +12,6 @@ import { Duration, Effect } from "effect"
 import { stopProcess, reap } from "../internal/sharedService.ts"
 import { flock, RefCounter } from "../RefCounter.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
-import { processStartTime } from "../internal/linux.ts"
 
 const [name, ttl, stopTimeout, lockTimeout, kind, pid, startTime, group] = process.argv.slice(2)
 
@@ -21,15 +20,12 @@ const program = Effect.gen(function*() {
   const counter = yield* rc.open(name ?? "")
   if (!(yield* counter.claimReaper)) return
   const stopAfter = Duration.millis(Number(stopTimeout ?? 5000))
-  const service = pid === undefined || pid === ""
+  // The service it was launched for, identified by pid *and* start time; without a start time
+  // (it could not be read) the pid alone is not trusted: only the hint then names the service.
+  const serviceStart = startTime === undefined || startTime === "" ? undefined : Number(startTime)
+  const service = pid === undefined || pid === "" || serviceStart === undefined || !Number.isFinite(serviceStart)
     ? undefined
-    : ServiceInfo.make({
-      pid: Number(pid),
-      // Launched by the service's own shell, which does not know its start time: read it now
-      // (the shell has the service's pid and start time; `exec` keeps both).
-      startTime: startTime === undefined || startTime === "" ? processStartTime(Number(pid)) : Number(startTime),
-      processGroup: group === "group"
-    })
+    : ServiceInfo.make({ pid: Number(pid), startTime: serviceStart, processGroup: group === "group" })
   yield* reap(counter, {
     service,
     idleTimeToLive: Duration.millis(Number(ttl ?? 0)),
