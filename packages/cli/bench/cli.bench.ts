@@ -20,7 +20,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { compare } from "../../../bench/harness.ts"
-import { bundle } from "./bundle.ts"
+import { bundle } from "../scripts/bundle.ts"
 
 const root = join(import.meta.dirname, "..")
 const repo = join(root, "..", "..")

@@ -14,7 +14,7 @@ describe("the bundled executable (dist/quiesce.js)", () => {
       assert.isTrue(existsSync(join(root, "dist", "main.js")), "dist/main.js is missing: run `tsc -b` first (npm test does)")
       // `npm run bundle`, as prepack runs it.
       yield* Effect.callback<void>((resume) => {
-        ChildProcess.execFile(node, [join(root, "bench", "bundle.ts")], (error, _stdout, stderr) =>
+        ChildProcess.execFile(node, [join(root, "scripts", "bundle.ts")], (error, _stdout, stderr) =>
           resume(error === null ? Effect.void : Effect.die(new Error(`bundle failed: ${stderr}`))))
       })
       const executable = join(root, "dist", "quiesce.js")

@@ -5,8 +5,8 @@
  * most of a CLI's startup resolving and evaluating hundreds of ES modules; one tree-shaken file
  * starts about 2.5× faster (0.13 s of CPU instead of 0.36 s on the benchmark machine).
  *
- * `npm run bundle -w packages/cli` (also run by `prepack` and by the benchmark). Lives here so
- * that the root tooling project type-checks it.
+ * `npm run bundle -w packages/cli` (also run by `prepack`, by `test/bundle.test.ts` and by the
+ * benchmark). A build script, not a benchmark: the root `tsconfig.tooling.json` type-checks it.
  *
  * The shared-service package spawns its detached reaper from a path relative to its own module
  * (`../bin/reaper.js`); inside the bundle that path would point nowhere, so the bundle resolves
@@ -26,7 +26,7 @@ const reaperEntry: Plugin = {
     const ext = "const ext = extname(fileURLToPath(import.meta.url));"
     const entry = "const entry = fileURLToPath(new URL(`../bin/reaper${ext}`, import.meta.url));"
     if (!code.includes(ext) || !code.includes(entry)) {
-      throw new Error(`${id}: the reaper entry is no longer computed as expected; update bench/bundle.ts`)
+      throw new Error(`${id}: the reaper entry is no longer computed as expected; update scripts/bundle.ts`)
     }
     return code
       .replace(ext, `const ext = ".js";`)
