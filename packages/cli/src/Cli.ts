@@ -34,6 +34,10 @@ const setExitCode = (code: number) => Effect.map(Effect.service(ExitStatus), (st
   status.code = code
 })
 
+/** Prints a result, as JSON with `--json`; a result that is not `ok` makes the exit code 1. */
+const report = <A>(json: boolean, value: A, text: (value: A) => string, ok: (value: A) => boolean) =>
+  Effect.andThen(Console.log(json ? toJson(value) : text(value)), ok(value) ? Effect.void : setExitCode(1))
+
 const run = Command.make("run", {
   name: Flags.name,
   service: Flags.service,
@@ -90,8 +94,7 @@ const status = Command.make("status", {
   Effect.gen(function*() {
     const manager = yield* Manager
     const s = yield* manager.status(input.name)
-    yield* Console.log(input.json ? toJson(s) : statusDetail(s, Date.now()))
-    if (s.state !== "running") yield* setExitCode(1)
+    yield* report(input.json, s, (s) => statusDetail(s, Date.now()), (s) => s.state === "running")
   })).pipe(
     Command.withShortDescription("Show one service"),
     Command.withDescription("Show one service: running or not, pid, port, clients, uptime. Exits 1 when it is not running."),
@@ -105,7 +108,7 @@ const list = Command.make("list", { json: Flags.json }, (input) =>
   Effect.gen(function*() {
     const manager = yield* Manager
     const services = yield* manager.list
-    yield* Console.log(input.json ? toJson(services) : statusTable(services, Date.now()))
+    yield* report(input.json, services, (services) => statusTable(services, Date.now()), () => true)
   })).pipe(
     Command.withAlias("ls"),
     Command.withShortDescription("List this user's services"),
@@ -122,9 +125,8 @@ const stop = Command.make("stop", {
 }, (input) =>
   Effect.gen(function*() {
     const manager = yield* Manager
-    const report = yield* manager.stop(input.name, { timeoutMillis: 10_000 })
-    yield* Console.log(input.json ? toJson(report) : stopLine(report))
-    if (!report.stopped) yield* setExitCode(1)
+    const stopped = yield* manager.stop(input.name, { timeoutMillis: 10_000 })
+    yield* report(input.json, stopped, stopLine, (r) => r.stopped)
   })).pipe(
     Command.withShortDescription("Stop a service now"),
     Command.withDescription(
