@@ -29,6 +29,24 @@ const runArgs = (name: string, log: string, grace = "200ms") => [
   "--"
 ]
 
+/** `quiesce run` whose service never passes its readiness probe (it answers 404 there), with a command that exits 0. */
+const neverReady = (name: string, log: string, port: number, startTimeout: string) => [
+  "run",
+  "--name",
+  name,
+  "--service",
+  serviceCommand(log),
+  "--ready",
+  `http://127.0.0.1:${port}/never-ready`,
+  "--start-timeout",
+  startTimeout,
+  "--",
+  node,
+  client,
+  "exit",
+  "0"
+]
+
 // Each test uses its own service name, so they can run while other suites use the machine.
 describe("quiesce run", { timeout: 60_000 }, () => {
   it.live("passes the command's exit code through (128 + N for signal N, 127 for a command that does not exist)", () =>
@@ -119,22 +137,7 @@ describe("quiesce run", { timeout: 60_000 }, () => {
       const { env, log, name } = yield* testService("startsig")
       // The service starts but never passes its readiness probe (it answers 404 there).
       const port = yield* freePort
-      const q = yield* quiesce([
-        "run",
-        "--name",
-        name,
-        "--service",
-        serviceCommand(log),
-        "--ready",
-        `http://127.0.0.1:${port}/never-ready`,
-        "--start-timeout",
-        "1m",
-        "--",
-        node,
-        client,
-        "exit",
-        "0"
-      ], { env })
+      const q = yield* quiesce(neverReady(name, log, port, "1m"), { env })
       yield* eventually("the service to start", () => starts(log).length === 1)
       assert.strictEqual(q.stdout(), "", "the command has not run")
       const servicePid = Number(/pid=(\d+)/.exec(starts(log)[0]!)![1])
@@ -148,22 +151,7 @@ describe("quiesce run", { timeout: 60_000 }, () => {
     Effect.gen(function*() {
       const { env, log, name } = yield* testService("notready")
       const port = yield* freePort
-      const result = yield* quiesceExit([
-        "run",
-        "--name",
-        name,
-        "--service",
-        serviceCommand(log),
-        "--ready",
-        `http://127.0.0.1:${port}/never-ready`,
-        "--start-timeout",
-        "1500ms",
-        "--",
-        node,
-        client,
-        "exit",
-        "0"
-      ], { env })
+      const result = yield* quiesceExit(neverReady(name, log, port, "1500ms"), { env })
       assert.strictEqual(result.code, 125)
       assert.match(
         result.stderr.trim(),
