@@ -11,7 +11,7 @@
  *   3. only then does the server stop listening and close.
  *
  * `runScenario` plays this out on real sockets (127.0.0.1, an ephemeral port) and returns what
- * happened; `examples/demo.ts` and this package's tests call it. Run it alone with
+ * happened, and `claims` what that shows; `examples/demo.ts` and this package's tests call them. Run it alone with
  * `node --conditions=@quiesce/source packages/rundown/examples/http-shutdown.ts`.
  */
 import { NodeHttpServer } from "@effect/platform-node"
@@ -158,6 +158,18 @@ const scenario = (scope: Scope.Closeable, options: { readonly narrate?: (line: s
 
 /** {@link runScenarioWith} without live narration (the story is in the report). */
 export const runScenario: Effect.Effect<ScenarioReport> = runScenarioWith({})
+
+/** What the scenario demonstrates, as claims a reader can check, each with whether it held. */
+export const claims = (report: ScenarioReport): ReadonlyArray<{ readonly claim: string; readonly held: boolean }> => {
+  const is = (outcome: Outcome, status: number) => outcome._tag === "Response" && outcome.status === status
+  return [
+    { claim: "before shutdown, requests are served", held: is(report.before, 200) },
+    { claim: "the request in flight when shutdown began finished normally", held: is(report.inFlight, 200) },
+    { claim: "a request arriving during the drain was turned away with 503", held: is(report.duringShutdown, 503) },
+    { claim: "the server did not close while a request was in flight", held: report.shutdownWaitedForInFlight },
+    { claim: "afterwards the server is closed", held: report.afterShutdown._tag === "ConnectionError" }
+  ]
+}
 
 const countOf = (ref: RundownRef.RundownRef): number => {
   const state = RundownRef.stateUnsafe(ref)

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { runScenario, runScenarioWith } from "../examples/http-shutdown.ts"
+import { claims, runScenario, runScenarioWith } from "../examples/http-shutdown.ts"
 
 describe("examples/http-shutdown.ts", () => {
   it.live("drains in-flight requests, answers 503 meanwhile, then closes", () =>
@@ -17,6 +17,8 @@ describe("examples/http-shutdown.ts", () => {
       assert.deepStrictEqual(report.inFlight, { _tag: "Response", status: 200, body: "slow request finished" }, context)
       assert.deepStrictEqual(report.afterShutdown, { _tag: "ConnectionError", code: "ECONNREFUSED" }, context)
       assert.strictEqual(report.narration.length, 9)
+      // What examples/demo.ts prints as checked claims.
+      assert.deepStrictEqual(claims(report).filter((c) => !c.held), [], context)
     }), { timeout: 30_000 })
 
   it.live("narrates live, line by line, what the report records", () =>
