@@ -13,6 +13,18 @@ const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
 
+/** Forks a fiber that enters with `ticket` and, if it heads, runs `body` once `gate` is done; returns when it has settled. */
+const headAfter = <R, T, B, A, E>(
+  stage: Stage.Stage<R, T, B>,
+  ticket: Stage.Ticket<T>,
+  gate: Deferred.Deferred<void>,
+  body: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E>
+) =>
+  Effect.tap(
+    Effect.forkChild(Stage.enter(stage, ticket, { head: (d) => Effect.flatMap(Deferred.await(gate), () => body(d)) })),
+    () => settle
+  )
+
 
 describe("Stage", () => {
   it.effect("the first to enter heads and returns Finished", () =>
@@ -49,15 +61,10 @@ describe("Stage", () => {
       const stage = yield* makeStage
       const release = yield* Deferred.make<void>()
       const headTicket = yield* Stage.ticket(stage, "h")
-      const head = yield* Effect.forkChild(Stage.enter(stage, headTicket, {
-        head: (d) =>
-          Effect.gen(function*() {
-            yield* Deferred.await(release)
-            d.buffer.set("w", "for w")
-            return yield* d.notify("w")
-          })
-      }))
-      yield* settle
+      const head = yield* headAfter(stage, headTicket, release, (d) => {
+        d.buffer.set("w", "for w")
+        return d.notify("w")
+      })
       const waiter = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
         const t = yield* Stage.ticket(stage, "w")
         const exit = yield* Stage.enter(stage, t, { head: () => Effect.succeed("headed") })
@@ -188,16 +195,11 @@ describe("exit-left defects", () => {
       const w = yield* Stage.ticket(stage, "w")
       const go = yield* Deferred.make<void>()
       // The head's notify is due at the same instant as w's timeout; the timer was registered first and wins.
-      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
-        head: (d) =>
-          Effect.gen(function*() {
-            yield* Deferred.await(go)
-            yield* Effect.sleep("1 second")
-            d.buffer.set("w", "event")
-            return yield* d.notify("w")
-          })
-      }))
-      yield* settle
+      const head = yield* headAfter(stage, h, go, (d) =>
+        Effect.andThen(Effect.sleep("1 second"), Effect.suspend(() => {
+          d.buffer.set("w", "event")
+          return d.notify("w")
+        })))
       const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.void, timeout: "1 second" }))
       yield* settle
       yield* Deferred.succeed(go, undefined)
@@ -263,15 +265,7 @@ describe("exit-left defects", () => {
       const h = yield* Stage.ticket(stage, "h")
       const w = yield* Stage.ticket(stage, "w")
       const gate = yield* Deferred.make<void>()
-      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
-        head: (d) =>
-          Effect.gen(function*() {
-            yield* Deferred.await(gate)
-            const self = yield* d.notify("h")
-            return self
-          })
-      }))
-      yield* settle
+      const head = yield* headAfter(stage, h, gate, (d) => d.notify("h"))
       const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.succeed("w headed") }))
       yield* settle
       yield* Deferred.succeed(gate, undefined)
@@ -287,8 +281,7 @@ describe("exit-left defects", () => {
       const order: Array<number> = []
       const h = yield* Stage.ticket(stage, "h")
       const gate = yield* Deferred.make<void>()
-      const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Deferred.await(gate) }))
-      yield* settle
+      const head = yield* headAfter(stage, h, gate, () => Effect.void)
       const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
       for (let i = 0; i < 10; i++) {
         const t = yield* Stage.ticket(stage, `w${i}`)
@@ -409,10 +402,7 @@ describe("exit-left defects", () => {
       const a = yield* Stage.ticket(stage, new Key("a"))
       const b = yield* Stage.ticket(stage, new Key("b"))
       const gate = yield* Deferred.make<void>()
-      const head = yield* Effect.forkChild(Stage.enter(stage, h, {
-        head: (d) => Effect.andThen(Deferred.await(gate), Effect.sync(() => (d.buffer.add("b"), d.notifyUnsafe(new Key("b")))))
-      }))
-      yield* settle
+      const head = yield* headAfter(stage, h, gate, (d) => Effect.sync(() => (d.buffer.add("b"), d.notifyUnsafe(new Key("b")))))
       const fa = yield* Effect.forkChild(Stage.enter(stage, a, { head: () => Effect.succeed("a headed") }))
       const fb = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.succeed("b headed") }))
       yield* settle
