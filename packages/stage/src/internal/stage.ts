@@ -124,7 +124,6 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
   head: TicketImpl<T> | undefined = undefined
   first: Waiter | undefined = undefined
   last: Waiter | undefined = undefined
-  waiting = 0
   readonly tokens = new TokenIndex<TicketImpl<T>>()
 
   constructor(resource: R, buffer: B) {
@@ -134,6 +133,13 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
 
   pipe() {
     return pipeArguments(this, arguments)
+  }
+
+  /** How many waiters are parked (for tests and diagnostics; derived, so park and wake do not keep a count). */
+  get waiting(): number {
+    let n = 0
+    for (let waiter = this.first; waiter !== undefined; waiter = waiter.next) n++
+    return n
   }
 
   // ---------------------------------------------------------------------------
@@ -276,7 +282,6 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     this.state = closed
     let waiter = this.first
     this.first = this.last = undefined
-    this.waiting = 0
     while (waiter !== undefined) {
       const next = waiter.next
       waiter.prev = waiter.next = undefined
@@ -308,7 +313,6 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     if (this.last === undefined) this.first = waiter
     else this.last.next = waiter
     this.last = waiter
-    this.waiting++
   }
 
   private unlink(waiter: Waiter): void {
@@ -319,7 +323,6 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     if (waiter.next === undefined) this.last = waiter.prev
     else waiter.next.prev = waiter.prev
     waiter.prev = waiter.next = undefined
-    this.waiting--
   }
 }
 
