@@ -355,10 +355,8 @@ export const ticket = <R, T, B>(
 
 /** @internal */
 export const finished = <A>(value: A): Stage.StageExit<A> => ({ _tag: "Finished", value })
-/** @internal */
-export const tokenExit: Stage.StageExit<never> = { _tag: "Token" }
-/** @internal */
-export const timeoutExit: Stage.StageExit<never> = { _tag: "Timeout" }
+const tokenExit: Stage.StageExit<never> = { _tag: "Token" }
+const timeoutExit: Stage.StageExit<never> = { _tag: "Timeout" }
 /** @internal */
 export const succeedToken: Effect.Effect<Stage.StageExit<never>> = Effect.succeed(tokenExit)
 /** @internal */

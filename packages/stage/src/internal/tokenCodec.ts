@@ -72,7 +72,7 @@ const canonical = (value: unknown, depth: number): string => {
 }
 
 /** FNV-1a over the bytes. */
-export const hashBytes = (bytes: Uint8Array): number => {
+const hashBytes = (bytes: Uint8Array): number => {
   let h = 0x811c9dc5
   for (let i = 0; i < bytes.length; i++) {
     h ^= bytes[i]!
