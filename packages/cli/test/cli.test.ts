@@ -208,7 +208,7 @@ describe("quiesce run", { timeout: 60_000 }, () => {
 })
 
 describe("quiesce status, list, stop", { timeout: 60_000 }, () => {
-  it.live("status --json matches reality while held and after", () =>
+  it.live("status and list, as JSON and for people, match reality while held and after", () =>
     Effect.gen(function*() {
       const { env, log, name } = yield* testService("status")
       const holder = yield* quiesce([...runArgs(name, log), node, client, "hold"], { env })
@@ -224,7 +224,15 @@ describe("quiesce status, list, stop", { timeout: 60_000 }, () => {
       if (status.clients !== null) assert.strictEqual(status.clients, 1)
       const listed = JSON.parse((yield* quiesceExit(["list", "--json"], { env })).stdout)
       assert.isTrue(listed.some((s: { name: string; pid: number }) => s.name === name && s.pid === status.pid))
+      // The human table (`ls` is `list`): a header, then this test's only service.
+      const table = yield* quiesceExit(["ls"], { env })
+      assert.strictEqual(table.code, 0, table.stderr)
+      const rows = table.stdout.trim().split("\n")
+      assert.match(rows[0]!, /^NAME\s+STATE\s+PID\s+PORT\s+CLIENTS\s+UPTIME\s+COMMAND$/)
+      assert.match(rows[1]!, new RegExp(`^${name}\\s+running\\s+${status.pid}\\s+${status.port}\\s`))
+      assert.strictEqual(rows.length, 2, table.stdout)
       const human = yield* quiesceExit(["status", name], { env })
+      assert.strictEqual(human.code, 0, human.stderr)
       assert.include(human.stdout, `${name}: running`)
       yield* holder.closeStdin
       yield* holder.exit
