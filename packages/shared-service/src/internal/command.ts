@@ -94,9 +94,10 @@ const reaperLine = (reaper: ReaperLaunch): string => {
   // process) does not compete with the service's for the CPU. Nothing is lost meanwhile: the
   // reaper decides only from the kernel count, under the lock, once it runs; if the starter
   // dies in that second, the reaper still comes and finds the count at zero.
-  // It reads the service's start time at once (this shell is still `sh`, so field 22 of its
-  // stat line is where `cut` finds it), so that the reaper never mistakes a recycled pid for it.
-  return `(st=$(cut -d " " -f 22 /proc/$$/stat 2>/dev/null); sleep ${REAPER_DELAY_SECONDS}; ` +
+  // It reads the service's start time at once, with builtins only (nothing to fork while the
+  // service boots): the shell is still `sh`, so field 22 of its stat line is the start time.
+  // The reaper then never mistakes a recycled pid for the service.
+  return `(read -r l < /proc/$$/stat; set -- $l; st=\${22}; sleep ${REAPER_DELAY_SECONDS}; ` +
     `exec ${argv} "$$" "$st" group) & echo $! > ${quote(reaper.pidFile)}; `
 }
 
