@@ -49,11 +49,16 @@ await compare({
   goal: { maxRatio: 1.0 }
 })
 
+/** Puts `ref` in RunningDown for good (one reference held forever): every protect is refused. */
+const holdRunningDown = (ref: RundownRef.RundownRef) => {
+  Effect.runSync(RundownRef.tryAcquire(ref))
+  const waiter = Effect.runFork(RundownRef.waitForRundown(ref))
+  if (RundownRef.stateUnsafe(ref)._tag !== "RunningDown") throw new Error("bench setup: not running down")
+  return waiter
+}
+
 const runningDown = RundownRef.makeUnsafe()
-// One reference held forever keeps the ref in RunningDown: every protect is refused.
-Effect.runSync(RundownRef.tryAcquire(runningDown))
-Effect.runFork(RundownRef.waitForRundown(runningDown))
-if (RundownRef.stateUnsafe(runningDown)._tag !== "RunningDown") throw new Error("bench setup: not running down")
+holdRunningDown(runningDown)
 await compare({
   title: "RundownRef.protect on a ref being run down (refused) vs Semaphore.withPermits(1)",
   subject: { name: "protect (refused)", run: loop(exitOf(() => RundownRef.protect(runningDown, work))) },
@@ -64,8 +69,7 @@ await compare({
 })
 
 const sharedRunningDown = RundownRef.makeSharedUnsafe()
-Effect.runSync(RundownRef.tryAcquire(sharedRunningDown))
-const waiter = Effect.runFork(RundownRef.waitForRundown(sharedRunningDown))
+const waiter = holdRunningDown(sharedRunningDown)
 await compare({
   title: "RundownRef.protect on a shared ref being run down (refused) vs Semaphore.withPermits(1)",
   subject: { name: "protect (shared, refused)", run: loop(exitOf(() => RundownRef.protect(sharedRunningDown, work))) },
