@@ -273,32 +273,23 @@ const runConcurrent = (ref: RundownRef.RundownRef, scenario: typeof Scenario.Typ
     return true
   })
 
-describe("RundownRef properties", () => {
+const kinds = [
+  { name: "in-process", make: () => RundownRef.makeUnsafe() },
+  { name: "shared-memory", make: () => RundownRef.makeSharedUnsafe() }
+]
+
+describe.each(kinds)("RundownRef properties ($name ref)", ({ make }) => {
   it.effect.prop(
-    "concurrent scenarios with interruptions (in-process ref)",
+    "concurrent scenarios with interruptions",
     [Scenario],
-    ([scenario]) => runConcurrent(RundownRef.makeUnsafe(), scenario),
+    ([scenario]) => runConcurrent(make(), scenario),
     { timeout: 120_000, arbitrary: { runs: CONCURRENT_RUNS, size: 30 } }
   )
 
   it.effect.prop(
-    "concurrent scenarios with interruptions (shared-memory ref)",
-    [Scenario],
-    ([scenario]) => runConcurrent(RundownRef.makeSharedUnsafe(), scenario),
-    { timeout: 120_000, arbitrary: { runs: CONCURRENT_RUNS, size: 30 } }
-  )
-
-  it.effect.prop(
-    "random schedules against the model (in-process ref)",
+    "random schedules against the model",
     [schedules],
-    ([steps]) => runSchedule(RundownRef.makeUnsafe(), steps),
-    { timeout: 120_000, arbitrary: { runs: RUNS, size: 40 } }
-  )
-
-  it.effect.prop(
-    "random schedules against the model (shared-memory ref)",
-    [schedules],
-    ([steps]) => runSchedule(RundownRef.makeSharedUnsafe(), steps),
+    ([steps]) => runSchedule(make(), steps),
     { timeout: 120_000, arbitrary: { runs: RUNS, size: 40 } }
   )
 })
