@@ -68,23 +68,16 @@ describe("Readiness.parse", () => {
 describe("Readiness.probe on real sockets", () => {
   // wait-on's trap: `localhost` resolves to ::1 first, so a probe that tries only the first
   // address misses a service bound to 127.0.0.1, and one that forces IPv4 misses ::1.
-  it.effect("finds an IPv4-only TCP listener through localhost", () =>
-    Effect.gen(function*() {
-      const port = yield* listen("127.0.0.1")
-      yield* Readiness.probe(Readiness.tcp(port, "localhost"))
-      yield* Readiness.probe(Readiness.tcp(port, "127.0.0.1"))
-      const v6 = yield* Effect.exit(Readiness.probe(Readiness.tcp(port, "::1")))
-      assert.isTrue(Exit.isFailure(v6), "nothing listens on ::1")
-    }))
-
-  it.effect("finds an IPv6-only TCP listener through localhost and as a literal", () =>
-    Effect.gen(function*() {
-      const port = yield* listen("::1")
-      yield* Readiness.probe(Readiness.tcp(port, "localhost"))
-      yield* Readiness.probe(Readiness.tcp(port, "::1"))
-      const v4 = yield* Effect.exit(Readiness.probe(Readiness.tcp(port, "127.0.0.1")))
-      assert.isTrue(Exit.isFailure(v4), "nothing listens on 127.0.0.1")
-    }))
+  for (const [family, address, other] of [["IPv4", "127.0.0.1", "::1"], ["IPv6", "::1", "127.0.0.1"]] as const) {
+    it.effect(`finds an ${family}-only TCP listener through localhost and as a literal`, () =>
+      Effect.gen(function*() {
+        const port = yield* listen(address)
+        yield* Readiness.probe(Readiness.tcp(port, "localhost"))
+        yield* Readiness.probe(Readiness.tcp(port, address))
+        const elsewhere = yield* Effect.exit(Readiness.probe(Readiness.tcp(port, other)))
+        assert.isTrue(Exit.isFailure(elsewhere), `nothing listens on ${other}`)
+      }))
+  }
 
   it.effect("HTTP: IPv4-only and IPv6-only servers, localhost and bracketed literals, status checked", () =>
     Effect.gen(function*() {
