@@ -266,15 +266,20 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   return exit.value
 })
 
+/**
+ * Needs no mutex: it runs synchronously to the end (every `decrement` is a non-blocking call),
+ * and it can never overlap an acquisition's kernel path, which only runs while `holders` is 0,
+ * when no handle exists to release.
+ */
 const release = (counter: Counter, local: Local): Effect.Effect<void> =>
-  local.mutex.withPermits(1)(Effect.suspend(() => {
+  Effect.suspend(() => {
     local.holders--
     if (local.holders > 0) return Effect.void
     local.info = undefined
     stopWatchdog(local)
     // A removed set took our reference with it: nothing left to drop.
     return Effect.ignore(counter.decrement)
-  }))
+  })
 
 /** Runs under the startup lock: every decision about the count is taken here. */
 const decide = Effect.fnUntraced(function*<E, R>(
