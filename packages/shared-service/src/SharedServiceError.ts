@@ -1,15 +1,16 @@
 /**
  * The typed failures of `@quiesce/shared-service`. Every error names the shared service it is
- * about (`name`) and, where a system call failed, the `syscall` and its `errno` / `code`, so a
- * caller can tell "IPC is not available here" from "another user owns this name" from "the
- * kernel is out of semaphore sets" without parsing messages.
+ * about (`service`; `name` is left to `Error`, the error's class name) and, where a system call
+ * failed, the `syscall` and its `errno` / `code`, so a caller can tell "IPC is not available
+ * here" from "another user owns this name" from "the kernel is out of semaphore sets" without
+ * parsing messages.
  *
  * @since 0.1.0
  */
 import { Schema } from "effect"
 
 const sysFields = {
-  name: Schema.String,
+  service: Schema.String,
   syscall: Schema.String,
   errno: Schema.Number,
   code: Schema.String
@@ -27,7 +28,7 @@ const where = (e: { readonly syscall: string; readonly code: string; readonly er
  */
 export class IpcUnavailable extends Schema.TaggedError<IpcUnavailable>()("IpcUnavailable", sysFields) {
   override get message(): string {
-    return `IPC unavailable for shared service "${this.name}": ${where(this)}`
+    return `IPC unavailable for shared service "${this.service}": ${where(this)}`
   }
 }
 
@@ -41,7 +42,7 @@ export class IpcUnavailable extends Schema.TaggedError<IpcUnavailable>()("IpcUna
  */
 export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", sysFields) {
   override get message(): string {
-    return `permission denied for shared service "${this.name}": ${where(this)}`
+    return `permission denied for shared service "${this.service}": ${where(this)}`
   }
 }
 
@@ -54,7 +55,7 @@ export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("Pe
  */
 export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()("LimitExceeded", sysFields) {
   override get message(): string {
-    return `kernel IPC limit exceeded for shared service "${this.name}": ${where(this)}`
+    return `kernel IPC limit exceeded for shared service "${this.service}": ${where(this)}`
   }
 }
 
@@ -68,7 +69,7 @@ export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()("LimitExc
  */
 export class SemaphoreSetRemoved extends Schema.TaggedError<SemaphoreSetRemoved>()("SemaphoreSetRemoved", sysFields) {
   override get message(): string {
-    return `the semaphore set of shared service "${this.name}" was removed: ${where(this)}`
+    return `the semaphore set of shared service "${this.service}" was removed: ${where(this)}`
   }
 }
 
@@ -80,11 +81,11 @@ export class SemaphoreSetRemoved extends Schema.TaggedError<SemaphoreSetRemoved>
  * @since 0.1.0
  */
 export class LockTimeout extends Schema.TaggedError<LockTimeout>()("LockTimeout", {
-  name: Schema.String,
+  service: Schema.String,
   timeoutMillis: Schema.Number
 }) {
   override get message(): string {
-    return `timed out after ${this.timeoutMillis} ms waiting for the startup lock of shared service "${this.name}"`
+    return `timed out after ${this.timeoutMillis} ms waiting for the startup lock of shared service "${this.service}"`
   }
 }
 
@@ -96,13 +97,13 @@ export class LockTimeout extends Schema.TaggedError<LockTimeout>()("LockTimeout"
  * @since 0.1.0
  */
 export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed", {
-  name: Schema.String,
+  service: Schema.String,
   reason: Schema.String,
   timeoutMillis: Schema.optional(Schema.Number),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
-    return `shared service "${this.name}" failed to start: ${this.reason}`
+    return `shared service "${this.service}" failed to start: ${this.reason}`
   }
 }
 
@@ -114,12 +115,12 @@ export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed"
  * @since 0.1.0
  */
 export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {
-  name: Schema.String,
+  service: Schema.String,
   reason: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
-    return `shared service "${this.name}" is unhealthy: ${this.reason}`
+    return `shared service "${this.service}" is unhealthy: ${this.reason}`
   }
 }
 
@@ -131,12 +132,12 @@ export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {
  * @since 0.1.0
  */
 export class RecoveryFailed extends Schema.TaggedError<RecoveryFailed>()("RecoveryFailed", {
-  name: Schema.String,
+  service: Schema.String,
   reason: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
-    return `shared service "${this.name}" was unhealthy and could not be recovered: ${this.reason}`
+    return `shared service "${this.service}" was unhealthy and could not be recovered: ${this.reason}`
   }
 }
 
@@ -148,11 +149,11 @@ export class RecoveryFailed extends Schema.TaggedError<RecoveryFailed>()("Recove
  * @since 0.1.0
  */
 export class InvalidName extends Schema.TaggedError<InvalidName>()("InvalidName", {
-  name: Schema.String,
+  service: Schema.String,
   reason: Schema.String
 }) {
   override get message(): string {
-    return `invalid shared service name ${JSON.stringify(this.name)}: ${this.reason}`
+    return `invalid shared service name ${JSON.stringify(this.service)}: ${this.reason}`
   }
 }
 
@@ -165,12 +166,12 @@ export class InvalidName extends Schema.TaggedError<InvalidName>()("InvalidName"
  * @since 0.1.0
  */
 export class CorruptHint extends Schema.TaggedError<CorruptHint>()("CorruptHint", {
-  name: Schema.String,
+  service: Schema.String,
   path: Schema.String,
   reason: Schema.String
 }) {
   override get message(): string {
-    return `corrupt hint file for shared service "${this.name}" at ${this.path}: ${this.reason}`
+    return `corrupt hint file for shared service "${this.service}" at ${this.path}: ${this.reason}`
   }
 }
 
@@ -182,12 +183,12 @@ export class CorruptHint extends Schema.TaggedError<CorruptHint>()("CorruptHint"
  * @since 0.1.0
  */
 export class UnsupportedPlatform extends Schema.TaggedError<UnsupportedPlatform>()("UnsupportedPlatform", {
-  name: Schema.String,
+  service: Schema.String,
   platform: Schema.String,
   reason: Schema.String
 }) {
   override get message(): string {
-    return `shared service "${this.name}": platform ${this.platform} is not supported: ${this.reason}`
+    return `shared service "${this.service}": platform ${this.platform} is not supported: ${this.reason}`
   }
 }
 
@@ -220,9 +221,9 @@ export type SharedServiceError =
  * @category constructors
  * @since 0.1.0
  */
-export const fromErrno = (name: string, syscall: string, errno: number): SystemError => {
+export const fromErrno = (service: string, syscall: string, errno: number): SystemError => {
   const code = errnoCode(errno)
-  const fields = { name, syscall, errno, code }
+  const fields = { service, syscall, errno, code }
   switch (code) {
     case "EACCES":
     case "EPERM":

@@ -170,6 +170,11 @@ describe("SharedService (in-memory kernel)", () => {
       const err = yield* Effect.flip(exit)
       assert.strictEqual(err._tag, "LockTimeout")
       assert.strictEqual((err as { timeoutMillis: number }).timeoutMillis, 5000)
+      // The service name is in `service`; `name` stays the error's class name, so printing works.
+      assert.strictEqual((err as { service: string }).service, name)
+      assert.strictEqual(err.name, "LockTimeout")
+      assert.strictEqual(String(err), `LockTimeout: ${err.message}`)
+      assert.include(err.message, `"${name}"`)
     }).pipe(Effect.scoped))
 
   it.effect("a crashed lock holder releases the lock at once", () =>

@@ -31,7 +31,7 @@ export const tcpProbe = (name: string, port: number, host = "127.0.0.1"): Effect
     const done = (e?: Error) => {
       socket.removeAllListeners()
       socket.destroy()
-      resume(e === undefined ? Effect.void : Effect.fail(new Unhealthy({ name, reason: `tcp ${host}:${port}: ${e.message}` })))
+      resume(e === undefined ? Effect.void : Effect.fail(new Unhealthy({ service: name, reason: `tcp ${host}:${port}: ${e.message}` })))
     }
     socket.once("connect", () => done())
     socket.once("error", (e) => done(e))
@@ -41,13 +41,13 @@ export const tcpProbe = (name: string, port: number, host = "127.0.0.1"): Effect
 export const httpProbe = (name: string, url: string): Effect.Effect<void, Unhealthy> =>
   Effect.tryPromise({
     try: (signal) => fetch(url, { signal, redirect: "manual" }),
-    catch: (e) => new Unhealthy({ name, reason: `GET ${url}: ${e instanceof Error ? e.message : String(e)}` })
+    catch: (e) => new Unhealthy({ service: name, reason: `GET ${url}: ${e instanceof Error ? e.message : String(e)}` })
   }).pipe(
     Effect.flatMap((res) => {
       void res.body?.cancel()
       return res.status < 500
         ? Effect.void
-        : Effect.fail(new Unhealthy({ name, reason: `GET ${url}: HTTP ${res.status}` }))
+        : Effect.fail(new Unhealthy({ service: name, reason: `GET ${url}: HTTP ${res.status}` }))
     })
   )
 
@@ -131,7 +131,7 @@ export const startCommand = (
       })
     ).pipe(
       Scope.provide(scope),
-      Effect.mapError((cause) => new StartFailed({ name, reason: `spawn failed: ${cause.message}`, cause }))
+      Effect.mapError((cause) => new StartFailed({ service: name, reason: `spawn failed: ${cause.message}`, cause }))
     )
     // Unref'd, closing the spawning scope leaves the detached service running.
     yield* Effect.orDie(handle.unref)
@@ -150,7 +150,7 @@ export const startCommand = (
     if (ready === undefined) return info
     const poll = Effect.gen(function*() {
       if (!Process.isAliveUnsafe(pid, info.startTime)) {
-        return yield* Effect.fail(new StartFailed({ name, reason: `the service process ${pid} exited before it was ready` }))
+        return yield* Effect.fail(new StartFailed({ service: name, reason: `the service process ${pid} exited before it was ready` }))
       }
       return yield* Effect.mapError(probe(name, ready, info), (cause) => ({ _tag: "NotReady" as const, cause }))
     })
@@ -159,7 +159,7 @@ export const startCommand = (
         while: (e) => e._tag === "NotReady",
         schedule: Schedule.min([Schedule.exponential(Duration.millis(1), 1.5), Schedule.spaced(Duration.millis(4))])
       }),
-      Effect.catchTag("NotReady", (e) => Effect.fail(new StartFailed({ name, reason: "not ready", cause: e.cause }))),
+      Effect.catchTag("NotReady", (e) => Effect.fail(new StartFailed({ service: name, reason: "not ready", cause: e.cause }))),
       Effect.onExit((exit) =>
         exit._tag === "Success" ? Effect.void : Effect.andThen(
           Process.kill(pid, { startTime: info.startTime, group: true }),

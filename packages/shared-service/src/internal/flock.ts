@@ -30,11 +30,11 @@ export const make = (): RefCounter => {
           if (existing !== undefined) return Effect.succeed(existing)
           const lib = L.libc()
           if (lib instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
+            return Effect.fail(new IpcUnavailable({ service: name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
           }
           const dir = ensureRuntimeDir()
           if (dir instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ name, syscall: "mkdir(runtime dir)", errno: 0, code: dir.message }))
+            return Effect.fail(new IpcUnavailable({ service: name, syscall: "mkdir(runtime dir)", errno: 0, code: dir.message }))
           }
           const c = new FlockCounter(lib, name, dir)
           const err = c.openFiles()
@@ -116,7 +116,7 @@ class FlockCounter implements Counter {
           return Effect.void
         }
         if (r !== false) return Effect.fail(r)
-        if (Date.now() >= deadline) return Effect.fail(new LockTimeout({ name: this.name, timeoutMillis: total }))
+        if (Date.now() >= deadline) return Effect.fail(new LockTimeout({ service: this.name, timeoutMillis: total }))
         backoff = Math.min(20, backoff * 2)
         // Interruptible only while nothing is held (see `Counter.lock`).
         return Effect.andThen(Effect.interruptible(sleepMs(backoff)), loop)

@@ -42,7 +42,7 @@ export const readUnsafe = (name: string, dir?: string): ServiceInfo | undefined 
     cache.delete(path)
     return undefined
   }
-  const corrupt = (reason: string) => new CorruptHint({ name, path, reason })
+  const corrupt = (reason: string) => new CorruptHint({ service: name, path, reason })
   if (!st.isFile()) return corrupt("not a regular file")
   if (st.uid !== uid()) return corrupt(`owned by uid ${st.uid}, not ${uid()}`)
   if ((st.mode & 0o077) !== 0) return corrupt(`mode ${(st.mode & 0o777).toString(8)} is not 600`)
@@ -68,7 +68,7 @@ export const write = (name: string, info: ServiceInfo): Effect.Effect<void, IpcU
   Effect.suspend(() => {
     const dir = ensureRuntimeDir()
     const fail = (syscall: string, e: unknown) =>
-      Effect.fail(new IpcUnavailable({ name, syscall, errno: 0, code: e instanceof Error ? e.message : String(e) }))
+      Effect.fail(new IpcUnavailable({ service: name, syscall, errno: 0, code: e instanceof Error ? e.message : String(e) }))
     if (dir instanceof Error) return fail("mkdir(runtime dir)", dir)
     const path = hintPath(name, dir)
     const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`

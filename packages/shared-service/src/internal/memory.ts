@@ -95,7 +95,7 @@ export const makeKernel = (): MemoryKernel => {
               return true
             },
             timeout,
-            () => new LockTimeout({ name, timeoutMillis: Duration.toMillis(timeout) })
+            () => new LockTimeout({ service: name, timeoutMillis: Duration.toMillis(timeout) })
           ).pipe(Effect.asVoid),
         unlock: (delta) =>
           Effect.sync(() => {

@@ -14,7 +14,7 @@ export const invalidReason = (name: string): string | undefined => {
 
 export const validate = (name: string): Effect.Effect<string, InvalidName> => {
   const reason = invalidReason(name)
-  return reason === undefined ? Effect.succeed(name) : Effect.fail(new InvalidName({ name: String(name), reason }))
+  return reason === undefined ? Effect.succeed(name) : Effect.fail(new InvalidName({ service: String(name), reason }))
 }
 
 /** 32-bit FNV-1a of `quiesce:<uid>:<name>`, never 0 (IPC_PRIVATE). */

@@ -340,7 +340,7 @@ const startService = <E, R>(
       orElse: () =>
         Effect.fail(
           new StartFailed({
-            name: self.name,
+            service: self.name,
             reason: `not started within ${Duration.format(self.startTimeout)}`,
             timeoutMillis: Duration.toMillis(self.startTimeout)
           })
@@ -356,19 +356,19 @@ const recoverService = <E, R>(
   self.recover(info).pipe(
     Effect.timeoutOrElse({
       duration: self.startTimeout,
-      orElse: () => Effect.fail(new StartFailed({ name: self.name, reason: "recovery timed out" }))
+      orElse: () => Effect.fail(new StartFailed({ service: self.name, reason: "recovery timed out" }))
     }),
     Effect.tap((recovered) =>
       self.healthCheck === undefined
         ? Effect.void
         : Effect.mapError(
           self.healthCheck(recovered),
-          (cause) => new Unhealthy({ name: self.name, reason: "still unhealthy after recovery", cause })
+          (cause) => new Unhealthy({ service: self.name, reason: "still unhealthy after recovery", cause })
         )
     ),
     Effect.mapError((cause) =>
       new RecoveryFailed({
-        name: self.name,
+        service: self.name,
         reason: `health check failed (${Cause.pretty(unhealthy).split("\n")[0]}) and recovery failed`,
         cause
       })

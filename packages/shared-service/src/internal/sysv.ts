@@ -35,7 +35,7 @@ export const unsupported = (platform: string): RefCounter => {
   const fail = (name: string) =>
     Effect.fail(
       new UnsupportedPlatform({
-        name,
+        service: name,
         platform,
         reason: "crash-safe reference counting is implemented with SysV semaphores on Linux only; " +
           "RefCounter.flock works on other POSIX systems once libc can be loaded there"
@@ -59,7 +59,7 @@ export const make = (): RefCounter => {
           if (existing !== undefined) return Effect.succeed(existing)
           const lib = L.libc()
           if (lib instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
+            return Effect.fail(new IpcUnavailable({ service: name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
           }
           const r = openSet(lib, name, true)
           if (typeof r !== "number") return Effect.fail(r)
@@ -74,7 +74,7 @@ export const make = (): RefCounter => {
         Effect.suspend(() => {
           const lib = L.libc()
           if (lib instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
+            return Effect.fail(new IpcUnavailable({ service: name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
           }
           const r = openSet(lib, name, false)
           if (r === undefined) return Effect.succeed(undefined)
@@ -132,7 +132,7 @@ export class SysVCounter implements Counter {
     const errno = this.lib.errno()
     // A removed set's id is invalid: semop reports EIDRM to sleepers, EINVAL to later callers.
     if (errno === L.EINVAL || errno === L.EIDRM) {
-      return new SemaphoreSetRemoved({ name: this.name, syscall, errno, code: errno === L.EIDRM ? "EIDRM" : "EINVAL" })
+      return new SemaphoreSetRemoved({ service: this.name, syscall, errno, code: errno === L.EIDRM ? "EIDRM" : "EINVAL" })
     }
     return fromErrno(this.name, syscall, errno)
   }
@@ -151,7 +151,7 @@ export class SysVCounter implements Counter {
         if (errno === L.EAGAIN || errno === L.EINTR) return resume(Effect.succeed(false))
         if (errno === L.EINVAL || errno === L.EIDRM) {
           return resume(Effect.fail(
-            new SemaphoreSetRemoved({ name: this.name, syscall, errno, code: errno === L.EIDRM ? "EIDRM" : "EINVAL" })
+            new SemaphoreSetRemoved({ service: this.name, syscall, errno, code: errno === L.EIDRM ? "EIDRM" : "EINVAL" })
           ))
         }
         resume(Effect.fail(fromErrno(this.name, syscall, errno)))
@@ -178,7 +178,7 @@ export class SysVCounter implements Counter {
       // interruption is only observed between them, while nothing is held.
       const loop: Effect.Effect<void, LockTimeout | SystemError> = Effect.suspend(() => {
         const left = deadline - Date.now()
-        if (left <= 0) return Effect.fail(new LockTimeout({ name: this.name, timeoutMillis: total }))
+        if (left <= 0) return Effect.fail(new LockTimeout({ service: this.name, timeoutMillis: total }))
         return Effect.andThen(
           Effect.interruptible(Effect.void),
           Effect.flatMap(
