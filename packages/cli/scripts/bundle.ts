@@ -8,31 +8,15 @@
  * `npm run bundle -w packages/cli` (also run by `prepack`, by `test/bundle.test.ts` and by the
  * benchmark). A build script, not a benchmark: the root `tsconfig.tooling.json` type-checks it.
  *
- * The shared-service package spawns its detached reaper from a path relative to its own module
- * (`../bin/reaper.js`); inside the bundle that path would point nowhere, so the bundle resolves
- * the reaper through the package's exports instead. The rewrite fails the build loudly if the
- * code it expects has changed.
+ * The shared-service package finds its reaper entry through its own exports
+ * (`import.meta.resolve("@quiesce/shared-service/bin/reaper")`), which Node resolves from the
+ * bundle's location too (through `node_modules`), so the bundle needs no special handling.
  */
 import { chmodSync, existsSync } from "node:fs"
 import { join } from "node:path"
-import { build, type Plugin } from "rolldown"
+import { build } from "rolldown"
 
 const root = join(import.meta.dirname, "..")
-
-const reaperEntry: Plugin = {
-  name: "quiesce:shared-service-reaper",
-  transform(code, id) {
-    if (!/shared-service[\\/]dist[\\/]internal[\\/]sharedService\.js$/.test(id)) return null
-    const ext = "const ext = extname(fileURLToPath(import.meta.url));"
-    const entry = "const entry = fileURLToPath(new URL(`../bin/reaper${ext}`, import.meta.url));"
-    if (!code.includes(ext) || !code.includes(entry)) {
-      throw new Error(`${id}: the reaper entry is no longer computed as expected; update scripts/bundle.ts`)
-    }
-    return code
-      .replace(ext, `const ext = ".js";`)
-      .replace(entry, `const entry = fileURLToPath(import.meta.resolve("@quiesce/shared-service/bin/reaper"));`)
-  }
-}
 
 export const bundle = async (): Promise<string> => {
   const input = join(root, "dist", "main.js")
@@ -42,7 +26,6 @@ export const bundle = async (): Promise<string> => {
     input,
     platform: "node",
     external: ["koffi"],
-    plugins: [reaperEntry],
     logLevel: "warn",
     output: { file, format: "esm", banner: "#!/usr/bin/env node" }
   })

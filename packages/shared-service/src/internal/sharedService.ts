@@ -24,7 +24,7 @@ import { pipeArguments } from "effect/Pipeable"
 import { spawn } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import { setPriority } from "node:os"
-import { extname, join } from "node:path"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Process from "../Process.ts"
 import type { Counter } from "../RefCounter.ts"
@@ -530,11 +530,20 @@ const launchedReaperAlive = (name: string): boolean => {
   }
 }
 
+/**
+ * The reaper's entry, resolved through this package's own exports (a package self-reference),
+ * so it is found wherever this code runs: from `src/` under `--conditions=@quiesce/source`
+ * (tests; vitest passes its resolve conditions to its workers, and its module runner implements
+ * `import.meta.resolve` with Node's resolver), from `dist/`, and from a bundle that inlined
+ * this module (the `quiesce` executable), where the specifier resolves through `node_modules`.
+ */
+const reaperEntry = (): string => fileURLToPath(import.meta.resolve("@quiesce/shared-service/bin/reaper"))
+
 /** The command line of the detached reaper (`bin/reaper.ts`); it exits at once if a reaper exists. */
 export const reaperCommand = (name: string, options: ReaperSpec): ReadonlyArray<string> => {
-  const ext = extname(fileURLToPath(import.meta.url))
-  const entry = fileURLToPath(new URL(`../bin/reaper${ext}`, import.meta.url))
-  const execArgv = ext === ".ts" ? ["--conditions=@quiesce/source", "--no-warnings"] : []
+  const entry = reaperEntry()
+  // The TypeScript source imports its siblings through the same condition.
+  const execArgv = entry.endsWith(".ts") ? ["--conditions=@quiesce/source", "--no-warnings"] : []
   return [
     process.execPath,
     ...execArgv,
