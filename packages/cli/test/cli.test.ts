@@ -101,7 +101,8 @@ describe("quiesce run", { timeout: 60_000 }, () => {
       // (`setsid`), out of the terminal's reach: it must get no SIGINT at all. SIGTERM, which
       // no terminal sends, is still forwarded and ends it.
       const { env, log, name } = yield* testService("tty")
-      const line = [node, ...nodeArgs, bin, ...runArgs(name, log), "setsid", node, client, "count-sigint"]
+      // `exec`: whatever $SHELL `script` picks (dash without one), quiesce is its child, not a shell.
+      const line = "exec " + [node, ...nodeArgs, bin, ...runArgs(name, log), "setsid", node, client, "count-sigint"]
         .map((word) => `'${word.replace(/'/g, "'\\''")}'`)
         .join(" ")
       const result = yield* Effect.callback<{ code: number | null; output: string }>((resume) => {
