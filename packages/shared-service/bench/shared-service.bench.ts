@@ -14,12 +14,12 @@ import { Duration, Effect, Exit, Scope } from "effect"
 import koffi from "koffi"
 import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { compare, formatNs, percentiles } from "../../../bench/harness.ts"
 import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+import { freePort } from "../test/util.ts"
 
 process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-bench-"))
 const tag = Math.random().toString(36).slice(2, 8)
@@ -109,15 +109,6 @@ await Effect.runPromise(SharedService.remove(name))
 // ---- 2. cold start overhead ------------------------------------------------------------------
 
 const server = fileURLToPath(new URL("../examples/echo-server.mjs", import.meta.url))
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-
 const readiness = (text: string): { readonly origin: number; readonly ready: number } => {
   const m = /origin ([\d.]+) ready ([\d.]+)/.exec(text)
   if (m === null) throw new Error(`no readiness report in ${JSON.stringify(text)}`)

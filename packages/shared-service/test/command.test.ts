@@ -7,31 +7,17 @@ import { SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber } from "effect"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, eventually, reapers, uniqueName } from "./util.ts"
+import { alive, eventually, freePort, harness, reapers } from "./util.ts"
 
-process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-command-"))
+const dir = mkdtempSync(join(tmpdir(), "quiesce-command-"))
+process.env["QUIESCE_RUNTIME_DIR"] = dir
 
-const names: Array<string> = []
-const newName = (prefix: string) => {
-  const n = uniqueName(prefix)
-  names.push(n)
-  return n
-}
+const { names, newName } = harness(dir)
 afterAll(async () => {
   for (const name of names) await Effect.runPromise(Effect.ignore(SharedService.forceStop(name, { removeSet: true })))
 })
-
-const freePort = () =>
-  Effect.callback<number>((resume) => {
-    const s = createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resume(Effect.succeed(port)))
-    })
-  })
 
 const node = JSON.stringify(process.execPath)
 
@@ -60,7 +46,7 @@ describe("SharedService.command", () => {
   it.live("http readiness: ready once the server answers; stopped after the grace period", () =>
     Effect.gen(function*() {
       const name = newName("http")
-      const port = yield* freePort()
+      const port = yield* Effect.promise(freePort)
       const service = yield* SharedService.command({
         name,
         command: `exec ${node} -e "require('http').createServer((q, s) => s.end('ok')).listen(${port}, '127.0.0.1')"`,
@@ -83,7 +69,7 @@ describe("SharedService.command", () => {
   it.live("a service that exits before it is ready: StartFailed, nothing registered", () =>
     Effect.gen(function*() {
       const name = newName("dies")
-      const port = yield* freePort()
+      const port = yield* Effect.promise(freePort)
       const service = yield* SharedService.command({ name, command: "exit 3", ready: SharedService.tcp(port) })
       const err = yield* Effect.flip(Effect.scoped(SharedService.acquire(service)))
       assert.strictEqual(err._tag, "StartFailed")
@@ -96,7 +82,7 @@ describe("SharedService.command", () => {
   it.live("a start timeout kills the service's process group and registers nothing", () =>
     Effect.gen(function*() {
       const name = newName("timeout")
-      const port = yield* freePort()
+      const port = yield* Effect.promise(freePort)
       const service = yield* SharedService.command({
         name,
         // A compound command: the shell and its child form the group.

@@ -9,16 +9,12 @@ import { spawn } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, Client, eventually, fixture, reapers, sleep, starts, uniqueName } from "./util.ts"
+import { alive, Client, eventually, fixture, harness, reapers, sleep, starts } from "./util.ts"
 
-process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-counters-"))
+const dir = mkdtempSync(join(tmpdir(), "quiesce-counters-"))
+process.env["QUIESCE_RUNTIME_DIR"] = dir
 
-const names: Array<string> = []
-const newName = (prefix: string) => {
-  const n = uniqueName(prefix)
-  names.push(n)
-  return n
-}
+const { names, newName } = harness(dir)
 afterAll(async () => {
   for (const name of names) await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
 })
@@ -108,7 +104,6 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
 describe("SharedService over the flock counter, real processes", () => {
   it("a SIGKILLed last client: the flock reaper stops the service; a holder keeps it up", async () => {
     const name = newName("flock-e2e")
-    const dir = process.env["QUIESCE_RUNTIME_DIR"]!
     const [a, b] = [
       new Client({ ttlMs: 200, startsDir: dir, counter: "flock" }),
       new Client({ ttlMs: 200, startsDir: dir, counter: "flock" })

@@ -2,44 +2,17 @@
  * SIGKILL at every phase, with real processes: the starter while it holds the startup lock, a
  * holder, the last client, and the reaper.
  */
-import { SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, Client, eventually, eventuallyAsync, reapers, starts, uniqueName } from "./util.ts"
+import { alive, eventually, eventuallyAsync, harness, inspect, reapers, starts } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-crash-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
 
-const names: Array<string> = []
-const clients: Array<Client> = []
-const newName = (prefix: string) => {
-  const n = uniqueName(prefix)
-  names.push(n)
-  return n
-}
-const client = (config: Record<string, unknown>) => {
-  const c = new Client({ startsDir: dir, ...config })
-  clients.push(c)
-  return c
-}
-const inspect = (name: string) => Effect.runPromise(SharedService.inspect(name))
-
-afterAll(async () => {
-  for (const c of clients) c.kill()
-  for (const name of names) {
-    for (const pid of [...starts(dir, name), ...reapers(name)]) {
-      try {
-        process.kill(pid, "SIGKILL")
-      } catch {
-        // gone
-      }
-    }
-    await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
-  }
-})
+const { cleanup, client, newName } = harness(dir)
+afterAll(cleanup)
 
 describe("SIGKILL at every phase", () => {
   it("the starter, while holding the startup lock: the next client gets the lock at once and starts", async () => {

@@ -6,24 +6,14 @@ import { SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { program } from "../examples/quick-start.ts"
-import { alive, eventually, reapers, uniqueName } from "./util.ts"
+import { alive, eventually, freePort, reapers, uniqueName } from "./util.ts"
 
 process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-example-"))
 const name = uniqueName("example")
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 
 afterAll(async () => {
   await Effect.runPromise(Effect.ignore(SharedService.forceStop(name, { removeSet: true })))

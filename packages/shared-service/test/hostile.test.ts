@@ -12,7 +12,7 @@ import { createRequire } from "node:module"
 import koffi from "koffi"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, Client, eventually, eventuallyAsync, fixture, reapers, starts, uniqueName } from "./util.ts"
+import { alive, eventually, eventuallyAsync, fixture, harness, inspect, reapers, starts, uniqueName } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-hostile-"))
 chmodSync(dir, 0o700)
@@ -25,7 +25,11 @@ const semctl = libc.func("int semctl(int semid, int semnum, int cmd)")
 const IPC_CREAT = 0o1000
 const IPC_RMID = 0
 
-/** The IPC key of (uid, name), as the package derives it (FNV-1a of `quiesce:<uid>:<name>`). */
+/**
+ * The IPC key of (uid, name) as the README documents it (FNV-1a of `quiesce:<uid>:<name>`).
+ * A copy on purpose, not an import: the key is what two versions of the package must agree on
+ * to share a service, so the tests pin the documented derivation rather than the code's own.
+ */
 const ipcKey = (uid: number, name: string) => {
   const s = `quiesce:${uid}:${name}`
   let h = 0x811c9dc5
@@ -37,33 +41,10 @@ const ipcKey = (uid: number, name: string) => {
 }
 const semidOf = (uid: number, name: string) => semget(ipcKey(uid, name), 0, 0)
 
-const names: Array<string> = []
-const clients: Array<Client> = []
+const { cleanup, client, newName } = harness(dir)
 const extraSets: Array<number> = []
-const newName = (prefix: string) => {
-  const n = uniqueName(prefix)
-  names.push(n)
-  return n
-}
-const client = (config: Record<string, unknown>, options?: ConstructorParameters<typeof Client>[1]) => {
-  const c = new Client({ startsDir: dir, ...config }, options)
-  clients.push(c)
-  return c
-}
-const inspect = (name: string) => Effect.runPromise(SharedService.inspect(name))
-
 afterAll(async () => {
-  for (const c of clients) c.kill()
-  for (const name of names) {
-    for (const pid of [...starts(dir, name), ...reapers(name)]) {
-      try {
-        process.kill(pid, "SIGKILL")
-      } catch {
-        // gone
-      }
-    }
-    await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
-  }
+  await cleanup()
   for (const id of extraSets) semctl(id, 0, IPC_RMID)
 })
 

@@ -1,6 +1,9 @@
+import { SharedService } from "@quiesce/shared-service"
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
 export const fixture = (file: string) => fileURLToPath(new URL(`./fixtures/${file}`, import.meta.url))
@@ -160,4 +163,50 @@ export const eventuallyAsync = async (cond: () => Promise<boolean>, timeoutMs: n
     await sleep(20)
   }
   return cond()
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = createServer()
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+
+export const inspect = (name: string): Promise<SharedService.ServiceStatus> => Effect.runPromise(SharedService.inspect(name))
+
+/**
+ * What a test file starts against the runtime directory `dir`: the names it uses and the client
+ * processes it spawns (each told to record its service's pid under `dir`), so that `cleanup`
+ * can kill every client, service and reaper left behind and remove every name's set.
+ */
+export const harness = (dir: string) => {
+  const names: Array<string> = []
+  const clients: Array<Client> = []
+  const newName = (prefix: string): string => {
+    const n = uniqueName(prefix)
+    names.push(n)
+    return n
+  }
+  const client = (config: Record<string, unknown>, options?: ConstructorParameters<typeof Client>[1]): Client => {
+    const c = new Client({ startsDir: dir, ...config }, options)
+    clients.push(c)
+    return c
+  }
+  const cleanup = async (): Promise<void> => {
+    for (const c of clients) c.kill()
+    for (const name of names) {
+      for (const pid of [...starts(dir, name), ...reapers(name)]) {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // gone
+        }
+      }
+      await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
+    }
+  }
+  return { names, clients, newName, client, cleanup }
 }
