@@ -15,37 +15,28 @@ import type { SystemError } from "../SharedServiceError.ts"
 import * as L from "./linux.ts"
 import { validate } from "./name.ts"
 import { ensureRuntimeDir, runtimeDirPath } from "./paths.ts"
+import { opener } from "./registry.ts"
 
 let singleton: RefCounter | undefined
 
 export const make = (): RefCounter => {
   if (singleton !== undefined) return singleton
   const counters = new Map<string, FlockCounter>()
+  const open = opener(counters, (lib, name) => {
+    const dir = ensureRuntimeDir()
+    if (dir instanceof Error) {
+      return new IpcUnavailable({ service: name, syscall: "mkdir(runtime dir)", errno: 0, code: dir.message })
+    }
+    const c = new FlockCounter(lib, name, dir)
+    return c.openFiles() ?? c
+  })
   singleton = {
     kind: "flock",
-    open: (name) =>
-      Effect.flatMap(validate(name), () =>
-        Effect.suspend(() => {
-          const existing = counters.get(name)
-          if (existing !== undefined) return Effect.succeed(existing)
-          const lib = L.libc()
-          if (lib instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ service: name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
-          }
-          const dir = ensureRuntimeDir()
-          if (dir instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ service: name, syscall: "mkdir(runtime dir)", errno: 0, code: dir.message }))
-          }
-          const c = new FlockCounter(lib, name, dir)
-          const err = c.openFiles()
-          if (err !== undefined) return Effect.fail(err)
-          counters.set(name, c)
-          return Effect.succeed(c)
-        })),
+    open,
     openExisting: (name) =>
       Effect.flatMap(validate(name), () =>
         counters.has(name) || existsSync(join(runtimeDirPath(), `${name}.clients`))
-          ? Effect.map(singleton!.open(name), (c) => c as Counter | undefined)
+          ? Effect.map(open(name), (c): Counter | undefined => c)
           : Effect.succeed(undefined))
   }
   return singleton

@@ -5,10 +5,11 @@
  */
 import { Duration, Effect } from "effect"
 import type { Counter, RefCounter } from "../RefCounter.ts"
-import { fromErrno, IpcUnavailable, LockTimeout, SemaphoreSetRemoved, UnsupportedPlatform } from "../SharedServiceError.ts"
+import { fromErrno, LockTimeout, SemaphoreSetRemoved, UnsupportedPlatform } from "../SharedServiceError.ts"
 import type { SystemError } from "../SharedServiceError.ts"
 import * as L from "./linux.ts"
 import { ipcKey, validate } from "./name.ts"
+import { libcFor, opener } from "./registry.ts"
 
 const LOCK = 0
 const COUNT = 1
@@ -50,36 +51,24 @@ let singleton: RefCounter | undefined
 export const make = (): RefCounter => {
   if (singleton !== undefined) return singleton
   const counters = new Map<string, SysVCounter>()
+  const forget = (name: string) => () => counters.delete(name)
   singleton = {
     kind: "sysv",
-    open: (name) =>
-      Effect.flatMap(validate(name), () =>
-        Effect.suspend(() => {
-          const existing = counters.get(name)
-          if (existing !== undefined) return Effect.succeed(existing)
-          const lib = L.libc()
-          if (lib instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ service: name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
-          }
-          const r = openSet(lib, name, true)
-          if (typeof r !== "number") return Effect.fail(r)
-          const counter = new SysVCounter(lib, name, r, () => counters.delete(name))
-          counters.set(name, counter)
-          return Effect.succeed(counter)
-        })),
+    open: opener(counters, (lib, name) => {
+      const r = openSet(lib, name, true)
+      return typeof r === "number" ? new SysVCounter(lib, name, r, forget(name)) : r
+    }),
     // A fresh look every time, never cached, never creating: inspection must not keep (or
     // bring back) a set that a reaper or the user removed.
     openExisting: (name) =>
       Effect.flatMap(validate(name), () =>
         Effect.suspend(() => {
-          const lib = L.libc()
-          if (lib instanceof Error) {
-            return Effect.fail(new IpcUnavailable({ service: name, syscall: "dlopen(libc)", errno: 0, code: lib.message }))
-          }
+          const lib = libcFor(name)
+          if (lib instanceof Error) return Effect.fail(lib)
           const r = openSet(lib, name, false)
           if (r === undefined) return Effect.succeed(undefined)
           if (typeof r !== "number") return Effect.fail(r)
-          return Effect.succeed(new SysVCounter(lib, name, r, () => counters.delete(name)))
+          return Effect.succeed(new SysVCounter(lib, name, r, forget(name)))
         }))
   }
   return singleton
