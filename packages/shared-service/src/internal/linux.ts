@@ -9,15 +9,11 @@ import koffi from "koffi"
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs"
 
 export const IPC_CREAT = 0o1000
-export const IPC_EXCL = 0o2000
 export const IPC_NOWAIT = 0o4000
 export const IPC_RMID = 0
 export const IPC_STAT = 2
 export const SEM_UNDO = 0x1000
 export const GETVAL = 12
-export const GETALL = 13
-export const GETNCNT = 14
-export const GETZCNT = 15
 
 export const LOCK_SH = 1
 export const LOCK_EX = 2
@@ -28,13 +24,11 @@ export const EINTR = 4
 export const EAGAIN = 11
 export const EINVAL = 22
 export const EIDRM = 43
-export const ESRCH = 3
 export const EWOULDBLOCK = EAGAIN
 
 export interface Libc {
   readonly semget: (key: number, nsems: number, flags: number) => number
   readonly semop: (id: number, sops: Uint8Array, nsops: number) => number
-  readonly semtimedop: (id: number, sops: Uint8Array, nsops: number, timeout: BigInt64Array) => number
   /** semtimedop on the libuv pool; `cb(result, errno)`. */
   readonly semtimedopAsync: (
     id: number,
@@ -43,12 +37,11 @@ export interface Libc {
     timeout: BigInt64Array,
     cb: (result: number, errno: number) => void
   ) => void
-  /** semctl for commands without an argument (GETVAL, GETNCNT, GETZCNT, IPC_RMID). */
+  /** semctl for commands without an argument (GETVAL, IPC_RMID). */
   readonly semctl: (id: number, semnum: number, cmd: number) => number
-  /** semctl with a pointer argument (GETALL, IPC_STAT). */
+  /** semctl with a pointer argument (IPC_STAT). */
   readonly semctlPtr: (id: number, semnum: number, cmd: number, arg: Uint8Array) => number
   readonly flock: (fd: number, op: number) => number
-  readonly kill: (pid: number, sig: number) => number
   readonly getuid: () => number
   readonly errno: () => number
 }
@@ -89,7 +82,6 @@ export const libc = (): Libc | Error => {
     const b: Libc = {
       semget: lib.func("int semget(int key, int nsems, int semflg)"),
       semop: lib.func("int semop(int semid, void *sops, size_t nsops)"),
-      semtimedop,
       semtimedopAsync: (id, sops, nsops, timeout, cb) =>
         semtimedopAsyncRaw(id, sops, nsops, timeout, (err, result) => {
           if (err) cb(-1, EINVAL)
@@ -98,7 +90,6 @@ export const libc = (): Libc | Error => {
       semctl: lib.func("int semctl(int semid, int semnum, int cmd)"),
       semctlPtr: lib.func("int semctl(int semid, int semnum, int cmd, void *arg)"),
       flock: lib.func("int flock(int fd, int operation)"),
-      kill: lib.func("int kill(int pid, int sig)"),
       getuid: lib.func("unsigned int getuid()"),
       errno: () => koffi.errno()
     }

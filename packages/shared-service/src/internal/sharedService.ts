@@ -89,7 +89,7 @@ export interface ServiceHandle {
 
 const variance = { _E: (_: never) => _, _R: (_: never) => _ }
 
-export class SharedServiceImpl<E, R> implements SharedService<E, R> {
+class SharedServiceImpl<E, R> implements SharedService<E, R> {
   readonly [TypeId] = variance
   readonly name: string
   readonly start: Effect.Effect<ServiceInfo, E, R>
@@ -176,7 +176,7 @@ const localOf = (counter: Counter): Local => {
 }
 
 /** How often a holding process checks that its semaphore set still exists. */
-export const WATCHDOG_MS = 500
+const WATCHDOG_MS = 500
 
 /**
  * While this process holds a reference, check every `WATCHDOG_MS` that the set still exists;
@@ -491,7 +491,7 @@ export const reap = Effect.fnUntraced(function*<E, R>(
   }
 })
 
-export interface ReaperSpec {
+interface ReaperSpec {
   readonly kind: "sysv" | "flock"
   /** The service just spawned, stopped by the reaper even if no hint names it. */
   readonly service?: ServiceInfo | undefined
@@ -514,7 +514,7 @@ export interface ReaperLaunch {
 export const REAPER_NICE = 10
 
 /** The pid of the last reaper launched for a name, so that clients arriving while it boots do not launch more. */
-export const reaperPidPath = (name: string): string => join(runtimeDirPath(), `${name}.reaper-pid`)
+const reaperPidPath = (name: string): string => join(runtimeDirPath(), `${name}.reaper-pid`)
 
 const launchedReaperAlive = (name: string): boolean => {
   try {
@@ -540,7 +540,7 @@ const launchedReaperAlive = (name: string): boolean => {
 const reaperEntry = (): string => fileURLToPath(import.meta.resolve("@quiesce/shared-service/bin/reaper"))
 
 /** The command line of the detached reaper (`bin/reaper.ts`); it exits at once if a reaper exists. */
-export const reaperCommand = (name: string, options: ReaperSpec): ReadonlyArray<string> => {
+const reaperCommand = (name: string, options: ReaperSpec): ReadonlyArray<string> => {
   const entry = reaperEntry()
   // The TypeScript source imports its siblings through the same condition.
   const execArgv = entry.endsWith(".ts") ? ["--conditions=@quiesce/source", "--no-warnings"] : []
@@ -568,7 +568,7 @@ export const REAPER_DELAY_SECONDS = 1
  * not compete for the CPU with the service that is starting now. Nothing is lost meanwhile: the
  * reaper decides only from the kernel count, under the lock, once it runs.
  */
-export const spawnReaper = (name: string, options: ReaperSpec): number | undefined => {
+const spawnReaper = (name: string, options: ReaperSpec): number | undefined => {
   const child = spawn(
     "/bin/sh",
     ["-c", `sleep ${REAPER_DELAY_SECONDS}; exec "$@"`, "sh", ...reaperCommand(name, options)],

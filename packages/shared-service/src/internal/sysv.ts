@@ -16,8 +16,11 @@ const COUNT = 1
 const REAPER = 2
 const NSEMS = 3
 
-/** The longest a single kernel wait occupies a libuv pool thread. */
-export const SLICE_MS = 50
+/**
+ * The longest one lock-wait slice occupies a libuv pool thread. `awaitZero` (only a reaper
+ * waits for zero, and nothing else in its process waits behind it) uses slices four times as long.
+ */
+const SLICE_MS = 50
 
 const opsLockNowait = L.sembufs([LOCK, 0, L.IPC_NOWAIT], [LOCK, 1, L.SEM_UNDO | L.IPC_NOWAIT])
 const opsLock = L.sembufs([LOCK, 0, 0], [LOCK, 1, L.SEM_UNDO])
@@ -98,15 +101,12 @@ function openSet(lib: L.Libc, name: string, create: boolean): number | SystemErr
   return id
 }
 
-export class SysVCounter implements Counter {
+class SysVCounter implements Counter {
   readonly kind = "sysv" as const
   readonly exact = true
   readonly lib: L.Libc
   readonly name: string
   id: number
-  private readonly getall = new Uint16Array(NSEMS)
-  private readonly getallBytes: Uint8Array
-
   private readonly forget: () => void
 
   constructor(lib: L.Libc, name: string, id: number, forget: () => void) {
@@ -114,7 +114,6 @@ export class SysVCounter implements Counter {
     this.name = name
     this.id = id
     this.forget = forget
-    this.getallBytes = new Uint8Array(this.getall.buffer)
   }
 
   private fail(syscall: string): SystemError {
@@ -187,12 +186,6 @@ export class SysVCounter implements Counter {
     const n = this.lib.semctl(this.id, COUNT, L.GETVAL)
     return n < 0 ? Effect.fail(this.fail("semctl(GETVAL)")) : Effect.succeed(n)
   })
-
-  /** count and reaper slot in one system call. */
-  snapshot = (): { readonly count: number; readonly reaper: number } | SystemError => {
-    if (this.lib.semctlPtr(this.id, 0, L.GETALL, this.getallBytes) < 0) return this.fail("semctl(GETALL)")
-    return { count: this.getall[COUNT]!, reaper: this.getall[REAPER]! }
-  }
 
   hasReaper: Effect.Effect<boolean, SystemError> = Effect.suspend(() => {
     const n = this.lib.semctl(this.id, REAPER, L.GETVAL)
