@@ -39,6 +39,7 @@ import * as internal from "./internal/sharedService.ts"
 import { invalidReason } from "./internal/name.ts"
 import * as Hint from "./internal/hint.ts"
 import { runtimeDirPath } from "./internal/paths.ts"
+import type { Counter } from "./RefCounter.ts"
 import type { ServiceInfo } from "./ServiceInfo.ts"
 import type { CorruptHint, InvalidName, LockTimeout, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
 
@@ -369,6 +370,15 @@ export const runtimeDirectory = (): string => runtimeDirPath()
 export const validateName: (name: string) => string | undefined = invalidReason
 
 /**
+ * Options of `reap`: the grace period, the lock wait, how to stop the service, and optionally
+ * a service known from its start (stopped too when no hint names it).
+ *
+ * @category reaper
+ * @since 0.1.0
+ */
+export interface ReapOptions<E, R> extends internal.ReapOptions<E, R> {}
+
+/**
  * The reaper loop, exported for custom supervisors: in a process that holds the reaper slot
  * (`Counter.claimReaper`) and no reference, waits for zero, waits `idleTimeToLive`, re-checks
  * under the lock and runs `stop` on the hinted service.
@@ -376,4 +386,5 @@ export const validateName: (name: string) => string | undefined = invalidReason
  * @category reaper
  * @since 0.1.0
  */
-export const reap = internal.reap
+export const reap: <E, R>(counter: Counter, options: ReapOptions<E, R>) => Effect.Effect<void, SystemError | E, R> =
+  internal.reap
