@@ -8,7 +8,7 @@ import { TestClock } from "effect/testing"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+import { RefCounter, ServiceInfo, SharedService, SharedServiceError } from "@quiesce/shared-service"
 
 process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-unit-"))
 
@@ -218,6 +218,36 @@ describe("SharedService (in-memory kernel)", () => {
       const { service } = fakeService(name)
       const handle = yield* inProcess(b)(SharedService.acquire(service))
       assert.isTrue(handle.started)
+    }).pipe(Effect.scoped))
+
+  it.effect("a refused registration (unlock(+1) fails) registers nothing and frees the lock", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("refused")
+      const { service } = fakeService(name, { lockTimeout: Duration.seconds(1) })
+      // As semop does when the +1 is refused (ERANGE at SEMVMX): the operation is atomic, so
+      // nothing is registered and the lock is still held.
+      const refusing: RefCounter.RefCounter = {
+        ...a,
+        open: (n) =>
+          Effect.map(a.open(n), (c): RefCounter.Counter => ({
+            ...c,
+            unlock: (delta) =>
+              delta === 1
+                ? Effect.fail(new SharedServiceError.LimitExceeded({ service: n, syscall: "semop(unlock)", errno: 34, code: "ERANGE" }))
+                : c.unlock(delta)
+          }))
+      }
+      const err = yield* Effect.flip(Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, refusing))
+      assert.strictEqual(err._tag, "LimitExceeded")
+      assert.strictEqual(kernel.countOf(name), 0)
+      // The lock is free: the next process gets it at once, not a LockTimeout.
+      const fiber = yield* Effect.forkChild(Effect.exit(inProcess(b)(SharedService.acquire(service))))
+      yield* TestClock.adjust(Duration.seconds(1))
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.strictEqual(kernel.countOf(name), 1)
     }).pipe(Effect.scoped))
 
   it.effect("interrupting a waiting acquire leaves nothing registered", () =>

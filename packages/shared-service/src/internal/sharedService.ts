@@ -258,7 +258,9 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
     yield* Effect.ignore(counter.unlock(0))
     return yield* exit
   }
-  yield* counter.unlock(1)
+  // A refused registration (semop is atomic: ERANGE at SEMVMX leaves the lock taken and the
+  // count as it was) still frees the lock, as every other failure here does.
+  yield* Effect.onError(counter.unlock(1), () => Effect.ignore(counter.unlock(0)))
   local.holders = 1
   local.info = exit.value.info
   startWatchdog(counter, local)
