@@ -1,12 +1,13 @@
 /**
  * The kernel counters on their own: bounded, interruptible lock waits that never block the
- * event loop; crash-safe locks across processes (SysV and flock); one reference per process.
+ * event loop nor hold the libuv pool; crash-safe locks across processes (SysV and flock); one reference per process.
  */
 import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import { mkdtempSync } from "node:fs"
+import { stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { alive, Client, eventually, fixture, harness, reapers, sleep, starts } from "./util.ts"
@@ -63,6 +64,28 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
       yield* Fiber.join(fiber)
       assert.isBelow(Date.now() - killedAt, 5000)
       yield* counter.unlock(0)
+    }), 30_000)
+
+  it.live("lock waits leave the libuv pool to others: one waiter per pool thread, and a stat still completes", () =>
+    Effect.gen(function*() {
+      const name = newName(`${kind}-pool`)
+      const counter = yield* rc.open(name)
+      const other = yield* holder(name, kind)
+      // A wait that held its pool thread for the whole timeout would leave no thread free here.
+      const threads = Number(process.env["UV_THREADPOOL_SIZE"] ?? 4)
+      const waiters = yield* Effect.forkChild(Effect.forEach(
+        Array.from({ length: threads }),
+        () => Effect.exit(Effect.uninterruptible(counter.lock(Duration.seconds(3)))),
+        { concurrency: "unbounded" }
+      ))
+      yield* Effect.sleep(Duration.millis(300))
+      const started = performance.now()
+      yield* Effect.promise(() => stat(fixture("holder.ts")))
+      const took = performance.now() - started
+      const exits = yield* Fiber.join(waiters)
+      yield* Effect.promise(other.kill)
+      for (const exit of exits) assert.isTrue(Exit.isFailure(exit), "nobody got the held lock")
+      assert.isBelow(took, 1500, `a stat behind ${threads} lock waits took ${Math.round(took)} ms`)
     }), 30_000)
 
   it.live("an interrupted lock wait returns promptly and leaves nothing held", () =>
