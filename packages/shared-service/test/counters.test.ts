@@ -1,6 +1,7 @@
 /**
  * The kernel counters on their own: bounded, interruptible lock waits that never block the
- * event loop nor hold the libuv pool; crash-safe locks across processes (SysV and flock); one reference per process.
+ * event loop nor hold the libuv pool; crash-safe locks across processes (SysV and flock); one
+ * reference per process.
  */
 import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"

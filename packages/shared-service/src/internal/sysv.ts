@@ -217,8 +217,8 @@ class SysVCounter implements Counter {
     })
 
   remove: Effect.Effect<void, SystemError> = Effect.suspend(() => {
-    const r = this.lib.semctl(this.id, 0, L.IPC_RMID)
+    const failed = this.lib.semctl(this.id, 0, L.IPC_RMID) < 0 ? this.fail("semctl(IPC_RMID)") : undefined
     this.forget()
-    return r < 0 ? Effect.fail(this.fail("semctl(IPC_RMID)")) : Effect.void
+    return failed === undefined ? Effect.void : Effect.fail(failed)
   })
 }
