@@ -134,7 +134,13 @@ class SysVCounter implements Counter {
   /** One bounded kernel wait on the libuv pool: `true` when the operations were performed. */
   private timedWait(ops: Uint8Array, millis: number, syscall: string): Effect.Effect<boolean, SystemError> {
     return Effect.callback<boolean, SystemError>((resume) => {
-      this.lib.semtimedopAsync(this.id, ops, ops.length / 6, L.timespec(millis), (result, errno) => {
+      const timeout = L.timespec(millis)
+      this.lib.semtimedopAsync(this.id, ops, ops.length / 6, timeout, (result, errno) => {
+        // koffi passes typed arrays to an async call as raw pointers and keeps only the callback
+        // alive: this closure is what keeps `timeout` (and `ops`) from being collected while the
+        // call waits in the libuv pool and the kernel reads them.
+        void timeout
+        void ops
         if (result === 0) return resume(Effect.succeed(true))
         if (errno === L.EAGAIN || errno === L.EINTR) return resume(Effect.succeed(false))
         if (errno === L.EINVAL || errno === L.EIDRM) {
