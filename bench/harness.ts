@@ -3,6 +3,7 @@
  * so that the ratio between them is meaningful on a noisy shared machine even when absolute
  * times are not.
  */
+import { createServer, type AddressInfo } from "node:net"
 import { performance } from "node:perf_hooks"
 
 export interface Subject {
@@ -99,3 +100,14 @@ export const percentiles = (samples: ReadonlyArray<number>): { p50: number; p90:
 }
 
 export { fmt as formatNs }
+
+/** A TCP port free on 127.0.0.1 at the time of the call. */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })

@@ -15,11 +15,10 @@
  */
 import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { compare } from "../../../bench/harness.ts"
+import { compare, freePort } from "../../../bench/harness.ts"
 import { bundle } from "../scripts/bundle.ts"
 
 const root = join(import.meta.dirname, "..")
@@ -40,16 +39,6 @@ const env = {
   WAIT_ON_INTERVAL: "50"
 }
 const commands = 16
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const run = (args: ReadonlyArray<string>): Promise<void> =>
   new Promise((resolve, reject) => {

@@ -17,9 +17,8 @@ import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { compare, formatNs, percentiles } from "../../../bench/harness.ts"
+import { compare, formatNs, freePort, percentiles } from "../../../bench/harness.ts"
 import { ServiceInfo, SharedService } from "@quiesce/shared-service"
-import { freePort } from "../test/util.ts"
 
 process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-bench-"))
 const tag = Math.random().toString(36).slice(2, 8)
