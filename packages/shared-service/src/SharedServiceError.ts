@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { constants as osConstants } from "node:os"
 
 const sysFields = {
   service: Schema.String,
@@ -241,23 +242,12 @@ export const fromErrno = (service: string, syscall: string, errno: number): Syst
   }
 }
 
-const codes: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  4: "EINTR",
-  7: "E2BIG",
-  11: "EAGAIN",
-  12: "ENOMEM",
-  13: "EACCES",
-  14: "EFAULT",
-  17: "EEXIST",
-  22: "EINVAL",
-  27: "EFBIG",
-  28: "ENOSPC",
-  34: "ERANGE",
-  38: "ENOSYS",
-  43: "EIDRM"
-}
+// The platform's own errno table (node:os), inverted: the numbers come from this platform's libc.
+// Where two names share a number (EAGAIN/EWOULDBLOCK) the first, canonical one is kept.
+const codes: ReadonlyMap<number, string> = Object.entries(osConstants.errno).reduce(
+  (map, [code, errno]) => map.has(errno) ? map : map.set(errno, code),
+  new Map<number, string>()
+)
 
 /**
  * The symbolic name of a Linux errno (`"E?"` with the number when unknown).
@@ -265,4 +255,4 @@ const codes: Record<number, string> = {
  * @category utils
  * @since 0.1.0
  */
-export const errnoCode = (errno: number): string => codes[errno] ?? `E?${errno}`
+export const errnoCode = (errno: number): string => codes.get(errno) ?? `E?${errno}`
