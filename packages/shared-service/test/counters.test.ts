@@ -7,7 +7,7 @@ import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber } from "effect"
 import { spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -122,6 +122,32 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
       assert.isTrue(yield* counter.hasReaper)
       yield* counter.releaseReaper
       assert.isFalse(yield* counter.hasReaper)
+    }))
+})
+
+describe("flock counter, file system failures", () => {
+  it.live("a lock file that cannot be opened or removed is a typed error, not a defect", () =>
+    Effect.gen(function*() {
+      const name = newName("flock-fs")
+      const counter = yield* RefCounter.flock().open(name)
+      // A non-empty directory where the reaper's lock file should be: open(2) gives EISDIR and
+      // unlink cannot remove it (root bypasses permission bits, so a mode would prove nothing).
+      const reaperFile = join(dir, `${name}.reaper`)
+      rmSync(reaperFile)
+      mkdirSync(reaperFile)
+      writeFileSync(join(reaperFile, "x"), "")
+      const probe = yield* Effect.flip(counter.hasReaper)
+      if (probe._tag === "UnsupportedPlatform") return assert.fail("flock is supported here")
+      assert.strictEqual(probe._tag, "IpcUnavailable")
+      assert.strictEqual(probe.service, name)
+      assert.strictEqual(probe.syscall, "open(reaper file)")
+      assert.strictEqual(probe.code, "EISDIR")
+      const removal = yield* Effect.flip(counter.remove)
+      if (removal._tag === "UnsupportedPlatform") return assert.fail("flock is supported here")
+      assert.strictEqual(removal.syscall, "unlink(lock file)")
+      assert.strictEqual(removal.service, name)
+      rmSync(reaperFile, { recursive: true })
+      yield* counter.remove
     }))
 })
 

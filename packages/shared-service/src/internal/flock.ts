@@ -19,6 +19,12 @@ import { opener } from "./registry.ts"
 
 let singleton: RefCounter | undefined
 
+/** The errno of a failed `node:fs` call (Node reports it negated); EIO when it carries none. */
+const nodeErrno = (e: unknown): number => {
+  const errno = (e as { errno?: unknown }).errno
+  return typeof errno === "number" ? Math.abs(errno) : 5
+}
+
 export const make = (): RefCounter => {
   if (singleton !== undefined) return singleton
   const counters = new Map<string, FlockCounter>()
@@ -71,8 +77,7 @@ class FlockCounter implements Counter {
       this.reaperFd = f("reaper")
       return undefined
     } catch (e) {
-      const errno = typeof (e as { errno?: unknown }).errno === "number" ? -(e as { errno: number }).errno : 5
-      return fromErrno(this.name, "open(lock file)", Math.abs(errno))
+      return fromErrno(this.name, "open(lock file)", nodeErrno(e))
     }
   }
 
@@ -147,7 +152,12 @@ class FlockCounter implements Counter {
 
   hasReaper: Effect.Effect<boolean, SystemError> = Effect.suspend(() => {
     // Our own reaperFd may hold the slot; probing needs a separate open file description.
-    const fd = openSync(join(this.dir, `${this.name}.reaper`), "a+", 0o600)
+    let fd: number
+    try {
+      fd = openSync(join(this.dir, `${this.name}.reaper`), "a+", 0o600)
+    } catch (e) {
+      return Effect.fail(fromErrno(this.name, "open(reaper file)", nodeErrno(e)))
+    }
     try {
       const s = this.try(fd, L.LOCK_EX, "flock(probe reaper)")
       if (s === true) this.lib.flock(fd, L.LOCK_UN)
@@ -197,9 +207,14 @@ class FlockCounter implements Counter {
       return Effect.void
     })
 
-  remove: Effect.Effect<void, SystemError> = Effect.sync(() => {
+  remove: Effect.Effect<void, SystemError> = Effect.suspend(() => {
     for (const suffix of ["lock", "clients", "reaper"]) {
-      rmSync(join(this.dir, `${this.name}.${suffix}`), { force: true })
+      try {
+        rmSync(join(this.dir, `${this.name}.${suffix}`), { force: true })
+      } catch (e) {
+        return Effect.fail(fromErrno(this.name, "unlink(lock file)", nodeErrno(e)))
+      }
     }
+    return Effect.void
   })
 }
