@@ -1,11 +1,12 @@
 /**
  * The kernel side of `SharedService`: a per-name, cross-process reference count whose entries
- * the operating system drops when a process dies, a crash-safe startup lock, and a "reaper"
- * slot that at most one live process holds.
+ * the operating system drops when a process dies, a crash-safe startup lock, a ring that tells
+ * the supervisor a client registered, and the owner lock held by the live generation's
+ * supervisor.
  *
  * | implementation | where | count | crash safety |
  * |---|---|---|---|
- * | `sysV` (default on Linux) | System V semaphores with `SEM_UNDO`, set mode 0600, keyed by (uid, name) | exact number of processes | the kernel undoes a dead process's lock, reference and reaper slot |
+ * | `sysV` (default on Linux) | System V semaphores with `SEM_UNDO`, set mode 0600, keyed by (uid, runtime directory, name) | exact number of processes | the kernel undoes a dead process's lock and reference, and closes its owner lock |
  * | `flock` | `flock(2)` on files in the runtime directory | only "any clients left" (0 or 1) | the kernel drops a dead process's locks |
  * | `memory` | one JS object | exact, for simulated processes | only simulated (`MemoryKernel.crash`) |
  *
@@ -28,56 +29,89 @@ import * as sysvImpl from "./internal/sysv.ts"
 import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError.ts"
 
 /**
- * One process's view of the counter for one name. Obtained with `RefCounter.open`; the same
- * `Counter` object is returned for the same name within one `RefCounter`, and the process holds
- * at most one reference through it (callers keep their own in-process count above it).
+ * The owner lock of a name (see `PROTOCOL.md`): held by the supervisor of the live generation.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Owner {
+  /** Takes it if nobody holds it (never waits); `undefined` when a live owner holds it. */
+  readonly take: Effect.Effect<Owned | undefined, SystemError>
+  /** Whether someone holds it, observed without taking it (inspection). */
+  readonly held: Effect.Effect<boolean>
+  /** The pid the current owner stamped into the owner file, if any. */
+  readonly stamp: Effect.Effect<number | undefined>
+}
+
+/**
+ * The owner lock, held by this process.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Owned {
+  /** The owner file existed before: an earlier generation did not end cleanly. */
+  readonly existed: boolean
+  /** The descriptor a spawned supervisor inherits (kernel counters), `undefined` in memory. */
+  readonly fd: number | undefined
+  /** Empties the stamp, before a new owner writes its own. */
+  readonly clearStamp: Effect.Effect<void>
+  /** Lets the lock go (closes this process's descriptor). */
+  readonly release: Effect.Effect<void>
+  /** Removes the owner file, then lets the lock go. */
+  readonly remove: Effect.Effect<void>
+}
+
+/**
+ * One process's view of the kernel objects of one name. Obtained with `RefCounter.open`; the
+ * same `Counter` object is returned for the same name within one `RefCounter`, and the process
+ * holds at most one reference through it (callers keep their own in-process count above it).
+ * The protocol these operations serve is in `PROTOCOL.md`.
  *
  * @category models
  * @since 0.1.0
  */
 export interface Counter {
   readonly name: string
-  /** The implementation (the detached reaper opens the same kind). */
+  /** The implementation (a spawned supervisor opens the same kind). */
   readonly kind: "sysv" | "flock" | "memory"
   /** `true` when `count` is the exact number of holding processes, `false` when it only says 0 or "some". */
   readonly exact: boolean
+  /** The runtime directory (canonical path) of this name's files. */
+  readonly dir: string
   /**
-   * Takes the startup lock (waits up to `timeout`). The lock is crash-safe: if this process
-   * dies holding it, the kernel releases it.
-   *
-   * Call it from an uninterruptible region (`Effect.uninterruptibleMask`) and register the
-   * `unlock` before restoring interruption: the wait itself is interruptible, but only at
-   * points where nothing is held, so an interrupted wait never leaves the lock taken, and a
-   * successful one is always handed to the caller.
+   * Takes the startup lock (waits up to `timeout`). Crash-safe: if this process dies holding
+   * it, the kernel releases it. Interruptible only while nothing is held, so an interrupted
+   * wait never leaves the lock taken and a successful one is always handed to the caller.
    */
   readonly lock: (timeout: Duration.Duration) => Effect.Effect<void, LockTimeout | SystemError>
-  /**
-   * Releases the startup lock, atomically adjusting this process's reference by `delta`
-   * (`+1` registers it, `-1` drops it, `0` leaves it). Must only be called holding the lock.
-   */
-  readonly unlock: (delta: -1 | 0 | 1) => Effect.Effect<void, SystemError>
+  /** Takes the startup lock only if it is free now. */
+  readonly tryLock: Effect.Effect<boolean, SystemError>
+  /** Releases the startup lock (must be held). */
+  readonly unlock: Effect.Effect<void, SystemError>
+  /** Under the lock: registers this process's reference, rings, and unlocks, atomically. */
+  readonly register: Effect.Effect<void, SystemError>
+  /** Under the lock: registers this process's reference again (after a removed set) and unlocks. */
+  readonly reregister: Effect.Effect<void, SystemError>
   /** Drops this process's reference without the lock (a release needs no decision). */
   readonly decrement: Effect.Effect<void, SystemError>
   /** The number of processes holding a reference (see `exact`). */
   readonly count: Effect.Effect<number, SystemError>
-  /** Whether a live process holds the reaper slot. */
-  readonly hasReaper: Effect.Effect<boolean, SystemError>
-  /** Takes the reaper slot if it is free (never waits); crash-safe like the lock. */
-  readonly claimReaper: Effect.Effect<boolean, SystemError>
-  /** Gives the reaper slot back. */
-  readonly releaseReaper: Effect.Effect<void, SystemError>
-  /**
-   * Completes when the count is zero: immediately if it is, otherwise as soon as the last
-   * holder releases or dies. Interruptible.
-   */
-  readonly awaitZero: Effect.Effect<void, SystemError>
-  /**
-   * Re-opens the underlying kernel object after `SemaphoreSetRemoved`, re-registering this
-   * process's reference if `holding`.
-   */
-  readonly reopen: (holding: boolean) => Effect.Effect<void, SystemError>
+  /** Registrations since the supervisor last consumed them. */
+  readonly rings: Effect.Effect<number, SystemError>
+  /** Waits up to `millis` for the count to be 0: `true` when it is. */
+  readonly awaitZero: (millis: number) => Effect.Effect<boolean, SystemError>
+  /** Waits up to `millis` for a registration, consuming every pending one: `true` when there was one. */
+  readonly awaitRing: (millis: number) => Effect.Effect<boolean, SystemError>
+  /** Re-opens (re-creating) the kernel object after `SemaphoreSetRemoved`. */
+  readonly reopen: Effect.Effect<void, SystemError>
   /** Removes the kernel object (`IPC_RMID`, or the lock files): every user gets `SemaphoreSetRemoved`. */
   readonly remove: Effect.Effect<void, SystemError>
+  /** The pid that last took the startup lock (the holder while it is held), when known. */
+  readonly lockHolder: Effect.Effect<number | undefined>
+  /** Makes this process's reference survive an `execve` (the flock counter's descriptor). */
+  readonly prepareExec: Effect.Effect<void, SystemError>
+  readonly owner: Owner
 }
 
 /**
@@ -96,9 +130,9 @@ export interface RefCounter {
 }
 
 /**
- * System V semaphores with `SEM_UNDO` (Linux). One set of three semaphores per (uid, name):
- * the startup lock, the count, and the reaper slot. Created mode 0600 and never `SETVAL`'d
- * (a fresh Linux set starts at zero; `SETVAL` would wipe every process's undo records).
+ * System V semaphores with `SEM_UNDO` (Linux). One set of three semaphores per (uid, runtime
+ * directory, name): the startup lock, the count, and the ring. Created mode 0600 and never
+ * `SETVAL`'d (a fresh Linux set starts at zero; `SETVAL` would wipe every process's undo records).
  *
  * @category constructors
  * @since 0.1.0
@@ -107,8 +141,8 @@ export const sysV: () => RefCounter = sysvImpl.make
 
 /**
  * `flock(2)` fallback: every client holds a shared lock on `<runtime dir>/<name>.clients`, the
- * startup lock is an exclusive lock on `<name>.lock`, the reaper slot on `<name>.reaper`. It
- * can tell "any clients left", not how many (`exact: false`).
+ * startup lock is an exclusive lock on `<name>.lock`, the ring is the size of `<name>.ring`. It
+ * can tell "any clients left", not how many (`exact: false`), and its waits poll.
  *
  * @category constructors
  * @since 0.1.0
@@ -143,7 +177,7 @@ export interface MemoryKernel {
 export interface MemoryProcess extends RefCounter {
   readonly kind: "memory"
   readonly pid: number
-  /** What the kernel does when the process dies: its lock, reference and reaper slot are undone. */
+  /** What the kernel does when the process dies: its lock, reference and owner lock are undone. */
   readonly crash: Effect.Effect<void>
 }
 

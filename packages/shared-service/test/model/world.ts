@@ -1,0 +1,691 @@
+/**
+ * A simulated kernel for the lifecycle protocol (`src/internal/protocol.ts`): one SysV set
+ * (startup lock and count with undo, ring without), the owner file with its flock, the hint,
+ * and processes — clients running `Protocol.client`, supervisors running `Protocol.supervisor`,
+ * services — plus an adversary with a budget of SIGKILLs, SIGSTOPs, `ipcrm`s, service exits and
+ * SIGTERMs. Every transition of `successors` is one atomic step of one party; `explore.ts`
+ * enumerates them all.
+ *
+ * Time is not modelled: every bounded wait may end at any moment its condition does not hold
+ * (a grace period, a start that is not ready), except lock and owner waits, which only time out
+ * when their holder is stopped (the real bounds are longer than any live holder holds them).
+ */
+import * as Protocol from "../../src/internal/protocol.ts"
+
+export type Pid = string
+
+export interface Budget {
+  kill: number
+  stop: number
+  ipcrm: number
+  exit: number
+  term: number
+  /** Starts refused before anything is spawned (a port held by another process, a spawn error). */
+  refuse: number
+}
+
+interface ClientProc {
+  readonly kind: "client"
+  m: Protocol.Client<number, string>
+  /** acquiring → holding → releasing (tidy) → released, or failed, or dead. */
+  phase: "acquiring" | "holding" | "releasing" | "released" | "failed" | "dead"
+  tidy: Protocol.Tidy
+  /** The set epoch this process has opened (a stale one answers EIDRM/EINVAL). */
+  epoch: number
+  /** Epoch of the set its reference is in (while holding). */
+  regEpoch: number
+  /** Re-registration after an ipcrm (the watchdog): 0 none, 1 waiting for the lock, 2 holding it. */
+  rereg: 0 | 1 | 2
+  /** Inode of the owner file whose flock this process holds through a descriptor, or -1. */
+  ownerFd: number
+  stopped: boolean
+  gen: number
+}
+
+interface SupervisorProc {
+  readonly kind: "supervisor"
+  readonly gen: number
+  m: Protocol.Supervisor
+  alive: boolean
+  stopped: boolean
+  ownerFd: number
+  epoch: number
+  retire: boolean
+  term: boolean
+}
+
+interface ServiceProc {
+  readonly kind: "service"
+  readonly gen: number
+  alive: boolean
+  listening: boolean
+  stopped: boolean
+}
+
+type Proc = ClientProc | SupervisorProc | ServiceProc
+
+export interface World {
+  set: { exists: boolean; epoch: number; lock: Pid | null; count: Array<Pid>; ring: number }
+  /** Inode linked at `<name>.owner`, or -1. */
+  ownerPath: number
+  nextInode: number
+  hint: { gen: number; ready: boolean } | null
+  procs: Record<Pid, Proc>
+  nextGen: number
+  budget: Budget
+  /** Whether anything the protocol cannot clean up by itself happened (a SIGKILL, an ipcrm). */
+  damaged: boolean
+  ipcrmed: boolean
+}
+
+export class Violation extends Error {}
+
+const fail = (message: string): never => {
+  throw new Violation(message)
+}
+
+export const initial = (clients: number, budget: Budget): World => {
+  const procs: Record<Pid, Proc> = {}
+  for (let i = 0; i < clients; i++) {
+    procs[`c${i}`] = {
+      kind: "client",
+      m: Protocol.clientStart,
+      phase: "acquiring",
+      epoch: 0,
+      regEpoch: -1,
+      rereg: 0,
+      ownerFd: -1,
+      stopped: false,
+      gen: -1,
+      tidy: Protocol.tidyStart
+    }
+  }
+  return {
+    set: { exists: false, epoch: 0, lock: null, count: [], ring: 0 },
+    ownerPath: -1,
+    nextInode: 1,
+    hint: null,
+    procs,
+    nextGen: 1,
+    budget: { ...budget },
+    damaged: false,
+    ipcrmed: false
+  }
+}
+
+export const clone = (w: World): World => {
+  const procs: Record<Pid, Proc> = {}
+  for (const k in w.procs) procs[k] = { ...w.procs[k]! } as Proc
+  return {
+    set: { ...w.set, count: [...w.set.count] },
+    ownerPath: w.ownerPath,
+    nextInode: w.nextInode,
+    hint: w.hint === null ? null : { ...w.hint },
+    procs,
+    nextGen: w.nextGen,
+    budget: { ...w.budget },
+    damaged: w.damaged,
+    ipcrmed: w.ipcrmed
+  }
+}
+
+/** A canonical key: pids are already canonical (client index, generation number). */
+export const key = (w: World): string => {
+  const ps: Array<string> = []
+  for (const k of Object.keys(w.procs).sort()) {
+    const p = w.procs[k]!
+    switch (p.kind) {
+      case "client":
+        ps.push(
+          `${k}:${JSON.stringify(p.m)}:${p.phase}:${p.tidy._tag}:${p.epoch}:${p.regEpoch}:${p.rereg}:${p.ownerFd}:${
+            p.stopped ? 1 : 0
+          }:${p.gen}`
+        )
+        break
+      case "supervisor":
+        ps.push(`${k}:${JSON.stringify(p.m)}:${p.alive ? 1 : 0}:${p.stopped ? 1 : 0}:${p.ownerFd}:${p.epoch}:${p.retire ? 1 : 0}${p.term ? 1 : 0}`)
+        break
+      case "service":
+        ps.push(`${k}:${p.alive ? 1 : 0}${p.listening ? 1 : 0}${p.stopped ? 1 : 0}`)
+        break
+    }
+  }
+  const s = w.set
+  return `${s.exists ? 1 : 0}:${s.epoch}:${s.lock}:${[...s.count].sort().join(",")}:${s.ring}|${w.ownerPath}:${w.nextInode}|${
+    w.hint === null ? "-" : `${w.hint.gen}${w.hint.ready ? "r" : "s"}`
+  }|${w.nextGen}|${w.budget.kill}${w.budget.stop}${w.budget.ipcrm}${w.budget.exit}${w.budget.term}${w.budget.refuse}${
+    w.damaged ? 1 : 0
+  }${
+    w.ipcrmed ? 1 : 0
+  }|${ps.join(";")}`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel facts
+// ---------------------------------------------------------------------------------------------
+
+const ownerHolders = (w: World, inode: number): Array<Pid> =>
+  Object.keys(w.procs).filter((k) => {
+    const p = w.procs[k]!
+    return p.kind !== "service" && p.ownerFd === inode && (p.kind === "client" ? p.phase !== "dead" : p.alive)
+  })
+
+const isStopped = (w: World, pid: Pid | null): boolean => pid !== null && w.procs[pid]!.stopped
+
+const service = (w: World, gen: number): ServiceProc | undefined => w.procs[`v${gen}`] as ServiceProc | undefined
+const supervisorOf = (w: World, gen: number): SupervisorProc | undefined => w.procs[`s${gen}`] as SupervisorProc | undefined
+
+const liveServices = (w: World): Array<ServiceProc> =>
+  Object.values(w.procs).filter((p): p is ServiceProc => p.kind === "service" && p.alive)
+
+/** What the kernel does when `pid` dies: undo its semaphores, close its descriptors, parent-death signal. */
+const die = (w: World, pid: Pid) => {
+  const p = w.procs[pid]!
+  if (w.set.lock === pid) w.set.lock = null
+  w.set.count = w.set.count.filter((c) => c !== pid)
+  switch (p.kind) {
+    case "client":
+      p.phase = "dead"
+      p.ownerFd = -1
+      p.stopped = false
+      break
+    case "supervisor": {
+      p.alive = false
+      p.ownerFd = -1
+      p.stopped = false
+      const v = service(w, p.gen)
+      if (v !== undefined && v.alive) die(w, `v${p.gen}`)
+      break
+    }
+    case "service":
+      p.alive = false
+      p.listening = false
+      p.stopped = false
+      break
+  }
+}
+
+const ensureSet = (w: World) => {
+  if (!w.set.exists) w.set = { exists: true, epoch: w.set.epoch + 1, lock: null, count: [], ring: 0 }
+}
+
+const removeSet = (w: World) => {
+  w.set = { exists: false, epoch: w.set.epoch, lock: null, count: [], ring: 0 }
+}
+
+/** Whether `pid`'s view of the set is current (otherwise its semops fail with EIDRM/EINVAL). */
+const current = (w: World, epoch: number) => w.set.exists && w.set.epoch === epoch
+
+// ---------------------------------------------------------------------------------------------
+// Steps
+// ---------------------------------------------------------------------------------------------
+
+export interface Step {
+  readonly label: string
+  readonly next: World
+}
+
+type ClientR = Protocol.ClientResult<number, string>
+
+/** The outcomes of the client's current step: each a result plus what it did to the world. */
+const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: World) => void]> => {
+  const me = (x: World) => x.procs[pid] as ClientProc
+  const m = c.m
+  const mustHoldLock = (x: World, what: string) => {
+    if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid} ${what} without the startup lock`)
+  }
+  switch (m._tag) {
+    case "Lock": {
+      if (!current(w, c.epoch)) {
+        return [[{ _tag: "Removed" }, (x) => {
+          ensureSet(x)
+          me(x).epoch = x.set.epoch
+        }]]
+      }
+      if (w.set.lock === null) return [[{ _tag: "Locked" }, (x) => void (x.set.lock = pid)]]
+      return isStopped(w, w.set.lock) ? [[{ _tag: "LockTimeout", error: "LockTimeout" }, () => {}]] : []
+    }
+    case "ProbeOwner": {
+      const existed = w.ownerPath >= 0
+      const inode = existed ? w.ownerPath : w.nextInode
+      if (ownerHolders(w, inode).length > 0) return [[{ _tag: "Held" }, () => {}]]
+      return [[{ _tag: "Free", evidence: existed || w.hint !== null }, (x) => {
+        if (!existed) {
+          x.ownerPath = x.nextInode
+          x.nextInode++
+        }
+        me(x).ownerFd = x.ownerPath
+      }]]
+    }
+    case "ReadHint": {
+      // The owner's stamp: a supervisor stamps the owner file as its first act; a client holding
+      // the owner lock (only possible once an ipcrm broke the startup lock) has not stamped it.
+      if (stampOf(w) === undefined) return [[{ _tag: "Unstamped" }, () => {}]]
+      const h = w.hint
+      const sup = h === null ? undefined : supervisorOf(w, h.gen)
+      if (h === null || sup === undefined || !sup.alive || sup.ownerFd !== w.ownerPath) return [[{ _tag: "None" }, () => {}]]
+      return [[h.ready ? { _tag: "Running", gen: h.gen } : { _tag: "Starting", gen: h.gen }, () => {}]]
+    }
+    case "Yield":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (x.set.lock === pid && current(x, me(x).epoch)) x.set.lock = null
+      }]]
+    case "Health": {
+      const v = service(w, m.gen)
+      const healthy = v !== undefined && v.alive && v.listening && !v.stopped
+      return [[healthy ? { _tag: "Healthy" } : { _tag: "Unhealthy" }, () => {}]]
+    }
+    case "AwaitReady": {
+      const v = service(w, m.gen)
+      if (v === undefined || !v.alive) return [[{ _tag: "NotReady", error: "StartFailed(exited)" }, () => {}]]
+      const out: Array<[ClientR, (w: World) => void]> = [[{ _tag: "NotReady", error: "StartFailed(timeout)" }, () => {}]]
+      if (v.listening && !v.stopped) out.push([{ _tag: "Ready" }, () => {}])
+      return out
+    }
+    case "MarkReady":
+      return [[{ _tag: "Ok" }, (x) => {
+        mustHoldLock(x, "wrote the hint")
+        x.hint = { gen: m.gen, ready: true }
+      }]]
+    case "Retire": {
+      const target = retireTarget(w, m.target)
+      return [[{ _tag: "Ok" }, (x) => {
+        if (target !== undefined) (x.procs[target] as SupervisorProc).retire = true
+      }]]
+    }
+    case "AwaitOwner": {
+      const inode = w.ownerPath >= 0 ? w.ownerPath : w.nextInode
+      const holders = ownerHolders(w, inode).filter((h) => h !== pid)
+      if (holders.length === 0) {
+        return [[{ _tag: "Gone" }, (x) => {
+          if (x.ownerPath < 0) {
+            x.ownerPath = x.nextInode
+            x.nextInode++
+          }
+          me(x).ownerFd = x.ownerPath
+        }]]
+      }
+      return holders.some((h) => w.procs[h]!.stopped) ? [[{ _tag: "Stuck", error: "OwnerUnresponsive" }, () => {}]] : []
+    }
+    case "Kill": {
+      const target = retireTarget(w, m.target)
+      return [[{ _tag: "Ok" }, (x) => {
+        if (target !== undefined) die(x, target)
+      }]]
+    }
+    case "Sweep":
+      return [[{ _tag: "Ok" }, (x) => {
+        mustHoldLock(x, "swept")
+        for (const k of Object.keys(x.procs)) {
+          const p = x.procs[k]!
+          if (p.kind === "client" || !p.alive) continue
+          const sup = p.kind === "supervisor" ? p : supervisorOf(x, p.gen)!
+          if (sup.alive && sup.ownerFd === x.ownerPath && x.ownerPath >= 0) {
+            fail(`${pid} swept ${k}, which belongs to the live owner s${sup.gen}`)
+          }
+          die(x, k)
+        }
+      }]]
+    case "Spawn": {
+      if (c.ownerFd < 0 || c.ownerFd !== w.ownerPath) fail(`${pid} spawned without holding the owner lock`)
+      const refused: Array<[ClientR, (w: World) => void]> = w.budget.refuse > 0
+        ? [[{ _tag: "Refused", error: "PortInUse" }, (x) => void x.budget.refuse--]]
+        : []
+      return [...refused, [{ _tag: "Spawned", gen: w.nextGen }, (x) => {
+        mustHoldLock(x, "spawned")
+        const gen = x.nextGen++
+        x.procs[`s${gen}`] = {
+          kind: "supervisor",
+          gen,
+          m: Protocol.supervisorStart,
+          alive: true,
+          stopped: false,
+          ownerFd: me(x).ownerFd,
+          epoch: x.set.epoch,
+          retire: false,
+          term: false
+        }
+        x.procs[`v${gen}`] = { kind: "service", gen, alive: true, listening: false, stopped: false }
+        me(x).ownerFd = -1
+      }]]
+    }
+    case "WriteHint":
+      return [[{ _tag: "Ok" }, (x) => {
+        mustHoldLock(x, "wrote the hint")
+        x.hint = { gen: m.gen, ready: false }
+      }]]
+    case "Register": {
+      if (!current(w, c.epoch) || w.set.lock !== pid) {
+        return [[{ _tag: "Removed" }, (x) => {
+          ensureSet(x)
+          me(x).epoch = x.set.epoch
+        }]]
+      }
+      return [[{ _tag: "Ok" }, (x) => {
+        x.set.count.push(pid)
+        x.set.ring++
+        x.set.lock = null
+        me(x).regEpoch = x.set.epoch
+        me(x).gen = m.gen
+      }]]
+    }
+    case "Abandon": {
+      const gen = m.gen
+      return [[{ _tag: "Ok" }, (x) => {
+        mustHoldLock(x, "abandoned")
+        x.hint = null
+        if (gen !== undefined) {
+          const sup = supervisorOf(x, gen)
+          if (sup !== undefined && sup.alive) sup.term = true
+        } else {
+          if (me(x).ownerFd >= 0 && me(x).ownerFd === x.ownerPath) x.ownerPath = -1
+          me(x).ownerFd = -1
+        }
+      }]]
+    }
+    case "Release": {
+      if (!current(w, c.epoch) || w.set.lock !== pid) {
+        return [[{ _tag: "Removed" }, (x) => void (me(x).ownerFd = -1)]]
+      }
+      const remove = m.remove
+      return [[{ _tag: "Ok" }, (x) => {
+        if (remove && x.set.count.length === 0) removeSet(x)
+        else x.set.lock = null
+        me(x).ownerFd = -1
+      }]]
+    }
+    case "Done":
+    case "Failed":
+      return []
+  }
+}
+
+/** The supervisor that stamped the current owner file (it holds its lock), if any. */
+const stampOf = (w: World): Pid | undefined =>
+  w.ownerPath < 0 ? undefined : ownerHolders(w, w.ownerPath).find((h) => w.procs[h]!.kind === "supervisor")
+
+/** Who a retire or kill is aimed at: the hinted generation's supervisor, or the owner's stamp. */
+const retireTarget = (w: World, target: Protocol.Target<number>): Pid | undefined => {
+  if (target._tag === "Gen") {
+    const s = supervisorOf(w, target.gen)
+    return s !== undefined && s.alive ? `s${target.gen}` : undefined
+  }
+  return stampOf(w)
+}
+
+const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyResult, (w: World) => void]> => {
+  const me = (x: World) => x.procs[pid] as ClientProc
+  switch (c.tidy._tag) {
+    case "TryLock":
+      if (!current(w, c.epoch) || w.set.count.length > 0 || w.set.lock !== null) return [[{ _tag: "Busy" }, () => {}]]
+      return [[{ _tag: "Locked" }, (x) => void (x.set.lock = pid)]]
+    case "ProbeOwner": {
+      const existed = w.ownerPath >= 0
+      if (existed && ownerHolders(w, w.ownerPath).length > 0) return [[{ _tag: "Held" }, () => {}]]
+      return [[{ _tag: "Free", evidence: existed }, (x) => {
+        if (existed) me(x).ownerFd = x.ownerPath
+      }]]
+    }
+    case "Remove":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid} tidied without the lock`)
+        x.hint = null
+        if (x.ownerPath >= 0 && me(x).ownerFd === x.ownerPath) x.ownerPath = -1
+        else if (x.ownerPath >= 0 && ownerHolders(x, x.ownerPath).length === 0) x.ownerPath = -1
+        me(x).ownerFd = -1
+        if (current(x, me(x).epoch) && x.set.lock === pid) removeSet(x)
+      }]]
+    case "Unlock":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (x.set.lock === pid) x.set.lock = null
+      }]]
+    case "End":
+      return []
+  }
+}
+
+const supervisorOutcomes = (w: World, pid: Pid, s: SupervisorProc): Array<[Protocol.SupervisorResult, (w: World) => void]> => {
+  const m = s.m
+  const v = service(w, s.gen)!
+  const events: Array<[Protocol.SupervisorResult, (w: World) => void]> = []
+  const event = (e: Protocol.SupervisorEvent) => {
+    if (Protocol.interrupts(m, e)) events.push([{ _tag: "Event", event: e }, () => {}])
+  }
+  // Signals stay pending until the stop they ask for; exit and removal are facts.
+  if (s.retire) event("Retire")
+  if (s.term) event("Term")
+  if (!v.alive) event("Exited")
+  if (!current(w, s.epoch)) event("Removed")
+  const locked = current(w, s.epoch) && w.set.lock === pid
+  switch (m._tag) {
+    case "AwaitZero":
+      if (current(w, s.epoch) && w.set.count.length === 0) events.push([{ _tag: "Zero" }, () => {}])
+      return events
+    case "Grace":
+      if (current(w, s.epoch) && w.set.ring > 0) events.push([{ _tag: "Rung" }, (x) => void (x.set.ring = 0)])
+      else events.push([{ _tag: "Expired" }, () => {}])
+      return events
+    case "Lock":
+      if (current(w, s.epoch)) {
+        if (w.set.lock === null) events.push([{ _tag: "Locked" }, (x) => void (x.set.lock = pid)])
+        else if (isStopped(w, w.set.lock)) events.push([{ _tag: "LockTimeout" }, () => {}])
+      }
+      return events
+    case "Recheck":
+      if (!locked) return events
+      return [[w.set.count.length > 0 || w.set.ring > 0 ? { _tag: "Busy" } : { _tag: "Idle" }, () => {}]]
+    case "Unlock":
+      if (!locked) return events
+      return [[{ _tag: "Ok" }, (x) => void (x.set.lock = null)]]
+    case "Stop":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (m.reason === "Idle" && !x.ipcrmed && (x.set.lock !== pid || x.set.count.length > 0)) {
+          fail(`s${s.gen} stopped its idle service with count ${x.set.count.length}, lock ${x.set.lock}`)
+        }
+        if (service(x, s.gen)!.alive) die(x, `v${s.gen}`)
+        // A retire request stays pending until a retire handles it (it must end in an exit: the
+        // requester waits for the owner lock); the service is gone, so a SIGTERM has been served.
+        const me = x.procs[pid] as SupervisorProc
+        me.term = false
+        if (m.reason === "Retire") me.retire = false
+      }]]
+    case "Cleanup":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (!x.ipcrmed && x.set.lock !== pid) fail(`s${s.gen} cleaned up without the lock`)
+        if (x.hint !== null && x.hint.gen === s.gen) x.hint = null
+      }]]
+    case "Release":
+      if (!locked) return events
+      return [[w.set.count.length === 0 ? { _tag: "SetRemoved" } : { _tag: "Kept" }, (x) => {
+        if (x.set.count.length === 0) {
+          if (x.ownerPath === (x.procs[pid] as SupervisorProc).ownerFd) x.ownerPath = -1
+          removeSet(x)
+        } else x.set.lock = null
+      }]]
+    case "Reopen":
+      return [...events, [{ _tag: "Ok" }, (x) => {
+        ensureSet(x)
+        ;(x.procs[pid] as SupervisorProc).epoch = x.set.epoch
+      }]]
+    case "Exit":
+      return []
+  }
+}
+
+/** Every atomic step any party can take from `w`. */
+export const successors = (w: World): Array<Step> => {
+  const out: Array<Step> = []
+  const push = (label: string, f: (x: World) => void) => {
+    const x = clone(w)
+    f(x)
+    out.push({ label, next: x })
+  }
+  for (const pid of Object.keys(w.procs)) {
+    const p = w.procs[pid]!
+    if (p.stopped) continue
+    if (p.kind === "client") {
+      if (p.phase === "acquiring") {
+        for (const [r, f] of clientOutcomes(w, pid, p)) {
+          push(`${pid} ${p.m._tag} → ${r._tag}`, (x) => {
+            f(x)
+            const c = x.procs[pid] as ClientProc
+            c.m = Protocol.client(c.m, r)
+            if (c.m._tag === "Done") c.phase = "holding"
+            if (c.m._tag === "Failed") c.phase = "failed"
+          })
+        }
+      } else if (p.phase === "holding") {
+        push(`${pid} release`, (x) => {
+          const c = x.procs[pid] as ClientProc
+          if (current(x, c.regEpoch)) x.set.count = x.set.count.filter((h) => h !== pid)
+          if (x.set.lock === pid) x.set.lock = null
+          c.rereg = 0
+          c.phase = current(x, c.regEpoch) && x.set.count.length === 0 ? "releasing" : "released"
+        })
+        // The watchdog: the reference was lost with a removed set; register it again, under the lock.
+        if (!current(w, p.regEpoch) || !w.set.count.includes(pid)) {
+          if (p.rereg === 0 || (p.rereg === 1 && w.set.lock === null) || !current(w, p.epoch)) {
+            push(`${pid} re-register (lock)`, (x) => {
+              const c = x.procs[pid] as ClientProc
+              ensureSet(x)
+              c.epoch = x.set.epoch
+              if (x.set.lock === null) {
+                x.set.lock = pid
+                c.rereg = 2
+              } else c.rereg = 1
+            })
+          } else if (p.rereg === 2 && w.set.lock === pid) {
+            push(`${pid} re-register (+1)`, (x) => {
+              const c = x.procs[pid] as ClientProc
+              x.set.count.push(pid)
+              x.set.lock = null
+              c.regEpoch = x.set.epoch
+              c.rereg = 0
+            })
+          }
+        }
+      } else if (p.phase === "releasing") {
+        for (const [r, f] of tidyOutcomes(w, pid, p)) {
+          push(`${pid} tidy ${p.tidy._tag} → ${r._tag}`, (x) => {
+            f(x)
+            const c = x.procs[pid] as ClientProc
+            c.tidy = Protocol.tidy(c.tidy, r)
+            if (c.tidy._tag === "End") c.phase = "released"
+          })
+        }
+      }
+    } else if (p.kind === "supervisor") {
+      if (!p.alive) continue
+      for (const [r, f] of supervisorOutcomes(w, pid, p)) {
+        push(`${pid} ${p.m._tag} → ${r._tag === "Event" ? r.event : r._tag}`, (x) => {
+          f(x)
+          const s = x.procs[pid] as SupervisorProc
+          s.m = Protocol.supervisor(s.m, r)
+          if (s.m._tag === "Exit") die(x, pid)
+        })
+      }
+    } else if (p.alive && !p.listening) {
+      push(`${pid} listens`, (x) => void ((x.procs[pid] as ServiceProc).listening = true))
+    }
+  }
+  // The adversary.
+  for (const pid of Object.keys(w.procs)) {
+    const p = w.procs[pid]!
+    const alive = p.kind === "client" ? p.phase === "acquiring" || p.phase === "holding" || p.phase === "releasing" : p.alive
+    if (!alive) continue
+    if (w.budget.kill > 0) {
+      push(`SIGKILL ${pid}`, (x) => {
+        x.budget.kill--
+        x.damaged = true
+        die(x, pid)
+      })
+    }
+    if (p.stopped) {
+      push(`SIGCONT ${pid}`, (x) => void (x.procs[pid]!.stopped = false))
+    } else if (w.budget.stop > 0) {
+      push(`SIGSTOP ${pid}`, (x) => {
+        x.budget.stop--
+        x.procs[pid]!.stopped = true
+      })
+    }
+    if (p.kind === "service" && w.budget.exit > 0) {
+      push(`${pid} exits on its own`, (x) => {
+        x.budget.exit--
+        die(x, pid)
+      })
+    }
+    if (p.kind === "supervisor" && w.budget.term > 0) {
+      push(`SIGTERM ${pid}`, (x) => {
+        x.budget.term--
+        ;(x.procs[pid] as SupervisorProc).term = true
+      })
+    }
+  }
+  if (w.budget.ipcrm > 0 && w.set.exists) {
+    push("ipcrm", (x) => {
+      x.budget.ipcrm--
+      x.damaged = true
+      x.ipcrmed = true
+      removeSet(x)
+    })
+  }
+  return out
+}
+
+/** Invariants of every state. */
+export const check = (w: World) => {
+  const live = liveServices(w)
+  if (live.length > 1) fail(`two live instances: ${live.map((v) => `v${v.gen}`).join(", ")}`)
+  for (const v of live) {
+    const s = supervisorOf(w, v.gen)!
+    if (!s.alive) fail(`v${v.gen} is alive without its supervisor`)
+    // Exactly one party responsible for it: its supervisor, holding the current owner file.
+    if (w.ownerPath < 0 || s.ownerFd !== w.ownerPath) fail(`v${v.gen}'s supervisor does not hold the owner file`)
+  }
+  let lockHolders = 0
+  for (const pid of Object.keys(w.procs)) {
+    const p = w.procs[pid]!
+    if (p.kind === "client" && p.phase === "acquiring" && Protocol.holdsLock(p.m) && w.set.lock === pid) lockHolders++
+  }
+  if (lockHolders > 1) fail("two clients hold the startup lock")
+}
+
+/** Whether `w` is a final state: every client finished and no party can move. */
+export const settled = (w: World): boolean =>
+  Object.values(w.procs).every((p) =>
+    p.kind === "client"
+      ? p.phase !== "acquiring" && p.phase !== "holding" && p.phase !== "releasing"
+      : p.kind === "supervisor" ? !p.alive : true
+  )
+
+/** What is left behind in a settled state. */
+export const leftovers = (w: World): Array<string> => {
+  const left: Array<string> = []
+  if (w.set.exists) left.push(`the set (count ${w.set.count.length})`)
+  if (w.hint !== null) left.push("the hint")
+  if (w.ownerPath >= 0) left.push("the owner file")
+  for (const [pid, p] of Object.entries(w.procs)) {
+    if (p.kind !== "client" && p.alive) left.push(pid)
+  }
+  return left
+}
+
+/** A late client (no adversary any more): acquire, release, and whatever its supervisor then does. */
+export const withLateClient = (w: World): World => {
+  const x = clone(w)
+  x.budget = { kill: 0, stop: 0, ipcrm: 0, exit: 0, term: 0, refuse: 0 }
+  for (const p of Object.values(x.procs)) if (p.kind !== "client" || p.phase !== "dead") p.stopped = false
+  x.procs["late"] = {
+    kind: "client",
+    m: Protocol.clientStart,
+    phase: "acquiring",
+    epoch: 0,
+    regEpoch: -1,
+    rereg: 0,
+    ownerFd: -1,
+    stopped: false,
+    gen: -1,
+    tidy: Protocol.tidyStart
+  }
+  return x
+}
