@@ -37,6 +37,8 @@ import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError
 export interface Owner {
   /** Takes it if nobody holds it (never waits); `undefined` when a live owner holds it. */
   readonly take: Effect.Effect<Owned | undefined, SystemError>
+  /** Waits up to `millis` for it to be free and takes it; `undefined` when it stayed held. */
+  readonly awaitFree: (millis: number) => Effect.Effect<Owned | undefined, SystemError>
   /** Whether someone holds it, observed without taking it (inspection). */
   readonly held: Effect.Effect<boolean>
   /** The pid the current owner stamped into the owner file, if any. */
@@ -60,6 +62,8 @@ export interface Owned {
   readonly release: Effect.Effect<void>
   /** Removes the owner file, then lets the lock go. */
   readonly remove: Effect.Effect<void>
+  /** Whether this process still holds it (only a simulated crash can take it away). */
+  readonly stillHeld: () => boolean
 }
 
 /**

@@ -121,6 +121,12 @@ const serviceGone = (): boolean => {
   return true
 }
 
+/** The client that found the start failed marked the hint (a request no boot window can lose). */
+const abandoned = (): boolean => {
+  const hint = Hint.read(config.dir, config.name)
+  return hint instanceof Hint.Hint && hint.generation === config.generation && hint.state === "abandoned"
+}
+
 const stopTimeout = Duration.millis(config.stopTimeoutMillis)
 
 const program = Effect.gen(function*() {
@@ -129,11 +135,12 @@ const program = Effect.gen(function*() {
   const ownerIno = fstatSync(OWNER_FD).ino
   yield* Supervisor.run({
     counter,
+    alive: () => true,
     idleTimeToLive: Duration.millis(config.idleTimeToLiveMillis),
     lockTimeout: Duration.millis(config.lockTimeoutMillis),
     pending: () => [
       ...(signals.retire ? ["Retire" as const] : []),
-      ...(signals.term ? ["Term" as const] : []),
+      ...(signals.term || abandoned() ? ["Term" as const] : []),
       ...(serviceGone() ? ["Exited" as const] : [])
     ],
     stop: (reason) =>

@@ -22,8 +22,15 @@ export class Hint extends Schema.Class<Hint>("@quiesce/shared-service/Hint")({
   name: Schema.String,
   /** Unique per generation (the service's `instanceId`). */
   generation: Schema.String,
-  state: Schema.Literals(["starting", "ready"]),
+  /**
+   * `abandoned`: its start failed; the client that found out (holding the lock) asks its
+   * supervisor to stop and clean up — a request the supervisor reads between waits, so it is
+   * never lost, not even while the supervisor is still booting.
+   */
+  state: Schema.Literals(["starting", "ready", "abandoned"]),
   supervisor: Pid,
+  /** The client that started it: a `make` start only it can finish (it runs `start`). */
+  starter: Schema.optional(Pid),
   /** Absent while a `make` service's `start` runs. */
   info: Schema.optional(ServiceInfo),
   /** What defines the service (command, directory, environment), for identity checks. */

@@ -111,8 +111,19 @@ export const makeKernel = (): MemoryKernel => {
           x.ownerExisted = false
           x.stamp = undefined
           changed()
-        })
+        }),
+        stillHeld: () => x.owner === pid
       })
+      const tryTake = (): Owned | undefined => {
+        const x = e()
+        if (x.owner !== undefined) return undefined
+        x.owner = pid
+        const existed = x.ownerExisted
+        x.ownerExisted = true
+        x.stamp = pid
+        changed()
+        return owned(x, existed)
+      }
       return {
         name,
         kind: "memory",
@@ -187,16 +198,8 @@ export const makeKernel = (): MemoryKernel => {
         lockHolder: Effect.sync(() => entries.get(name)?.lock),
         prepareExec: Effect.void,
         owner: {
-          take: Effect.sync(() => {
-            const x = e()
-            if (x.owner !== undefined) return undefined
-            x.owner = pid
-            const existed = x.ownerExisted
-            x.ownerExisted = true
-            x.stamp = pid
-            changed()
-            return owned(x, existed)
-          }),
+          take: Effect.sync(tryTake),
+          awaitFree: (millis) => waitUntil(tryTake, millis),
           held: Effect.sync(() => entries.get(name)?.owner !== undefined),
           stamp: Effect.sync(() => entries.get(name)?.stamp)
         }

@@ -228,6 +228,11 @@ const stopWatchdog = (local: Local) => {
 const inProcess = new Map<string, { retire: () => void; term: () => void }>()
 const inProcessKey = (counter: Counter, pid: number) => `${counter.dir}\0${counter.name}\0${pid}`
 
+/**
+ * Retire (SIGUSR2: stop and exit, the requester holds the lock), kill (SIGKILL), or term: for a
+ * detached supervisor a term request is the hint marked `abandoned`, so it is only delivered
+ * in-process here.
+ */
 const signalSupervisor = (counter: Counter, pid: number, startTime: number | undefined, what: "retire" | "term" | "kill") => {
   const local = inProcess.get(inProcessKey(counter, pid))
   if (local !== undefined) {
@@ -235,11 +240,11 @@ const signalSupervisor = (counter: Counter, pid: number, startTime: number | und
     else local.term()
     return
   }
-  if (counter.kind === "memory") return
+  if (counter.kind === "memory" || what === "term") return
   if (startTime !== undefined && !Process.isAliveUnsafe(pid, startTime)) return
   try {
-    process.kill(pid, what === "retire" ? "SIGUSR2" : what === "term" ? "SIGTERM" : "SIGKILL")
-    if (what !== "kill") process.kill(pid, "SIGCONT")
+    process.kill(pid, what === "retire" ? "SIGUSR2" : "SIGKILL")
+    if (what === "retire") process.kill(pid, "SIGCONT")
   } catch {
     // gone
   }
@@ -378,7 +383,10 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
       return Effect.map(counter.owner.stamp, (stamp): Result => {
         if (stamp === undefined) return { _tag: "Unstamped" }
         const hint = Hint.read(counter.dir, counter.name)
-        if (!(hint instanceof Hint.Hint) || hint.supervisor.pid !== stamp || !supervisorAlive(counter, hint)) {
+        if (
+          !(hint instanceof Hint.Hint) || hint.state === "abandoned" || hint.supervisor.pid !== stamp ||
+          !supervisorAlive(counter, hint)
+        ) {
           return { _tag: "None" }
         }
         return hint.state === "ready" ? { _tag: "Running", gen: hint } : { _tag: "Starting", gen: hint }
@@ -406,10 +414,7 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
     case "AwaitOwner":
       return awaitOwner(ctx, state.target, state.killed)
     case "Sweep":
-      return Effect.as(
-        counter.kind === "memory" ? Effect.void : Effect.asVoid(Generation.sweep(Generation.marker(counter.dir, counter.name))),
-        ok
-      )
+      return Effect.as(sweepLeftovers(ctx.self, counter), ok)
     case "Spawn":
       return spawn(ctx)
     case "WriteHint": {
@@ -426,8 +431,11 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
         const gen = state.gen
         if (gen !== undefined) {
           // Its supervisor stops the service and cleans up once it gets the lock (after ours).
+          // The request is the hint itself, which it reads between waits: a signal could be lost
+          // (or kill it) while it boots.
+          const abandoned = Hint.write(counter.dir, new Hint.Hint({ ...gen, state: "abandoned" }))
+          if (abandoned !== undefined) Hint.remove(counter.dir, counter.name, gen.generation)
           signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term")
-          Hint.remove(counter.dir, counter.name, gen.generation)
         } else {
           Hint.remove(counter.dir, counter.name)
         }
@@ -452,6 +460,27 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
       return Effect.succeed(ok)
   }
 }
+
+/**
+ * No owner holds the name: end what a dead generation may have left — every process carrying
+ * the marker (a `command` service's tree), and the service the hint names (a `make` service is
+ * not its supervisor's child, so it does not die with it): SIGKILL verified by its start time,
+ * or, when it was supervised in-process (whose supervisor died with its process), the
+ * definition's own `stop`.
+ */
+const sweepLeftovers = <E, R>(self: SharedServiceImpl<E, R> | undefined, counter: Counter): Effect.Effect<void, never, R> =>
+  Effect.suspend(() => {
+    const hint = Hint.read(counter.dir, counter.name)
+    const info = hint instanceof Hint.Hint ? hint.info : undefined
+    if (self !== undefined && (counter.kind === "memory" || self.reaper === "in-process")) {
+      return info === undefined ? Effect.void : Effect.ignore(Effect.timeout(self.stop(info), self.stopTimeout))
+    }
+    if (counter.kind === "memory") return Effect.void
+    return Effect.andThen(
+      info === undefined ? Effect.void : Process.kill(info.pid, { startTime: info.startTime, group: info.processGroup }),
+      Generation.sweep(Generation.marker(counter.dir, counter.name))
+    )
+  })
 
 /** The generation's supervisor is alive with the recorded start time (the owner lock is held: see `ReadHint`). */
 const supervisorAlive = (counter: Counter, gen: Gen): boolean =>
@@ -488,10 +517,13 @@ const health = <E, R>(ctx: Context<E, R>, gen: Gen): Effect.Effect<Result, never
     const unhealthy = Cause.pretty(exit.cause).split("\n")[0]
     return Effect.map(
       user(ctx, Effect.timeout(Effect.tap(recover(info), (recovered) => check(recovered)), self.startTimeout)),
-      (recovered): Result =>
-        Exit.isSuccess(recovered)
-          ? { _tag: "Recovered", gen: new Hint.Hint({ ...gen, info: recovered.value, readyAt: Date.now() }) }
-          : {
+      (recovered): Result => {
+        if (Exit.isSuccess(recovered)) {
+          ctx.started = true
+          const info = ServiceInfo.make({ ...recovered.value, instanceId: gen.generation })
+          return { _tag: "Recovered", gen: new Hint.Hint({ ...gen, info, readyAt: Date.now() }) }
+        }
+        return {
             _tag: "Error",
             error: new RecoveryFailed({
               service: self.name,
@@ -499,6 +531,7 @@ const health = <E, R>(ctx: Context<E, R>, gen: Gen): Effect.Effect<Result, never
               cause: Cause.squash(recovered.cause)
             })
           }
+      }
     )
   })
 }
@@ -542,9 +575,13 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
       if (ctx.interrupted) return Effect.succeed(notReady(undefined))
       const current = own ? gen : Hint.read(counter.dir, counter.name)
       if (self.command === undefined) {
-        // Someone else's `make` start: wait for its starter to record it ready.
+        // Someone else's `make` start: wait for its starter to record it ready (only it can).
         if (current instanceof Hint.Hint && current.generation === gen.generation && current.state === "ready") {
-          return Effect.succeed<Result>({ _tag: "Ready" })
+          return Effect.succeed<Result>({ _tag: "Ready", gen: current })
+        }
+        const starter = gen.starter
+        if (counter.kind !== "memory" && starter !== undefined && !Process.isAliveUnsafe(starter.pid, starter.startTime)) {
+          return Effect.succeed(notReady(startFailed(self.name, `its starter (pid ${starter.pid}) died during the start`)))
         }
       } else {
         const info = gen.info!
@@ -606,24 +643,21 @@ const exitedEarly = (counter: Counter, info: ServiceInfo.ServiceInfo): StartFail
 
 const awaitOwner = <E, R>(ctx: Context<E, R>, target: Protocol.Target<Gen>, killed: boolean): Effect.Effect<Result> => {
   const { self, counter } = ctx
+  // A retire takes a stop (SIGTERM … SIGKILL after stopTimeout); a SIGKILL takes an instant.
   const millis = killed ? 2000 : Duration.toMillis(self.stopTimeout) + 2000
-  return Effect.suspend(() => {
-    const deadline = Date.now() + millis
-    const loop: Effect.Effect<Result> = Effect.flatMap(Effect.option(counter.owner.take), (owned) => {
-      if (owned._tag === "Some" && owned.value !== undefined) {
-        ctx.owned = owned.value
-        return Effect.succeed<Result>({ _tag: "Gone" })
+  return Effect.match(counter.owner.awaitFree(millis), {
+    onFailure: (error): Result => ({ _tag: "Stuck", error }),
+    onSuccess: (owned): Result => {
+      if (owned !== undefined) {
+        ctx.owned = owned
+        return { _tag: "Gone" }
       }
-      if (Date.now() >= deadline) {
-        const who = target._tag === "Gen" ? `pid ${target.gen.supervisor.pid}` : "its owner"
-        return Effect.succeed<Result>({
-          _tag: "Stuck",
-          error: startFailed(self.name, `the supervisor (${who}) of the previous instance did not stop within ${millis} ms`)
-        })
+      const who = target._tag === "Gen" ? `pid ${target.gen.supervisor.pid}` : "its owner"
+      return {
+        _tag: "Stuck",
+        error: startFailed(self.name, `the supervisor (${who}) of the previous instance did not stop within ${millis} ms`)
       }
-      return Effect.andThen(Effect.sleep(Duration.millis(10)), loop)
-    })
-    return loop
+    }
   })
 }
 
@@ -641,6 +675,7 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
       state: "starting" as const,
       startedAt: now,
       startTimeoutMillis: Duration.toMillis(self.startTimeout),
+      starter: { pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0 },
       ...(self.command?.fingerprint === undefined ? {} : { fingerprint: self.command.fingerprint })
     }
     if (counter.kind === "memory" || self.reaper === "in-process") {
@@ -725,6 +760,7 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
     }
     const env: Supervisor.Env = {
       counter,
+      alive: owned.stillHeld,
       idleTimeToLive: self.idleTimeToLive,
       lockTimeout: self.lockTimeout,
       pending: () => [...(flags.retire ? ["Retire" as const] : []), ...(flags.term ? ["Term" as const] : [])],
@@ -817,8 +853,12 @@ export interface ServiceStatus {
   readonly hasSupervisor: boolean
   /** The supervisor's pid, when the hint names a live one. */
   readonly supervisor: number | undefined
-  /** `starting` or `ready` while a generation lives; `stale` for leftovers of one that died. */
-  readonly state: "starting" | "ready" | "stale" | "stopped"
+  /**
+   * `starting` or `ready` while a generation lives, `stopping` once its start failed (its
+   * supervisor is cleaning up), `stale` for leftovers of one that died, `stopped` when nothing
+   * of it exists.
+   */
+  readonly state: "starting" | "ready" | "stopping" | "stale" | "stopped"
   /** The hinted service, when its supervisor and process are alive. */
   readonly info: ServiceInfo.ServiceInfo | undefined
   /** The hint, whether or not its processes are alive. */
@@ -853,7 +893,9 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
       exact: counter?.exact ?? true,
       hasSupervisor,
       supervisor: supervisorLive ? hint!.supervisor.pid : undefined,
-      state: alive ? hint!.state : raw !== undefined || counter !== undefined ? "stale" : "stopped",
+      state: alive
+        ? (hint!.state === "abandoned" ? "stopping" : hint!.state)
+        : raw !== undefined || counter !== undefined ? "stale" : "stopped",
       info: alive ? service : undefined,
       hint: service,
       hintError: raw instanceof CorruptHint ? raw : undefined,
@@ -902,18 +944,13 @@ export const forceStop = (
       if (owned === undefined) {
         const pid = hint instanceof Hint.Hint ? hint.supervisor.pid : yield* counter.owner.stamp
         if (pid !== undefined) signalSupervisor(counter, pid, hint instanceof Hint.Hint ? hint.supervisor.startTime || undefined : undefined, "retire")
-        const deadline = Date.now() + Duration.toMillis(timeout) + 2000
-        while (owned === undefined && Date.now() < deadline) {
-          yield* Effect.sleep(Duration.millis(10))
-          owned = yield* counter.owner.take
-        }
+        owned = yield* counter.owner.awaitFree(Duration.toMillis(timeout) + 2000)
         if (owned === undefined && pid !== undefined) {
           signalSupervisor(counter, pid, undefined, "kill")
-          yield* Effect.sleep(Duration.millis(50))
-          owned = yield* counter.owner.take
+          owned = yield* counter.owner.awaitFree(2000)
         }
       }
-      if (counter.kind !== "memory") yield* Generation.sweep(Generation.marker(counter.dir, name))
+      yield* sweepLeftovers<never, never>(undefined, counter)
       Hint.remove(counter.dir, name)
       retireLog(logPath(counter))
       if (owned !== undefined) yield* owned.remove

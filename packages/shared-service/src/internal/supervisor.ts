@@ -19,6 +19,8 @@ export const REREGISTER_WINDOW_MS = 1500
 
 export interface Env {
   readonly counter: Counter
+  /** Whether it is still the owner (a simulated process that crashed is not: it stops acting). */
+  readonly alive: () => boolean
   readonly idleTimeToLive: Duration.Duration
   readonly lockTimeout: Duration.Duration
   /** A signal received (retire, term), or the service found dead; checked between slices. */
@@ -38,8 +40,13 @@ type Result = Protocol.SupervisorResult
 
 const event = (e: Protocol.SupervisorEvent): Result => ({ _tag: "Event", event: e })
 
-/** The first pending event that interrupts `state`, in order of precedence. */
+/**
+ * The first pending event that interrupts `state`, in order of precedence. A supervisor that is
+ * no longer the owner (a simulated crash) leaves its wait as if retired, and `run` then stops
+ * before acting.
+ */
 const interrupting = (env: Env, state: Protocol.Supervisor): Result | undefined => {
+  if (!env.alive()) return event("Retire")
   for (const e of env.pending()) if (Protocol.interrupts(state, e)) return event(e)
   return undefined
 }
@@ -53,7 +60,8 @@ const removedOr = <A, R extends Result | undefined>(
 
 /**
  * Waits in slices until `attempt` gives a result or `millis` pass (`onTimeout`), looking at
- * pending events between slices.
+ * pending events between slices. `attempt` runs at least once (with a 0 ms slice when no time
+ * is left), so what is already there is always seen: a pending ring ends even a 0 ms grace.
  */
 const sliced = (
   env: Env,
@@ -66,11 +74,10 @@ const sliced = (
     const loop: Effect.Effect<Result, SystemError> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const e = interrupting(env, state)
       if (e !== undefined) return Effect.succeed(e)
-      const left = start + millis - now
-      if (left <= 0) return Effect.succeed(onTimeout)
+      const left = Math.max(0, start + millis - now)
       return Effect.flatMap(
         Effect.andThen(env.tick, attempt(Math.min(EVENT_SLICE_MS, left))),
-        (r) => r === undefined ? loop : Effect.succeed(r)
+        (r) => r !== undefined ? Effect.succeed(r) : left === 0 ? Effect.succeed(onTimeout) : loop
       )
     })
     return loop
@@ -150,7 +157,7 @@ const debug = process.env["QUIESCE_DEBUG"] === "1"
 export const run = (env: Env): Effect.Effect<void, SystemError> =>
   Effect.suspend(() => {
     const loop = (state: Protocol.Supervisor): Effect.Effect<void, SystemError> =>
-      state._tag === "Exit" ? Effect.void : Effect.flatMap(perform(env, state), (result) => {
+      state._tag === "Exit" || !env.alive() ? Effect.void : Effect.flatMap(perform(env, state), (result) => {
         const next = Protocol.supervisor(state, result)
         if (debug && next._tag !== state._tag) {
           env.log(`${state._tag} → ${result._tag === "Event" ? result.event : result._tag} → ${next._tag}`)

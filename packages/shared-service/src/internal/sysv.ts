@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { Duration, Effect } from "effect"
+import { Clock, Duration, Effect } from "effect"
 import type { Counter, Owned, RefCounter } from "../RefCounter.ts"
 import { fromErrno, LockTimeout, SemaphoreSetRemoved, UnsupportedPlatform } from "../SharedServiceError.ts"
 import type { SystemError } from "../SharedServiceError.ts"
@@ -113,8 +113,8 @@ function openSet(lib: L.Libc, name: string, dir: string, create: boolean): numbe
 }
 
 /** The owner lock of a kernel counter: the flock file in the runtime directory. */
-export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owner"] => ({
-  take: Effect.suspend(() => {
+export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owner"] => {
+  const take: Effect.Effect<Owned | undefined, SystemError> = Effect.suspend(() => {
     const h = Owner.take(lib, dir, name)
     if (h instanceof Error) return Effect.fail(h)
     if (h === undefined) return Effect.succeed(undefined)
@@ -123,13 +123,27 @@ export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owne
       fd: h.fd,
       clearStamp: Effect.sync(() => Owner.clearStamp(h)),
       release: Effect.sync(() => Owner.release(h)),
-      remove: Effect.sync(() => Owner.remove(dir, name, h))
+      remove: Effect.sync(() => Owner.remove(dir, name, h)),
+      stillHeld: () => true
     }
     return Effect.succeed(owned)
-  }),
-  held: Effect.sync(() => Owner.held(dir, name)),
-  stamp: Effect.sync(() => Owner.stamp(dir, name))
-})
+  })
+  return {
+    take,
+    // flock has no timed wait: poll, every 10 ms (a retire takes at least a stop's time).
+    awaitFree: (millis) =>
+      Effect.flatMap(Clock.currentTimeMillis, (start) => {
+        const loop: Effect.Effect<Owned | undefined, SystemError> = Effect.flatMap(take, (owned) =>
+          owned !== undefined
+            ? Effect.succeed(owned)
+            : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              now - start >= millis ? Effect.succeed(undefined) : Effect.andThen(Effect.sleep(Duration.millis(10)), loop)))
+        return loop
+      }),
+    held: Effect.sync(() => Owner.held(dir, name)),
+    stamp: Effect.sync(() => Owner.stamp(dir, name))
+  }
+}
 
 class SysVCounter implements Counter {
   readonly kind = "sysv" as const

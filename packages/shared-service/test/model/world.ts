@@ -10,7 +10,7 @@
  * (a grace period, a start that is not ready), except lock and owner waits, which only time out
  * when their holder is stopped (the real bounds are longer than any live holder holds them).
  */
-import * as Protocol from "../../src/internal/protocol.ts"
+import * as Protocol from "@quiesce/shared-service/internal/protocol"
 
 export type Pid = string
 
@@ -69,7 +69,7 @@ export interface World {
   /** Inode linked at `<name>.owner`, or -1. */
   ownerPath: number
   nextInode: number
-  hint: { gen: number; ready: boolean } | null
+  hint: { gen: number; ready: boolean; abandoned: boolean } | null
   procs: Record<Pid, Proc>
   nextGen: number
   budget: Budget
@@ -152,7 +152,7 @@ export const key = (w: World): string => {
   }
   const s = w.set
   return `${s.exists ? 1 : 0}:${s.epoch}:${s.lock}:${[...s.count].sort().join(",")}:${s.ring}|${w.ownerPath}:${w.nextInode}|${
-    w.hint === null ? "-" : `${w.hint.gen}${w.hint.ready ? "r" : "s"}`
+    w.hint === null ? "-" : `${w.hint.gen}${w.hint.abandoned ? "a" : w.hint.ready ? "r" : "s"}`
   }|${w.nextGen}|${w.budget.kill}${w.budget.stop}${w.budget.ipcrm}${w.budget.exit}${w.budget.term}${w.budget.refuse}${
     w.damaged ? 1 : 0
   }${
@@ -263,7 +263,9 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       if (stampOf(w) === undefined) return [[{ _tag: "Unstamped" }, () => {}]]
       const h = w.hint
       const sup = h === null ? undefined : supervisorOf(w, h.gen)
-      if (h === null || sup === undefined || !sup.alive || sup.ownerFd !== w.ownerPath) return [[{ _tag: "None" }, () => {}]]
+      if (h === null || h.abandoned || sup === undefined || !sup.alive || sup.ownerFd !== w.ownerPath) {
+        return [[{ _tag: "None" }, () => {}]]
+      }
       return [[h.ready ? { _tag: "Running", gen: h.gen } : { _tag: "Starting", gen: h.gen }, () => {}]]
     }
     case "Yield":
@@ -285,7 +287,7 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
     case "MarkReady":
       return [[{ _tag: "Ok" }, (x) => {
         mustHoldLock(x, "wrote the hint")
-        x.hint = { gen: m.gen, ready: true }
+        x.hint = { gen: m.gen, ready: true, abandoned: false }
       }]]
     case "Retire": {
       const target = retireTarget(w, m.target)
@@ -352,7 +354,7 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
     case "WriteHint":
       return [[{ _tag: "Ok" }, (x) => {
         mustHoldLock(x, "wrote the hint")
-        x.hint = { gen: m.gen, ready: false }
+        x.hint = { gen: m.gen, ready: false, abandoned: false }
       }]]
     case "Register": {
       if (!current(w, c.epoch) || w.set.lock !== pid) {
@@ -373,11 +375,11 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       const gen = m.gen
       return [[{ _tag: "Ok" }, (x) => {
         mustHoldLock(x, "abandoned")
-        x.hint = null
         if (gen !== undefined) {
-          const sup = supervisorOf(x, gen)
-          if (sup !== undefined && sup.alive) sup.term = true
+          // The request to its supervisor is the hint, marked abandoned (read between its waits).
+          x.hint = { gen, ready: false, abandoned: true }
         } else {
+          x.hint = null
           if (me(x).ownerFd >= 0 && me(x).ownerFd === x.ownerPath) x.ownerPath = -1
           me(x).ownerFd = -1
         }
@@ -451,9 +453,9 @@ const supervisorOutcomes = (w: World, pid: Pid, s: SupervisorProc): Array<[Proto
   const event = (e: Protocol.SupervisorEvent) => {
     if (Protocol.interrupts(m, e)) events.push([{ _tag: "Event", event: e }, () => {}])
   }
-  // Signals stay pending until the stop they ask for; exit and removal are facts.
+  // Signals stay pending until the stop they ask for; exit, removal and abandonment are facts.
   if (s.retire) event("Retire")
-  if (s.term) event("Term")
+  if (s.term || (w.hint !== null && w.hint.gen === s.gen && w.hint.abandoned)) event("Term")
   if (!v.alive) event("Exited")
   if (!current(w, s.epoch)) event("Removed")
   const locked = current(w, s.epoch) && w.set.lock === pid
