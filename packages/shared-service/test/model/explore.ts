@@ -29,9 +29,85 @@ export class ModelViolation extends Error {
   }
 }
 
-export const explore = (config: Config, options?: { readonly maxStates?: number }): Report => {
+/**
+ * A set of 64-bit state fingerprints (hash compaction, as SPIN's): two independent 32-bit FNV-1a
+ * hashes of the canonical key, in an open-addressing table. For the large runs, where keeping
+ * every key would not fit in memory; the chance that two of N states collide, so that one is
+ * wrongly taken as visited, is about N² / 2⁶⁵ (below 10⁻⁵ for 10⁷ states).
+ */
+class FingerprintSet {
+  private table = new Uint32Array(2 * (1 << 20))
+  private used = 0
+  size = 0
+
+  add(key: string): boolean {
+    let a = 0x811c9dc5
+    let b = 0x01000193 ^ 0x9e3779b9
+    for (let i = 0; i < key.length; i++) {
+      const c = key.charCodeAt(i)
+      a = Math.imul(a ^ c, 0x01000193)
+      b = Math.imul(b ^ c, 0x01000193 ^ 0x5bd1e995)
+    }
+    a = (a >>> 0) || 1
+    b >>>= 0
+    if (this.used * 2 >= this.table.length / 2) this.grow()
+    const mask = this.table.length / 2 - 1
+    for (let slot = a & mask; ; slot = (slot + 1) & mask) {
+      const x = this.table[2 * slot]!
+      if (x === 0) {
+        this.table[2 * slot] = a
+        this.table[2 * slot + 1] = b
+        this.used++
+        this.size++
+        return true
+      }
+      if (x === a && this.table[2 * slot + 1] === b) return false
+    }
+  }
+
+  private grow() {
+    const old = this.table
+    this.table = new Uint32Array(old.length * 2)
+    const mask = this.table.length / 2 - 1
+    for (let i = 0; i < old.length; i += 2) {
+      const a = old[i]!
+      if (a === 0) continue
+      let slot = a & mask
+      while (this.table[2 * slot] !== 0) slot = (slot + 1) & mask
+      this.table[2 * slot] = a
+      this.table[2 * slot + 1] = old[i + 1]!
+    }
+  }
+}
+
+export const explore = (
+  config: Config,
+  options?: {
+    readonly maxStates?: number
+    readonly machines?: W.Machines
+    /** Keep 64-bit fingerprints instead of whole keys (see `FingerprintSet`). */
+    readonly compact?: boolean
+  }
+): Report => {
   const started = Date.now()
-  const visited = new Set<string>()
+  const exact = new Set<string>()
+  const compact = new FingerprintSet()
+  const visited = options?.compact === true
+    ? {
+      add: (k: string) => compact.add(k),
+      get size() {
+        return compact.size
+      }
+    }
+    : {
+      add: (k: string) => {
+        const before = exact.size
+        return exact.add(k).size > before
+      },
+      get size() {
+        return exact.size
+      }
+    }
   let transitions = 0
   let finals = 0
   let maxDepth = 0
@@ -45,9 +121,7 @@ export const explore = (config: Config, options?: { readonly maxStates?: number 
   const stack: Array<Frame> = []
   const trace = () => stack.map((f) => f.label)
   const visit = (world: W.World, label: string) => {
-    const k = W.key(world)
-    if (visited.has(k)) return
-    visited.add(k)
+    if (!visited.add(W.key(world))) return
     if (visited.size > limit) throw new Error(`more than ${limit} states`)
     stack.push({ world, label, steps: undefined, index: 0 })
     maxDepth = Math.max(maxDepth, stack.length)
@@ -70,7 +144,7 @@ export const explore = (config: Config, options?: { readonly maxStates?: number 
     if (frame.steps === undefined) {
       try {
         W.check(frame.world)
-        frame.steps = W.successors(frame.world)
+        frame.steps = W.successors(frame.world, options?.machines)
       } catch (e) {
         if (e instanceof W.Violation) throw new ModelViolation(e.message, trace())
         throw e

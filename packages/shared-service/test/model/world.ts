@@ -80,6 +80,21 @@ export interface World {
 
 export class Violation extends Error {}
 
+/** The decision code under test: the protocol's own by default; tests pass broken variants. */
+export interface Machines {
+  readonly client: typeof Protocol.client
+  readonly supervisor: typeof Protocol.supervisor
+  readonly tidy: typeof Protocol.tidy
+  readonly interrupts: typeof Protocol.interrupts
+}
+
+export const protocol: Machines = {
+  client: Protocol.client,
+  supervisor: Protocol.supervisor,
+  tidy: Protocol.tidy,
+  interrupts: Protocol.interrupts
+}
+
 const fail = (message: string): never => {
   throw new Violation(message)
 }
@@ -172,6 +187,15 @@ const ownerHolders = (w: World, inode: number): Array<Pid> =>
 
 const isStopped = (w: World, pid: Pid | null): boolean => pid !== null && w.procs[pid]!.stopped
 
+/**
+ * Whether a bounded wait on something `holder` holds may end in a time-out now. The real bounds
+ * (lockTimeout, a stop's time) are long next to any step, so a time-out only matters when the
+ * holder cannot progress: it is stopped, or nothing but time-outs could happen (`stuck`, set by
+ * `successors` while it looks for a way out).
+ */
+let stuck = false
+const timeouts = (w: World, holder: Pid | null): boolean => stuck || isStopped(w, holder)
+
 const service = (w: World, gen: number): ServiceProc | undefined => w.procs[`v${gen}`] as ServiceProc | undefined
 const supervisorOf = (w: World, gen: number): SupervisorProc | undefined => w.procs[`s${gen}`] as SupervisorProc | undefined
 
@@ -243,7 +267,7 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
         }]]
       }
       if (w.set.lock === null) return [[{ _tag: "Locked" }, (x) => void (x.set.lock = pid)]]
-      return isStopped(w, w.set.lock) ? [[{ _tag: "LockTimeout", error: "LockTimeout" }, () => {}]] : []
+      return timeouts(w, w.set.lock) ? [[{ _tag: "LockTimeout", error: "LockTimeout" }, () => {}]] : []
     }
     case "ProbeOwner": {
       const existed = w.ownerPath >= 0
@@ -307,7 +331,7 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
           me(x).ownerFd = x.ownerPath
         }]]
       }
-      return holders.some((h) => w.procs[h]!.stopped) ? [[{ _tag: "Stuck", error: "OwnerUnresponsive" }, () => {}]] : []
+      return holders.some((h) => timeouts(w, h)) ? [[{ _tag: "Stuck", error: "OwnerUnresponsive" }, () => {}]] : []
     }
     case "Kill": {
       const target = retireTarget(w, m.target)
@@ -446,12 +470,17 @@ const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyRe
   }
 }
 
-const supervisorOutcomes = (w: World, pid: Pid, s: SupervisorProc): Array<[Protocol.SupervisorResult, (w: World) => void]> => {
+const supervisorOutcomes = (
+  w: World,
+  pid: Pid,
+  s: SupervisorProc,
+  P: Machines
+): Array<[Protocol.SupervisorResult, (w: World) => void]> => {
   const m = s.m
   const v = service(w, s.gen)!
   const events: Array<[Protocol.SupervisorResult, (w: World) => void]> = []
   const event = (e: Protocol.SupervisorEvent) => {
-    if (Protocol.interrupts(m, e)) events.push([{ _tag: "Event", event: e }, () => {}])
+    if (P.interrupts(m, e)) events.push([{ _tag: "Event", event: e }, () => {}])
   }
   // Signals stay pending until the stop they ask for; exit, removal and abandonment are facts.
   if (s.retire) event("Retire")
@@ -470,7 +499,7 @@ const supervisorOutcomes = (w: World, pid: Pid, s: SupervisorProc): Array<[Proto
     case "Lock":
       if (current(w, s.epoch)) {
         if (w.set.lock === null) events.push([{ _tag: "Locked" }, (x) => void (x.set.lock = pid)])
-        else if (isStopped(w, w.set.lock)) events.push([{ _tag: "LockTimeout" }, () => {}])
+        else if (timeouts(w, w.set.lock)) events.push([{ _tag: "LockTimeout" }, () => {}])
       }
       return events
     case "Recheck":
@@ -515,7 +544,18 @@ const supervisorOutcomes = (w: World, pid: Pid, s: SupervisorProc): Array<[Proto
 }
 
 /** Every atomic step any party can take from `w`. */
-export const successors = (w: World): Array<Step> => {
+export const successors = (w: World, P: Machines = protocol): Array<Step> => {
+  stuck = false
+  const steps = partySteps(w, P)
+  if (steps.length > 0 || settled(w)) return [...steps, ...adversary(w)]
+  // Every party waits on another: only the time-outs of their bounded waits can move it on.
+  stuck = true
+  const unstuck = partySteps(w, P)
+  stuck = false
+  return [...unstuck, ...adversary(w)]
+}
+
+const partySteps = (w: World, P: Machines): Array<Step> => {
   const out: Array<Step> = []
   const push = (label: string, f: (x: World) => void) => {
     const x = clone(w)
@@ -531,7 +571,7 @@ export const successors = (w: World): Array<Step> => {
           push(`${pid} ${p.m._tag} → ${r._tag}`, (x) => {
             f(x)
             const c = x.procs[pid] as ClientProc
-            c.m = Protocol.client(c.m, r)
+            c.m = P.client(c.m, r)
             if (c.m._tag === "Done") c.phase = "holding"
             if (c.m._tag === "Failed") c.phase = "failed"
           })
@@ -571,18 +611,18 @@ export const successors = (w: World): Array<Step> => {
           push(`${pid} tidy ${p.tidy._tag} → ${r._tag}`, (x) => {
             f(x)
             const c = x.procs[pid] as ClientProc
-            c.tidy = Protocol.tidy(c.tidy, r)
+            c.tidy = P.tidy(c.tidy, r)
             if (c.tidy._tag === "End") c.phase = "released"
           })
         }
       }
     } else if (p.kind === "supervisor") {
       if (!p.alive) continue
-      for (const [r, f] of supervisorOutcomes(w, pid, p)) {
+      for (const [r, f] of supervisorOutcomes(w, pid, p, P)) {
         push(`${pid} ${p.m._tag} → ${r._tag === "Event" ? r.event : r._tag}`, (x) => {
           f(x)
           const s = x.procs[pid] as SupervisorProc
-          s.m = Protocol.supervisor(s.m, r)
+          s.m = P.supervisor(s.m, r)
           if (s.m._tag === "Exit") die(x, pid)
         })
       }
@@ -590,7 +630,16 @@ export const successors = (w: World): Array<Step> => {
       push(`${pid} listens`, (x) => void ((x.procs[pid] as ServiceProc).listening = true))
     }
   }
-  // The adversary.
+  return out
+}
+
+const adversary = (w: World): Array<Step> => {
+  const out: Array<Step> = []
+  const push = (label: string, f: (x: World) => void) => {
+    const x = clone(w)
+    f(x)
+    out.push({ label, next: x })
+  }
   for (const pid of Object.keys(w.procs)) {
     const p = w.procs[pid]!
     const alive = p.kind === "client" ? p.phase === "acquiring" || p.phase === "holding" || p.phase === "releasing" : p.alive
@@ -650,6 +699,17 @@ export const check = (w: World) => {
     if (p.kind === "client" && p.phase === "acquiring" && Protocol.holdsLock(p.m) && w.set.lock === pid) lockHolders++
   }
   if (lockHolders > 1) fail("two clients hold the startup lock")
+  // A client that finished acquiring holds a reference the supervisor can see (unless an ipcrm
+  // took it, and then its watchdog registers it again).
+  for (const pid of Object.keys(w.procs)) {
+    const p = w.procs[pid]!
+    if (
+      p.kind === "client" && p.phase === "holding" &&
+      (p.regEpoch < 0 || (current(w, p.regEpoch) && !w.set.count.includes(pid)))
+    ) {
+      fail(`${pid} holds no reference although it acquired`)
+    }
+  }
 }
 
 /** Whether `w` is a final state: every client finished and no party can move. */
