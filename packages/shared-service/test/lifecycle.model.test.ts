@@ -82,17 +82,28 @@ const mutants: ReadonlyArray<{
     finds: /live owner|two live instances|does not hold the owner file|without holding the owner lock/
   },
   {
-    name: "an owner that has not stamped itself yet is retired instead of waited for",
+    name: "a client starts a generation although the owner lock is held",
     clients: 2,
-    budget: { ipcrm: 1 },
+    budget: {},
     machines: {
       ...protocol,
       client: (state, result) =>
-        state._tag === "ReadHint" && result._tag === "Unstamped"
-          ? { _tag: "Retire", target: { _tag: "Stamp" } }
-          : Protocol.client(state, result)
+        state._tag === "ProbeOwner" && result._tag === "Held" ? { _tag: "Sweep" } : Protocol.client(state, result)
     },
-    finds: /deadlock/
+    finds: /live owner|two live instances|without holding the owner lock/
+  },
+  {
+    name: "a supervisor ending on a SIGTERM cleans up even when it could not get the lock",
+    clients: 2,
+    budget: { term: 1, stop: 1 },
+    machines: {
+      ...protocol,
+      supervisor: (state, result) =>
+        state._tag === "Stop" && !state.locked && state.reason !== "Retire" && result._tag === "Ok"
+          ? { _tag: "Cleanup" }
+          : Protocol.supervisor(state, result)
+    },
+    finds: /without the lock/
   }
 ]
 
