@@ -24,6 +24,7 @@
 import type { Duration, Effect } from "effect"
 import { Context } from "effect"
 import * as flockImpl from "./internal/flock.ts"
+import type * as hintImpl from "./internal/hint.ts"
 import * as memoryImpl from "./internal/memory.ts"
 import * as sysvImpl from "./internal/sysv.ts"
 import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError.ts"
@@ -75,7 +76,7 @@ export interface Owned {
  * @category models
  * @since 0.1.0
  */
-export interface Counter {
+export interface Counter extends View {
   readonly name: string
   /** The implementation (a spawned supervisor opens the same kind). */
   readonly kind: "sysv" | "flock" | "memory"
@@ -116,7 +117,19 @@ export interface Counter {
   /** Makes this process's reference survive an `execve` (the flock counter's descriptor). */
   readonly prepareExec: Effect.Effect<void, SystemError>
   readonly owner: Owner
+  /** The generation record (the hint) of this name. */
+  readonly hints: HintStore
 }
+
+/**
+ * Where the record of a name's live generation is kept (its supervisor, its service, whether it
+ * was seen ready): a file in the runtime directory for the kernel counters. Only ever written
+ * under the startup lock, and only ever a hint: readers verify it against the owner lock.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface HintStore extends hintImpl.Store {}
 
 /**
  * @category models
@@ -131,6 +144,20 @@ export interface RefCounter {
    * sets). May be a fresh, uncached view: use it to read and remove, not to hold references.
    */
   readonly openExisting: (name: string) => Effect.Effect<Counter | undefined, SystemError | InvalidName>
+  /** The owner lock and the hint of `name`, without opening (or creating) any kernel object. */
+  readonly view: (name: string) => Effect.Effect<View, SystemError | InvalidName>
+}
+
+/**
+ * What can be looked at for a name without its kernel objects: the owner lock and the hint.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface View {
+  readonly dir: string
+  readonly owner: Owner
+  readonly hints: HintStore
 }
 
 /**

@@ -5,7 +5,7 @@
  * grace period that must run from the last release, a service that daemonizes, a port already
  * held by someone else, and the small ones (relative directories, names on every entry point).
  */
-import { SharedService } from "@quiesce/shared-service"
+import { RefCounter, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Scope } from "effect"
 import { execFileSync, spawn } from "node:child_process"
@@ -360,6 +360,11 @@ describe("issue 8: a lifecycle that cannot orphan, leak or be hijacked", () => {
       if (saved["XDG_RUNTIME_DIR"] === undefined) delete process.env["XDG_RUNTIME_DIR"]
       else process.env["XDG_RUNTIME_DIR"] = saved["XDG_RUNTIME_DIR"]
     }
+    // Looking creates nothing: no set, no file.
+    const unseen = newName("unseen")
+    assert.strictEqual((await inspect(unseen)).state, "stopped")
+    assert.isUndefined(await run(RefCounter.sysV().openExisting(unseen)), "inspect created no set")
+    assert.isFalse(existsSync(join(dir, `${unseen}.owner`)) || existsSync(join(dir, `${unseen}.json`)), "nor a file")
     for (const bad of ["../x", "x/../../y", ".hidden", ""]) {
       for (const effect of [
         SharedService.readHint(bad),

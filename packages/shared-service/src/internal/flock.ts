@@ -15,11 +15,12 @@ import { closeSync, fstatSync, ftruncateSync, lstatSync, writeSync } from "node:
 import type { Counter, RefCounter } from "../RefCounter.ts"
 import { fromErrno, LockTimeout } from "../SharedServiceError.ts"
 import type { SystemError } from "../SharedServiceError.ts"
+import { fileHints } from "./hint.ts"
 import * as L from "./linux.ts"
 import { validate } from "./name.ts"
 import { filePath, openOrCreate, runtimeDir, unlinkIf } from "./paths.ts"
 import { opener } from "./registry.ts"
-import { fileOwner } from "./sysv.ts"
+import { fileOwner, fileView } from "./sysv.ts"
 
 let singleton: RefCounter | undefined
 
@@ -44,7 +45,8 @@ export const make = (): RefCounter => {
             return Effect.succeed(undefined)
           }
           return Effect.map(open(name), (c): Counter | undefined => c)
-        }))
+        })),
+    view: fileView
   }
   return singleton
 }
@@ -58,6 +60,7 @@ class FlockCounter implements Counter {
   readonly name: string
   readonly dir: string
   readonly owner: Counter["owner"]
+  readonly hints: Counter["hints"]
   lockFd = -1
   clientsFd = -1
   probeFd = -1
@@ -69,6 +72,7 @@ class FlockCounter implements Counter {
     this.name = name
     this.dir = dir
     this.owner = fileOwner(lib, name, dir)
+    this.hints = fileHints(dir, name)
   }
 
   private path(suffix: string) {

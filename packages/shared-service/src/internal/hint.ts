@@ -8,7 +8,7 @@
  *
  * @internal
  */
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { readdirSync } from "node:fs"
 import { ServiceInfo } from "../ServiceInfo.ts"
 import { CorruptHint } from "../SharedServiceError.ts"
@@ -87,4 +87,26 @@ export const names = (dir: string): ReadonlyArray<string> => {
     if (m !== null) out.add(m[1]!)
   }
   return [...out].sort()
+}
+
+/** The hint store of a name in a runtime directory (what `Counter.hints` is for the kernel counters). */
+export const fileHints = (dir: string, name: string): Store => ({
+  read: Effect.sync(() => read(dir, name)),
+  write: (hint) =>
+    Effect.suspend(() => {
+      const error = write(dir, hint)
+      return error === undefined ? Effect.void : Effect.fail(error)
+    }),
+  remove: (generation) => Effect.sync(() => remove(dir, name, generation)),
+  where: hintPath(dir, name)
+})
+
+/** Where a name's generation record lives: a file here, a table row for a database counter. */
+export interface Store {
+  readonly read: Effect.Effect<Hint | undefined | CorruptHint>
+  readonly write: (hint: Hint) => Effect.Effect<void, RuntimeDirectoryUnusable>
+  /** Removes the record if it describes `generation` (or whatever it says, when not given). */
+  readonly remove: (generation?: string) => Effect.Effect<void>
+  /** Where it is, for people (`inspect`). */
+  readonly where: string
 }

@@ -9,6 +9,7 @@
 import { Clock, Duration, Effect } from "effect"
 import type { Counter, MemoryKernel, MemoryProcess, Owned } from "../RefCounter.ts"
 import { LockTimeout, SemaphoreSetRemoved } from "../SharedServiceError.ts"
+import { fileHints } from "./hint.ts"
 import { validate } from "./name.ts"
 import { runtimeDir } from "./paths.ts"
 
@@ -196,6 +197,7 @@ export const makeKernel = (): MemoryKernel => {
           return Effect.void
         }),
         lockHolder: Effect.sync(() => entries.get(name)?.lock),
+        hints: fileHints(dir, name),
         prepareExec: Effect.void,
         owner: {
           take: Effect.sync(tryTake),
@@ -224,6 +226,8 @@ export const makeKernel = (): MemoryKernel => {
       openExisting: (name) =>
         Effect.flatMap(validate(name), () =>
           entries.has(name) ? Effect.map(openCounter(name), (c): Counter | undefined => c) : Effect.succeed(undefined)),
+      // Simulated objects cost nothing: the view is the (cached) counter itself.
+      view: openCounter,
       crash: Effect.sync(() => {
         for (const x of entries.values()) {
           x.holders.delete(pid)

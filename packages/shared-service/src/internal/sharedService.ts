@@ -371,25 +371,24 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
         }))
       })
     case "ProbeOwner":
-      return Effect.match(counter.owner.take, {
-        onFailure: (error): Result => ({ _tag: "Error", error }),
-        onSuccess: (owned): Result => {
-          if (owned === undefined) return { _tag: "Held" }
+      return Effect.matchEffect(counter.owner.take, {
+        onFailure: (error) => Effect.succeed<Result>({ _tag: "Error", error }),
+        onSuccess: (owned) => {
+          if (owned === undefined) return Effect.succeed<Result>({ _tag: "Held" })
           ctx.owned = owned
-          return { _tag: "Free", evidence: owned.existed || Hint.read(counter.dir, counter.name) !== undefined }
+          return Effect.map(counter.hints.read, (hint): Result => ({ _tag: "Free", evidence: owned.existed || hint !== undefined }))
         }
       })
     case "ReadHint":
-      return Effect.map(counter.owner.stamp, (stamp): Result => {
-        if (stamp === undefined) return { _tag: "Unstamped" }
-        const hint = Hint.read(counter.dir, counter.name)
+      return Effect.flatMap(Effect.all([counter.owner.stamp, counter.hints.read]), ([stamp, hint]): Effect.Effect<Result> => {
+        if (stamp === undefined) return Effect.succeed({ _tag: "Unstamped" })
         if (
           !(hint instanceof Hint.Hint) || hint.state === "abandoned" || hint.supervisor.pid !== stamp ||
           !supervisorAlive(counter, hint)
         ) {
-          return { _tag: "None" }
+          return Effect.succeed({ _tag: "None" })
         }
-        return hint.state === "ready" ? { _tag: "Running", gen: hint } : { _tag: "Starting", gen: hint }
+        return Effect.succeed(hint.state === "ready" ? { _tag: "Running", gen: hint } : { _tag: "Starting", gen: hint })
       })
     case "Yield":
       return Effect.as(
@@ -400,11 +399,8 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
       return health(ctx, state.gen)
     case "AwaitReady":
       return awaitReady(ctx, state.gen, state.own)
-    case "MarkReady": {
-      const ready = new Hint.Hint({ ...state.gen, state: "ready", readyAt: Date.now() })
-      const error = Hint.write(counter.dir, ready)
-      return Effect.succeed(error === undefined ? ok : { _tag: "Error", error })
-    }
+    case "MarkReady":
+      return recorded(counter, new Hint.Hint({ ...state.gen, state: "ready", readyAt: Date.now() }))
     case "Retire":
     case "Kill":
       return Effect.map(targetOf(counter, state.target), (target): Result => {
@@ -417,35 +413,29 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
       return Effect.as(sweepLeftovers(ctx.self, counter), ok)
     case "Spawn":
       return spawn(ctx)
-    case "WriteHint": {
-      const error = Hint.write(counter.dir, state.gen)
-      return Effect.succeed(error === undefined ? ok : { _tag: "Error", error })
-    }
+    case "WriteHint":
+      return recorded(counter, state.gen)
     case "Register":
       return Effect.match(counter.register, {
         onFailure: (error): Result => error._tag === "SemaphoreSetRemoved" ? { _tag: "Removed" } : { _tag: "Error", error },
         onSuccess: (): Result => ok
       }).pipe(Effect.tap((r) => r._tag === "Removed" ? Effect.ignore(counter.reopen) : Effect.void))
-    case "Abandon":
-      return Effect.sync((): Result => {
-        const gen = state.gen
-        if (gen !== undefined) {
-          // Its supervisor stops the service and cleans up once it gets the lock (after ours).
-          // The request is the hint itself, which it reads between waits: a signal could be lost
-          // (or kill it) while it boots.
-          const abandoned = Hint.write(counter.dir, new Hint.Hint({ ...gen, state: "abandoned" }))
-          if (abandoned !== undefined) Hint.remove(counter.dir, counter.name, gen.generation)
-          signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term")
-        } else {
-          Hint.remove(counter.dir, counter.name)
-        }
-        return ok
-      }).pipe(Effect.tap(() => {
-        if (state.gen !== undefined || ctx.owned === undefined) return Effect.void
-        const owned = ctx.owned
-        ctx.owned = undefined
-        return owned.remove
-      }))
+    case "Abandon": {
+      const gen = state.gen
+      if (gen !== undefined) {
+        // Its supervisor stops the service and cleans up once it gets the lock (after ours).
+        // The request is the hint itself, which it reads between waits: a signal could be lost
+        // (or kill it) while it boots.
+        return counter.hints.write(new Hint.Hint({ ...gen, state: "abandoned" })).pipe(
+          Effect.catch(() => counter.hints.remove(gen.generation)),
+          Effect.andThen(Effect.sync(() => signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term"))),
+          Effect.as(ok)
+        )
+      }
+      const owned = ctx.owned
+      ctx.owned = undefined
+      return Effect.as(Effect.andThen(counter.hints.remove(), owned === undefined ? Effect.void : owned.remove), ok)
+    }
     case "Release":
       return Effect.gen(function*() {
         const count = state.remove ? yield* Effect.orElseSucceed(counter.count, () => 1) : 1
@@ -469,8 +459,7 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
  * definition's own `stop`.
  */
 const sweepLeftovers = <E, R>(self: SharedServiceImpl<E, R> | undefined, counter: Counter): Effect.Effect<void, never, R> =>
-  Effect.suspend(() => {
-    const hint = Hint.read(counter.dir, counter.name)
+  Effect.flatMap(counter.hints.read, (hint) => {
     const info = hint instanceof Hint.Hint ? hint.info : undefined
     if (self !== undefined && (counter.kind === "memory" || self.reaper === "in-process")) {
       return info === undefined ? Effect.void : Effect.ignore(Effect.timeout(self.stop(info), self.stopTimeout))
@@ -480,6 +469,13 @@ const sweepLeftovers = <E, R>(self: SharedServiceImpl<E, R> | undefined, counter
       info === undefined ? Effect.void : Process.kill(info.pid, { startTime: info.startTime, group: info.processGroup }),
       Generation.sweep(Generation.marker(counter.dir, counter.name))
     )
+  })
+
+/** Records `gen` as the hint: Ok, or the error that prevented it (a full runtime directory). */
+const recorded = (counter: Counter, gen: Gen): Effect.Effect<Result> =>
+  Effect.match(counter.hints.write(gen), {
+    onFailure: (error): Result => ({ _tag: "Error", error }),
+    onSuccess: (): Result => ({ _tag: "Ok" })
   })
 
 /** The generation's supervisor is alive with the recorded start time (the owner lock is held: see `ReadHint`). */
@@ -571,9 +567,8 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
   return Effect.suspend(() => {
     let delay = 1
     let last: string | undefined
-    const loop: Effect.Effect<Result, never, R> = Effect.suspend(() => {
+    const loop: Effect.Effect<Result, never, R> = Effect.flatMap(own ? Effect.succeed(gen) : counter.hints.read, (current) => {
       if (ctx.interrupted) return Effect.succeed(notReady(undefined))
-      const current = own ? gen : Hint.read(counter.dir, counter.name)
       if (self.command === undefined) {
         // Someone else's `make` start: wait for its starter to record it ready (only it can).
         if (current instanceof Hint.Hint && current.generation === gen.generation && current.state === "ready") {
@@ -754,10 +749,9 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
     const flags = { retire: false, term: false }
     inProcess.set(key, { retire: () => void (flags.retire = true), term: () => void (flags.term = true) })
     const services = yield* Effect.context<R>()
-    const infoOf = () => {
-      const hint = Hint.read(counter.dir, counter.name)
-      return hint instanceof Hint.Hint && hint.generation === generation ? hint.info : undefined
-    }
+    const infoOf = Effect.map(counter.hints.read, (hint) =>
+      hint instanceof Hint.Hint && hint.generation === generation ? hint.info : undefined
+    )
     const env: Supervisor.Env = {
       counter,
       alive: owned.stillHeld,
@@ -768,10 +762,10 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
         Effect.suspend(() => {
           if (reason === "Retire") flags.retire = false
           flags.term = false
-          const info = infoOf()
-          return info === undefined ? Effect.void : Effect.ignore(Effect.provideContext(self.stop(info), services))
+          return Effect.flatMap(infoOf, (info) =>
+            info === undefined ? Effect.void : Effect.ignore(Effect.provideContext(self.stop(info), services)))
         }),
-      cleanup: Effect.sync(() => Hint.remove(counter.dir, counter.name, generation)),
+      cleanup: counter.hints.remove(generation),
       removeOwnerFile: owned.remove,
       tick: Effect.void,
       log: () => {}
@@ -826,7 +820,7 @@ const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
               yield* counter.unlock
               return
             }
-            Hint.remove(counter.dir, counter.name)
+            yield* counter.hints.remove()
             yield* owned!.remove
             yield* counter.remove
           })
@@ -879,10 +873,9 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
     const count = counter === undefined ? 0 : yield* counter.count.pipe(
       Effect.catchTag("SemaphoreSetRemoved", () => Effect.succeed(0))
     )
-    const dir = counter?.dir ?? (yield* Effect.flatMap(rc.open(name), (c) => Effect.succeed(c.dir)))
-    const owner = counter?.owner ?? (yield* rc.open(name)).owner
-    const hasSupervisor = yield* owner.held
-    const raw = Hint.read(dir, name)
+    const view = counter ?? (yield* rc.view(name))
+    const hasSupervisor = yield* view.owner.held
+    const raw = yield* view.hints.read
     const hint = raw instanceof Hint.Hint ? raw : undefined
     const supervisorLive = hint !== undefined && hasSupervisor && (counter === undefined || supervisorAlive(counter, hint))
     const service = hint?.info
@@ -899,7 +892,7 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
       info: alive ? service : undefined,
       hint: service,
       hintError: raw instanceof CorruptHint ? raw : undefined,
-      hintPath: Hint.hintPath(dir, name),
+      hintPath: view.hints.where,
       fingerprint: hint?.fingerprint,
       startedAt: hint?.startedAt,
       running: alive
@@ -939,7 +932,7 @@ export const forceStop = (
         Effect.catchTag("SemaphoreSetRemoved", () => Effect.andThen(counter.reopen, counter.lock(lockTimeout)))
       )
       let owned = yield* counter.owner.take
-      const hint = Hint.read(counter.dir, name)
+      const hint = yield* counter.hints.read
       const running = owned === undefined && hint instanceof Hint.Hint && hint.info !== undefined
       if (owned === undefined) {
         const pid = hint instanceof Hint.Hint ? hint.supervisor.pid : yield* counter.owner.stamp
@@ -951,7 +944,7 @@ export const forceStop = (
         }
       }
       yield* sweepLeftovers<never, never>(undefined, counter)
-      Hint.remove(counter.dir, name)
+      yield* counter.hints.remove()
       retireLog(logPath(counter))
       if (owned !== undefined) yield* owned.remove
       const count = yield* Effect.orElseSucceed(counter.count, () => 1)

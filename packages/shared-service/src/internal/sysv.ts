@@ -12,9 +12,10 @@
  * @internal
  */
 import { Clock, Duration, Effect } from "effect"
-import type { Counter, Owned, RefCounter } from "../RefCounter.ts"
+import type { Counter, Owned, RefCounter, View } from "../RefCounter.ts"
 import { fromErrno, LockTimeout, SemaphoreSetRemoved, UnsupportedPlatform } from "../SharedServiceError.ts"
-import type { SystemError } from "../SharedServiceError.ts"
+import type { InvalidName, SystemError } from "../SharedServiceError.ts"
+import { fileHints } from "./hint.ts"
 import * as L from "./linux.ts"
 import { ipcKey, validate } from "./name.ts"
 import * as Owner from "./owner.ts"
@@ -55,7 +56,7 @@ export const unsupported = (platform: string): RefCounter => {
           "RefCounter.flock works on other POSIX systems once libc can be loaded there"
       })
     )
-  return { kind: "unsupported", open: fail, openExisting: fail }
+  return { kind: "unsupported", open: fail, openExisting: fail, view: fail }
 }
 
 let singleton: RefCounter | undefined
@@ -83,10 +84,22 @@ export const make = (): RefCounter => {
           if (r === undefined) return Effect.succeed(undefined)
           if (typeof r !== "number") return Effect.fail(r)
           return Effect.succeed(new SysVCounter(lib, name, dir, r, () => {}))
-        }))
+        })),
+    view: fileView
   }
   return singleton
 }
+
+/** A kernel counter's owner lock and hint: files in the runtime directory. */
+export const fileView = (name: string): Effect.Effect<View, SystemError | InvalidName> =>
+  Effect.flatMap(validate(name), () =>
+    Effect.suspend((): Effect.Effect<View, SystemError> => {
+      const lib = libcFor(name)
+      if (lib instanceof Error) return Effect.fail(lib)
+      const dir = runtimeDir(name)
+      if (typeof dir !== "string") return Effect.fail(dir)
+      return Effect.succeed({ dir, owner: fileOwner(lib, name, dir), hints: fileHints(dir, name) })
+    }))
 
 /** The set's id; `undefined` when it does not exist and `create` is false. */
 function openSet(lib: L.Libc, name: string, dir: string, create: true): number | SystemError
@@ -152,6 +165,7 @@ class SysVCounter implements Counter {
   readonly name: string
   readonly dir: string
   readonly owner: Counter["owner"]
+  readonly hints: Counter["hints"]
   id: number
   private readonly forget: () => void
 
@@ -162,6 +176,7 @@ class SysVCounter implements Counter {
     this.id = id
     this.forget = forget
     this.owner = fileOwner(lib, name, dir)
+    this.hints = fileHints(dir, name)
   }
 
   private fail(syscall: string, errno = this.lib.errno()): SystemError {
