@@ -73,6 +73,13 @@ const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect)
 const nothingLeft = (name: string, timeoutMs = 20_000) =>
   eventuallyAsync(async () => (await inspect(name)).state === "stopped" && supervisors(name).length === 0, timeoutMs)
 
+/** SIGSTOPs `pid` and waits until the kernel has stopped it (the target stops itself when it next runs). */
+const stop = async (pid: number) => {
+  process.kill(pid, "SIGSTOP")
+  const state = () => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0]
+  assert.isTrue(await eventually(() => state() === "T", 5000), `pid ${pid} stopped`)
+}
+
 /** Processes of this user whose environment carries `name`'s marker. */
 const marked = (name: string): Array<number> => {
   const needle = `QUIESCE_SERVICE_ID=${realpathSync(dir)}/${name}`
@@ -197,7 +204,7 @@ describe("issue 8: a lifecycle that cannot orphan, leak or be hijacked", () => {
     }))
     const a = await run(hold(service))
     await run(a.release)
-    process.kill(a.handle.info.pid, "SIGSTOP")
+    await stop(a.handle.info.pid)
     const t0 = Date.now()
     const b = await run(hold(service))
     const took = Date.now() - t0
@@ -210,7 +217,7 @@ describe("issue 8: a lifecycle that cannot orphan, leak or be hijacked", () => {
     const tcp = await run(serverService(tcpName, tcpPort, { ttl: 10_000, healthTimeout: 1000 }))
     const c = await run(hold(tcp))
     await run(c.release)
-    process.kill(c.handle.info.pid, "SIGSTOP")
+    await stop(c.handle.info.pid)
     const d = await run(hold(tcp))
     assert.isTrue(d.handle.started)
     assert.notStrictEqual(d.handle.info.pid, c.handle.info.pid)

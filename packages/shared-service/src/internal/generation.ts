@@ -100,14 +100,18 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     // fd 3: the owner file (locked: the lock lives as long as a descriptor does, so the service
     // must not inherit it); fd 4: the log. The stamp goes in first, so that whoever finds the
     // lock held can tell who holds it.
-    const script = config.mode === "command"
+    // The supervisor must not be the starter's child (the starter may exec into a command, which
+    // would inherit it): the outer shell starts the inner one in the background and exits, so the
+    // supervisor is reparented to init. The inner shell reports its own pid and the service's.
+    const inner = config.mode === "command"
       ? `printf '%s\\n' "$$" >&3\n` +
         `${launcher} /bin/sh -c "$QUIESCE_SERVICE_COMMAND" </dev/null >&4 2>&4 3>&- 4>&- &\n` +
-        `echo "$!"\n` +
+        `echo "$$ $!"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@" "$!"\n`
       : `printf '%s\\n' "$$" >&3\n` +
-        `echo 0\n` +
+        `echo "$$ 0"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@"\n`
+    const script = `/bin/sh -c ${quote(inner)} sh "$@" &\n`
     const env: Record<string, string> = {
       ...process.env as Record<string, string>,
       ...options.env,
@@ -128,6 +132,7 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     }
     const pid = child.pid
     child.unref()
+    child.once("exit", () => {})
     child.stdin?.on("error", () => {})
     let line = ""
     let done = false
@@ -144,11 +149,11 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     child.stdout!.on("data", (d: Buffer) => {
       line += d.toString()
       const nl = line.indexOf("\n")
-      if (nl < 0 || pid === undefined) return
-      const service = Number(line.slice(0, nl))
-      const st = Proc.stat(pid)
+      if (nl < 0) return
+      const [supervisor, service] = line.slice(0, nl).split(" ").map(Number) as [number, number]
+      const st = Proc.stat(supervisor)
       finish(Effect.succeed({
-        supervisor: pid,
+        supervisor,
         supervisorStart: st?.startTime ?? 0,
         service: config.mode === "command" && service > 0 ? service : undefined,
         adopt: (info) => {
@@ -162,9 +167,10 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     child.stdout!.once("end", () =>
       finish(Effect.fail(new StartFailed({ service: config.name, reason: "the supervisor's shell exited before it started the service" }))))
     return Effect.sync(() => {
+      // Interrupted before the inner shell reported: its session (the outer shell's) goes.
       if (!done && pid !== undefined) {
         try {
-          process.kill(pid, "SIGKILL")
+          process.kill(-pid, "SIGKILL")
         } catch {
           // gone
         }

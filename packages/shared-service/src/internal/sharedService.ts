@@ -14,8 +14,8 @@ import * as Process from "../Process.ts"
 import type { Counter, Owned } from "../RefCounter.ts"
 import { RefCounter } from "../RefCounter.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
-import { CorruptHint, RecoveryFailed, StartFailed } from "../SharedServiceError.ts"
-import type { InvalidName, LockTimeout, PortInUse, SharedServiceError, SystemError } from "../SharedServiceError.ts"
+import { CorruptHint, LockTimeout, RecoveryFailed, StartFailed } from "../SharedServiceError.ts"
+import type { InvalidName, PortInUse, SharedServiceError, SystemError } from "../SharedServiceError.ts"
 import { probe, type Readiness } from "./command.ts"
 import * as Generation from "./generation.ts"
 import * as Hint from "./hint.ts"
@@ -273,6 +273,8 @@ interface Context<E, R> {
   started: boolean
   /** Set when the acquiring fiber was interrupted during a user effect: fail as interrupted. */
   interrupted: boolean
+  /** The lock was taken before (and given back: a start in progress elsewhere, a removed set). */
+  retried: boolean
 }
 
 export const acquire = <E, R>(
@@ -306,7 +308,8 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
     owned: undefined,
     adopt: undefined,
     started: false,
-    interrupted: false
+    interrupted: false,
+    retried: false
   }
   let state: State = Protocol.clientStart
   while (state._tag !== "Done" && state._tag !== "Failed") {
@@ -360,6 +363,14 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
       return Effect.flatMap(Clock.currentTimeMillis, (now) => {
         if (ctx.interrupted) return Effect.succeed<Result>({ _tag: "LockTimeout", error: undefined })
         const left = Math.max(0, ctx.lockDeadline - now)
+        // Coming back (after a Yield or a removed set) is bounded by the same deadline.
+        if (ctx.retried && left === 0) {
+          return Effect.succeed<Result>({
+            _tag: "LockTimeout",
+            error: new LockTimeout({ service: counter.name, timeoutMillis: Duration.toMillis(ctx.self.lockTimeout) })
+          })
+        }
+        ctx.retried = true
         return user(ctx, counter.lock(Duration.millis(left))).pipe(Effect.flatMap((exit): Effect.Effect<Result> => {
           if (Exit.isSuccess(exit)) return Effect.succeed({ _tag: "Locked" })
           const e = Cause.findErrorOption(exit.cause)
