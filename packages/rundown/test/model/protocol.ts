@@ -781,11 +781,9 @@ export const check = (scenario: Scenario, variant: Variant = {}, maxStates = 5_0
         next.push(dead)
       }
       for (const n of next) {
-        const key = keyOf(n)
-        if (!seen.has(key)) {
-          seen.add(key)
-          stack.push(n)
-        }
+        const before = seen.size
+        seen.add(keyOf(n))
+        if (seen.size !== before) stack.push(n)
         if (seen.size > maxStates) throw new Error(`model: more than ${maxStates} states`)
       }
     }
