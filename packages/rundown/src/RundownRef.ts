@@ -14,7 +14,11 @@
  * - interrupting or timing out a waiter does not undo the rundown;
  * - a protection is released exactly once: on success, failure, defect and interruption of a
  *   protected effect, when an `acquire` scope closes, and by the first `release` of a guard;
- * - the count never underflows, and never exceeds `MAX_COUNT`.
+ * - the count never underflows, and never exceeds `MAX_COUNT`;
+ * - for a shared ref, a thread that dies holding references (terminated, crashed, exited)
+ *   holds a rundown for at most 1.5 × the lease: its references are dropped (see
+ *   {@link makeShared}); a thread blocked for longer than the lease can lose its references
+ *   the same way, and is told when it releases them (`RundownLeaseError`).
  *
  * @since 0.1.0
  */
@@ -82,9 +86,10 @@ export interface SharedHandle {
 
 /**
  * The state of a ref, for diagnostics. By the time it is looked at it may have changed,
- * except `RunDown`, which only {@link reInit} leaves. A shared ref can briefly show
- * `RunningDown` with `count: 0` while the thread that released the last reference completes
- * the rundown.
+ * except `RunDown`, which only {@link reInit} leaves. A shared ref's count is the sum of its
+ * threads' counts: it can briefly include an acquisition that is about to be refused, and
+ * show `RunningDown` with `count: 0` while the thread that released the last reference
+ * completes the rundown (or, if that thread died, until a waiter's next check).
  *
  * - `Active`: acquisitions succeed; `count` are held.
  * - `RunningDown`: a rundown has begun; acquisitions fail; `count` are still held.
