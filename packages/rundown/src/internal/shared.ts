@@ -182,7 +182,10 @@ export class SharedRundownRef extends RundownRefBase implements RundownRef.Share
       if (this.gen === 0) this.claimSlot()
       const at = this.at
       const w = this.cached
-      if (Atomics.load(i32, at + S_OWNER) !== this.gen) { // A_OWN
+      // A plain read (an `Atomics.load` is a builtin call, ~15 ns): the tagged CAS below is what
+      // catches a reclaim; this check only closes the tag's wrap for a thread that comes back
+      // after its slot was reclaimed and re-claimed 8 times, long after the reclaim was written.
+      if (i32[at + S_OWNER] !== this.gen) { // A_OWN
         this.evicted()
         continue
       }
@@ -193,6 +196,8 @@ export class SharedRundownRef extends RundownRefBase implements RundownRef.Share
         continue
       }
       this.cached = next
+      // Atomic, not a plain read: Dekker's argument needs this load ordered after the CAS
+      // (on ARM64 a plain load may pass the CAS's store).
       const s = Atomics.load(i32, H_STATE) // A_STATE
       if ((s & RUNDOWN) !== 0) {
         this.undo(n, s)
@@ -223,7 +228,7 @@ export class SharedRundownRef extends RundownRefBase implements RundownRef.Share
     if ((w >>> 3) < n) throw underflow(n, w >>> 3)
     const next = (w - n * UNIT) | 0
     if (
-      Atomics.load(i32, at + S_OWNER) !== this.gen || // R_OWN
+      i32[at + S_OWNER] !== this.gen || // R_OWN (a plain read, as in acquireUnsafe)
       Atomics.compareExchange(i32, at + S_WORD, w, next) !== w // R_CAS
     ) {
       this.evicted()
