@@ -1,8 +1,8 @@
 /**
  * The lease of a shared ref's slots, in one thread and without real time: several views of one
  * shared ref stand for threads (each claims its own slot), and a view's lease checks are driven
- * with synthetic times through its `observe`, the function its timers call. The lease is a
- * minute, so no real heartbeat or check timer fires during a test; a view "whose heartbeat
+ * with synthetic times through its `observe`, the function its timers call. The lease is an
+ * hour, so no real heartbeat or check timer fires during a test; a view "whose heartbeat
  * stopped" is simply one whose `beat` is not called.
  *
  * Real worker threads (terminated, throwing, busy-looping) are in dead-workers.test.ts.
@@ -12,7 +12,7 @@ import { Cause, Deferred, Effect, Exit, Fiber, Logger } from "effect"
 import { RundownRef } from "@quiesce/rundown"
 import { internals, type SharedViewInternals } from "./internals.ts"
 
-const LEASE = 60_000
+const LEASE = 3_600_000
 const QUARTER = LEASE / 4
 
 const settle = Effect.repeat(Effect.yieldNow, { times: 5 })
@@ -54,14 +54,14 @@ describe("shared ref leases", () => {
       yield* Fiber.join(waiter)
       assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "RunDown" })
       assert.strictEqual(logs.messages.length, 1)
-      assert.match(logs.messages[0]!, /dropped 1 reference\(s\).*60000 ms lease/)
+      assert.match(logs.messages[0]!, /dropped 1 reference\(s\).*3600000 ms lease/)
 
       // The holder comes back (it was only blocked): it is told, and nothing changes.
       const release = yield* Effect.exit(guard.release)
       const defect = defectOf(release)
       assert.instanceOf(defect, Error)
       assert.strictEqual((defect as { _tag?: string })._tag, "RundownLeaseError")
-      assert.match(String((defect as Error).message), /60000 ms lease/)
+      assert.match(String((defect as Error).message), /3600000 ms lease/)
       assert.isFalse(guard.releaseUnsafe(), "the guard counts as released")
       assert.deepStrictEqual(RundownRef.stateUnsafe(ref), { _tag: "RunDown" })
     }))
