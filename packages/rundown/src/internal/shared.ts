@@ -458,7 +458,8 @@ export class SharedRundownRef extends RundownRefBase implements RundownRef.Share
       if (self === undefined || self.gen !== gen) clearInterval(timer)
       else self.beat()
     }, Math.max(1, Math.floor(this.lease / 4)))
-    timer.unref()
+    // Node's timers have unref; elsewhere a heartbeat keeping the thread alive is the lesser harm.
+    ;(timer as { unref?: () => void }).unref?.()
     this.heartbeat = timer
   }
 
