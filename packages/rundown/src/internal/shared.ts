@@ -235,7 +235,11 @@ export class SharedRundownRef extends RundownRefBase implements RundownRef.Share
       throw this.lost()
     }
     this.cached = next
-    if ((next >>> 3) === 0) {
+    // Whether to scan is only a question of promptness, so a plain read filters first (every
+    // protect empties its slot, and an `Atomics.load` costs ~15 ns): were it stale and skipped a
+    // scan that was needed, a waiter's next check (within a quarter lease) would complete the
+    // rundown, as it does when the releasing thread dies right after its CAS.
+    if ((next >>> 3) === 0 && (i32[H_STATE]! & RUNDOWN) !== 0) {
       const s = Atomics.load(i32, H_STATE) // R_STATE
       if (runningDown(s)) this.scan(s)
     }
