@@ -29,6 +29,9 @@
  *             RUNDOWN or the scan sees its count (Dekker's argument).
  *   release   [R_OWN] OWNER is still this claim's; [R_CAS] WORD: cached → cached − n; if this
  *             slot's count is now zero, [R_STATE] read STATE and, running down, scan.
+ *             (The OWNER checks and the first look at STATE in a release are plain reads: the
+ *             model treats all reads as atomic; see acquireUnsafe and releaseUnsafe for why
+ *             these two may be plain.)
  *   begin     [W_CAS] STATE: (phase, Active) → (phase + 1, RUNDOWN); then scan.
  *   scan      [K_USED] read USED; [K_WORD] read every count below it, stopping at the first that
  *             is not zero; [K_CAS] STATE: (phase, RUNDOWN) → + DRAINED. Only that CAS completes
