@@ -135,9 +135,11 @@ export class RundownLeaseError extends Schema.TaggedError<RundownLeaseError>()(
 }
 
 /**
- * An acquisition on a shared ref found every slot claimed by a live thread (each view that
- * takes references, normally one per thread, holds a slot until its thread ends). Raise the
- * `slots` option of `RundownRef.makeShared`. Reaches the caller as a defect.
+ * An acquisition on a shared ref found no free slot. Each view that takes references (normally
+ * one per thread) holds a slot while its thread lives; a dead thread's slot is taken back a
+ * lease after its death if it held nothing, but only by the next rundown if it still counts
+ * references. Raise the `slots` option of `RundownRef.makeShared`. Reaches the caller as a
+ * defect.
  *
  * @since 0.1.0
  * @category errors
@@ -152,6 +154,7 @@ export class RundownSlotsError extends Schema.TaggedError<RundownSlotsError>()(
    * @since 0.1.0
    */
   override get message(): string {
-    return `All ${this.slots} slots of this shared RundownRef are held by live threads: make it with a larger \`slots\` option`
+    return `All ${this.slots} slots of this shared RundownRef are taken (by live threads, or by dead ones whose ` +
+      `references wait for the next rundown): make it with a larger \`slots\` option`
   }
 }

@@ -160,7 +160,8 @@ export interface Options {
  *   blocked for less than three quarters of the lease never does.
  * - `slots` (default 64, at most 4096): how many views — normally one per thread — can hold
  *   references at once. A view claims a slot at its first acquisition and keeps it until its
- *   thread ends (or the view is garbage-collected), after which the slot is reclaimed.
+ *   thread ends (or the view is garbage-collected); the slot is then reclaimed a lease later
+ *   if it held nothing, or by the next rundown if it still counts references.
  *
  * @since 0.1.0
  * @category models
@@ -243,7 +244,7 @@ export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
  * wait (plus however late the waiting thread's timers run). A thread whose event loop was
  * blocked for longer than the lease is treated the same way; when it resumes, releasing those
  * references fails with `RundownLeaseError` and changes no count, and the waiter logs a
- * warning. Defects: `RundownSlotsError` when every slot is held by a live thread.
+ * warning. An acquisition that finds no free slot dies with `RundownSlotsError`.
  *
  * Waiting uses `Atomics.waitAsync`, so it never blocks an event loop; all the waiters of a
  * thread share one pending wait per ref, and while any of them waits the thread's event loop
