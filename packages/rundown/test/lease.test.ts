@@ -30,6 +30,20 @@ const look = (watcher: SharedViewInternals, steps: number) => {
 const defectOf = (exit: Exit.Exit<unknown, unknown>) =>
   Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
 
+/**
+ * A ref with one reference held by another thread (`holder`, a view whose heartbeat only moves
+ * when a test calls its `beat`) and a rundown begun here, whose wait has had its first look.
+ */
+const heldAndRunningDown = (around: (wait: Effect.Effect<void>) => Effect.Effect<void> = (wait) => wait) =>
+  Effect.gen(function*() {
+    const ref = RundownRef.makeSharedUnsafe({ leaseMillis: LEASE })
+    const holder = view(ref)
+    const guard = yield* RundownRef.tryAcquire(holder)
+    const waiter = yield* Effect.forkChild(around(RundownRef.waitForRundown(ref)))
+    yield* settle
+    return { ref, holder, guard, waiter }
+  })
+
 const collectLogs = () => {
   const messages: Array<string> = []
   const logger = Logger.make((options) => messages.push(String(options.message)))
@@ -39,12 +53,8 @@ const collectLogs = () => {
 describe("shared ref leases", () => {
   it.effect("a holder whose heartbeat stopped is dropped once a rundown waits for it, after the lease and no sooner", () =>
     Effect.gen(function*() {
-      const ref = RundownRef.makeSharedUnsafe({ leaseMillis: LEASE })
-      const holder = view(ref)
-      const guard = yield* RundownRef.tryAcquire(holder)
       const logs = collectLogs()
-      const waiter = yield* Effect.forkChild(RundownRef.waitForRundown(ref).pipe(Effect.provide(logs.layer)))
-      yield* settle
+      const { guard, ref, waiter } = yield* heldAndRunningDown(Effect.provide(logs.layer))
       // The wait looked at once; four more looks a quarter lease apart make exactly one lease.
       look(internals(ref), 4)
       yield* settle
@@ -68,11 +78,7 @@ describe("shared ref leases", () => {
 
   it.effect("a live holder, whose heartbeat moves, keeps its references however long the rundown waits", () =>
     Effect.gen(function*() {
-      const ref = RundownRef.makeSharedUnsafe({ leaseMillis: LEASE })
-      const holder = view(ref)
-      const guard = yield* RundownRef.tryAcquire(holder)
-      const waiter = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
-      yield* settle
+      const { guard, holder, ref, waiter } = yield* heldAndRunningDown()
       for (let i = 0; i < 20; i++) {
         look(internals(ref), 3)
         internals(holder).beat()
@@ -85,11 +91,7 @@ describe("shared ref leases", () => {
 
   it.effect("time this thread did not run counts for half a lease at most (a stopped process)", () =>
     Effect.gen(function*() {
-      const ref = RundownRef.makeSharedUnsafe({ leaseMillis: LEASE })
-      const holder = view(ref)
-      const guard = yield* RundownRef.tryAcquire(holder)
-      const waiter = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
-      yield* settle
+      const { guard, ref, waiter } = yield* heldAndRunningDown()
       const watcher = internals(ref)
       // A hundred leases without a look (this thread, or the whole process, was stopped)...
       watcher.observe(watcher.observedAt + 100 * LEASE)
@@ -125,12 +127,8 @@ describe("shared ref leases", () => {
 
   it.effect("a thread back after its slot went to another thread cannot take the other's references", () =>
     Effect.gen(function*() {
-      const ref = RundownRef.makeSharedUnsafe({ leaseMillis: LEASE })
-      const stalled = view(ref)
+      const { guard: mine, holder: stalled, ref, waiter } = yield* heldAndRunningDown()
       const other = view(ref)
-      const mine = yield* RundownRef.tryAcquire(stalled)
-      const waiter = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
-      yield* settle
       look(internals(ref), 5)
       yield* Fiber.join(waiter)
       yield* RundownRef.reInit(ref)
