@@ -3,8 +3,9 @@
  * service are spawned in one go by a shell that inherits the owner lock (fd 3) and the fresh log
  * (fd 4). The shell stamps its pid into the owner file, forks the service (own session,
  * parent-death signal: it dies if its supervisor dies, however that happens), tells the starter
- * the service's pid, and then *becomes* the supervisor by exec'ing Node — the same process, so
- * the service's parent is its supervisor and the owner lock never changes hands. The service is
+ * both pids, and then *becomes* the supervisor by exec'ing Node — the same process, so the
+ * service's parent is its supervisor and the owner lock never changes hands. (That shell is
+ * started by another that exits at once, so the supervisor is not the starter's child.) The service is
  * running a millisecond after the spawn; the supervisor's own boot (a Node process, at a lower
  * priority) is off the start's critical path, since nothing needs it until the count reaches 0.
  *
