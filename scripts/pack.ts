@@ -12,7 +12,8 @@
  *   the package has one (the CLI's executable);
  * - adds the repository's LICENSE;
  * - writes the published package.json (`publishedManifest`: no `@quiesce/source` condition, which
- *   points at `src/*.ts` and which Node refuses to run from `node_modules`; no workspace scripts)
+ *   points at `src/*.ts` and which Node refuses to run from `node_modules`; its scripts stay,
+ *   since `npm publish` finds `postpublish` in the manifest it re-read)
  *   and README.md with its relative links made absolute GitHub URLs (they would be dead on the
  *   registry's page), keeping the originals in `build/pack/`.
  *
@@ -111,11 +112,11 @@ const withoutCondition = (value: Json, condition: string): Json => {
   )
 }
 
-/** The package.json as published: the workspace-only source condition and scripts removed. */
-export const publishedManifest = (manifest: Manifest): Manifest => {
-  const { scripts: _scripts, ...rest } = manifest
-  return { ...rest, exports: withoutCondition(manifest["exports"] ?? null, "@quiesce/source") }
-}
+/** The package.json as published: the workspace-only source condition removed. */
+export const publishedManifest = (manifest: Manifest): Manifest => ({
+  ...manifest,
+  exports: withoutCondition(manifest["exports"] ?? null, "@quiesce/source")
+})
 
 /**
  * README.md as published: every relative link (`](../shared-service)`, `](examples/udp.ts)`)

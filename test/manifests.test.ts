@@ -35,7 +35,7 @@ describe("workspace manifests", () => {
     assert.isTrue(existsSync(join(root, "LICENSE")))
   })
 
-  it("the published manifest drops the source condition at every depth, and the scripts", () => {
+  it("the published manifest drops the source condition at every depth", () => {
     const published = publishedManifest({
       name: "@quiesce/x",
       version: "1.0.0",
@@ -45,6 +45,7 @@ describe("workspace manifests", () => {
     assert.deepStrictEqual(published, {
       name: "@quiesce/x",
       version: "1.0.0",
+      scripts: { prepack: "node ../../scripts/pack.ts prepack" },
       exports: { ".": { types: "./dist/index.d.ts", default: "./dist/index.js" }, "./internal/*": null }
     })
   })
@@ -62,5 +63,17 @@ describe("workspace manifests", () => {
       const out = publishedReadme(readFileSync(join(root, dir, "README.md"), "utf8"), dir)
       assert.deepStrictEqual([...out.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((t) => !/^(https?:|#)/.test(t)), [])
     }
+  })
+})
+
+describe("root README", () => {
+  it("says how to install every package from the registry", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8")
+    const section = /\n## Install\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? ""
+    const commands = (/```\n([\s\S]*?)```/.exec(section)?.[1] ?? "").split("\n").filter((line) => line.startsWith("npm install "))
+    for (const { manifest } of workspaces()) {
+      assert.isTrue(commands.some((line) => line.split(" ").includes(manifest.name)), `no install line for ${manifest.name}`)
+    }
+    assert.include(commands, "npm install --global @quiesce/cli")
   })
 })
