@@ -246,6 +246,10 @@ beforeAll(async () => {
     },
     include: ["*.ts"]
   }, null, 2))
+  // TypeScript 5.9 checks what the consumer's code uses of the declarations (the default of
+  // `tsc --init`); TypeScript 7 checks every declaration file as well, in a fraction of the time
+  // (all of effect's take 5.9 about 25 s of CPU on the reference machine).
+  writeFileSync(join(app, "tsconfig.skiplibcheck.json"), JSON.stringify({ extends: "./tsconfig.json", compilerOptions: { skipLibCheck: true } }))
 }, 600_000)
 
 afterAll(async () => {
@@ -498,10 +502,10 @@ describe.concurrent("installed globally and with --install-strategy=linked", () 
 })
 
 describe.concurrent("type-checked as a consumer", () => {
-  it("a consumer file type-checks with TypeScript 5.9 (nodenext, strict, declarations checked)", async () => {
+  it("a consumer file type-checks with TypeScript 5.9 (nodenext, strict)", async () => {
     const tsc = join(app, "node_modules", "typescript", "bin", "tsc")
     assert.match((await ok(node, [tsc, "--version"], { cwd: app })).stdout, /^Version 5\.9\./)
-    const result = await run(node, [tsc, "-p", "tsconfig.json"], { cwd: app })
+    const result = await run(node, [tsc, "-p", "tsconfig.skiplibcheck.json"], { cwd: app })
     assert.strictEqual(result.code, 0, result.stdout + result.stderr)
   })
 
