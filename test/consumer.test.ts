@@ -59,24 +59,37 @@ const userEnv = (extra: Record<string, string> = {}, bins: ReadonlyArray<string>
 }
 
 interface Result {
-  readonly code: number
+  readonly code: number | null
+  readonly signal: string | null
   readonly stdout: string
   readonly stderr: string
 }
 
+const onSystemPath = (name: string): string => {
+  const found = systemPath.map((dir) => join(dir, name)).find((path) => existsSync(path))
+  if (found === undefined) throw new Error(`no ${name} on the system's PATH`)
+  return found
+}
+// npm runs on the system's Node, as a user's npm does (and as `npm test` itself runs); the scripts
+// it runs find the repository's Node 24 first on the PATH.
+const npm = [onSystemPath("node"), realpathSync(onSystemPath("npm"))] as const
+
 // Asynchronous on purpose: the registry answers npm from this process's event loop.
 const run = (file: string, args: ReadonlyArray<string>, options: { cwd: string; env?: NodeJS.ProcessEnv }) =>
   new Promise<Result>((resolve) => {
-    execFile(file, args, { cwd: options.cwd, env: options.env ?? userEnv(), maxBuffer: 64 * 1024 * 1024, timeout: 240_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) })
+    const [command, argv] = file === "npm" ? [npm[0], [npm[1], ...args]] : [file, args]
+    execFile(command, argv, { cwd: options.cwd, env: options.env ?? userEnv(), maxBuffer: 64 * 1024 * 1024, timeout: 480_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
+      resolve({ code, signal: error?.signal ?? null, stdout: String(stdout), stderr: String(stderr) })
     })
   })
 
 const ok = async (file: string, args: ReadonlyArray<string>, options: { cwd: string; env?: NodeJS.ProcessEnv }) => {
+  const started = performance.now()
   const result = await run(file, args, options)
   if (result.code !== 0) {
-    throw new Error(`${file} ${args.join(" ")} (in ${options.cwd}) exited ${result.code}\n${result.stdout}\n${result.stderr}`)
+    const how = result.code === null ? `was killed (${result.signal}) after ${((performance.now() - started) / 1000).toFixed(0)} s` : `exited ${result.code}`
+    throw new Error(`${file} ${args.join(" ")} (in ${options.cwd}) ${how}\n${result.stdout}\n${result.stderr}`)
   }
   return result
 }
@@ -198,9 +211,12 @@ beforeAll(async () => {
   }, null, 2))
   writeFileSync(join(linked, "package.json"), JSON.stringify({ name: "linked-consumer", private: true }))
   const quiet = ["--no-audit", "--no-fund"]
+  // `--prefix` also moves npm's global config file (to <prefix>/etc/npmrc); the machine's own
+  // (which may hold its CA file, proxy or registry) must stay the one in force.
+  const globalconfig = (await ok("npm", ["config", "get", "globalconfig"], { cwd: temp })).stdout.trim()
   await Promise.all([
     ok("npm", ["install", "--install-strategy=nested", scope, ...quiet], { cwd: app }),
-    ok("npm", ["install", "--global", "--prefix", globalPrefix, scope, ...quiet, cli], { cwd: temp }),
+    ok("npm", ["install", "--global", "--prefix", globalPrefix, `--globalconfig=${globalconfig}`, scope, ...quiet, cli], { cwd: temp }),
     ok("npm", ["install", "--install-strategy=linked", scope, ...quiet, cli], { cwd: linked })
   ])
   const seconds = (from: number, to: number) => ((to - from) / 1000).toFixed(1)
