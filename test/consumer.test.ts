@@ -42,8 +42,10 @@ const linked = join(temp, "linked")
 const globalPrefix = join(temp, "global")
 const runtime = join(temp, "runtime")
 const suffix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-const names = { examples: `consumer-ex-${suffix}`, run: `consumer-run-${suffix}`, share: `consumer-share-${suffix}`, global: `consumer-global-${suffix}`,
-  linked: `consumer-linked-${suffix}` }
+// The services this file starts, each under a name of its own run.
+const names = Object.fromEntries(
+  ["examples", "run", "share", "global", "linked"].map((use) => [use, `consumer-${use}-${suffix}`])
+) as Record<"examples" | "run" | "share" | "global" | "linked", string>
 
 // A user's shell: no npm script variables, no vitest, none of the repository's bins on the PATH;
 // the repository's Node 24 first (the system's is 20, and the packages need >= 22.19).
