@@ -115,9 +115,10 @@ const eventually = async (what: string, condition: () => boolean, timeoutMs = 30
   }
 }
 
-// The semaphore set of a service name: key = FNV-1a of `quiesce:<uid>:<name>` (shared-service's README).
+// The semaphore set of a service name: key = FNV-1a of `quiesce:<uid>:<canonical runtime dir>:<name>`
+// (shared-service's README).
 const ipcKey = (name: string): string => {
-  const s = `quiesce:${userInfo().uid}:${name}`
+  const s = `quiesce:${userInfo().uid}:${realpathSync(runtime)}:${name}`
   let h = 0x811c9dc5
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
   return `0x${((h | 0) === 0 ? 1 : h >>> 0).toString(16).padStart(8, "0")}`
@@ -284,7 +285,7 @@ afterAll(async () => {
     try {
       execFileSync("ipcrm", ["-S", key], { stdio: "ignore" })
     } catch {
-      // no such set: the reaper removed it
+      // no such set: its supervisor removed it
     }
   }
   if (process.env["KEEP_CONSUMER"] === undefined) rmSync(temp, { recursive: true, force: true })
@@ -413,7 +414,7 @@ const viaQuiesce = async (quiesce: string, name: string, options: { readonly cwd
     readonly pid: number
     readonly service: { readonly name: string; readonly pid: number }
     readonly serviceCmdline: string
-    readonly reapers: ReadonlyArray<string>
+    readonly supervisors: ReadonlyArray<string>
   }
 }
 
@@ -428,12 +429,12 @@ const resolveFrom = (dir: string, pkg: string): string => {
   throw new Error(`${pkg} is not resolvable from ${dir}`)
 }
 
-// The reaper (until it boots, the subshell that will exec it) runs the shared-service that the
+// The supervisor (until it boots, the shell that will exec it) runs the shared-service that the
 // CLI resolves, the exact version it inlines; the last check of this file waits for it to have
 // stopped the service and removed its semaphore set.
-const assertReapedBy = (seen: { readonly reapers: ReadonlyArray<string> }, sharedService: string) => {
-  assert.isAbove(seen.reapers.length, 0, "a reaper is on its way")
-  for (const reaper of seen.reapers) assert.include(reaper, join(sharedService, "dist", "bin", "reaper.js"))
+const assertReapedBy = (seen: { readonly supervisors: ReadonlyArray<string> }, sharedService: string) => {
+  assert.isAbove(seen.supervisors.length, 0, "its supervisor runs")
+  for (const supervisor of seen.supervisors) assert.include(supervisor, join(sharedService, "dist", "bin", "supervisor.js"))
   const { version } = JSON.parse(readFileSync(join(sharedService, "package.json"), "utf8"))
   assert.strictEqual(version, packed.get("packages/shared-service")!.manifest.version)
 }
@@ -537,7 +538,7 @@ describe.concurrent("type-checked as a consumer", () => {
 
 describe("afterwards", () => {
   it("no process of the test is left, nor a semaphore set of its services", async () => {
-    await eventually("every service and reaper to exit", () => processesMentioning(temp).length === 0)
-    await eventually("the reapers to remove the semaphore sets", () => semaphoreSets().length === 0)
+    await eventually("every service and supervisor to exit", () => processesMentioning(temp).length === 0)
+    await eventually("the supervisors to remove the semaphore sets", () => semaphoreSets().length === 0)
   })
 })
