@@ -44,6 +44,8 @@ export interface Owner {
   readonly held: Effect.Effect<boolean>
   /** The pid the current owner stamped into the owner file, if any. */
   readonly stamp: Effect.Effect<number | undefined>
+  /** Leaves a request for the current owner (which reads it between its waits): `retire`. */
+  readonly request: (what: "retire") => Effect.Effect<void>
 }
 
 /**
@@ -53,18 +55,24 @@ export interface Owner {
  * @since 0.1.0
  */
 export interface Owned {
-  /** The owner file existed before: an earlier generation did not end cleanly. */
-  readonly existed: boolean
   /** The descriptor a spawned supervisor inherits (kernel counters), `undefined` in memory. */
   readonly fd: number | undefined
   /** Empties the stamp, before a new owner writes its own. */
   readonly clearStamp: Effect.Effect<void>
+  /** Writes `pid` as the stamp (an owner that supervises in-process stamps itself). */
+  readonly writeStamp: (pid: number) => Effect.Effect<void>
   /** Lets the lock go (closes this process's descriptor). */
   readonly release: Effect.Effect<void>
   /** Removes the owner file, then lets the lock go. */
   readonly remove: Effect.Effect<void>
   /** Whether this process still holds it (only a simulated crash can take it away). */
   readonly stillHeld: () => boolean
+  /**
+   * Whether this owner should retire: a `retire` request was left for it (`Owner.request`), or
+   * its owner file is no longer at its path (deleted or replaced: the lock no longer keeps
+   * another generation out, so this one ends itself).
+   */
+  readonly retireRequested: Effect.Effect<boolean>
 }
 
 /**
@@ -112,6 +120,12 @@ export interface Counter extends View {
   readonly reopen: Effect.Effect<void, SystemError>
   /** Removes the kernel object (`IPC_RMID`, or the lock files): every user gets `SemaphoreSetRemoved`. */
   readonly remove: Effect.Effect<void, SystemError>
+  /**
+   * Which incarnation of the kernel object this process has open (SysV: the set's id): a set
+   * removed and re-created has another. A supervisor is told its starter's, so that a set
+   * removed before it even booted is treated as removed, not as one nobody holds.
+   */
+  readonly instance: () => number
   /** The pid that last took the startup lock (the holder while it is held), when known. */
   readonly lockHolder: Effect.Effect<number | undefined>
   /** Makes this process's reference survive an `execve` (the flock counter's descriptor). */

@@ -326,7 +326,8 @@ export const command = (
   options: CommandOptions
 ): Effect.Effect<SharedService<StartFailed | PortInUse>, InvalidName> => {
   const health = options.healthCheck === undefined ? options.ready : options.healthCheck === false ? undefined : options.healthCheck
-  const ownedPort = options.port ?? localPort(options.ready)
+  const ready = localPort(options.ready)
+  const ownedPorts = [...new Set([...(options.port === undefined ? [] : [options.port]), ...(ready === undefined ? [] : [ready])])]
   return internal.makeCommand({
     name: options.name,
     healthCheck: health === undefined ? undefined : (info) => command_.probe(options.name, health, info),
@@ -342,7 +343,7 @@ export const command = (
     port: options.port,
     metadata: options.metadata,
     ready: options.ready,
-    ownedPort,
+    ownedPorts,
     fingerprint: options.fingerprint
   })
 }

@@ -14,7 +14,7 @@
  * @internal
  */
 import { Duration, Effect } from "effect"
-import { fstatSync } from "node:fs"
+import { fstatSync, futimesSync, lutimesSync } from "node:fs"
 import { createInterface } from "node:readline"
 import * as Generation from "../internal/generation.ts"
 import * as Hint from "../internal/hint.ts"
@@ -31,7 +31,16 @@ const config = JSON.parse(process.argv[2] ?? "{}") as Generation.SupervisorConfi
 const commandPid = process.argv[3] === undefined ? undefined : Number(process.argv[3])
 const OWNER_FD = 3
 
-const log = (message: string) => process.stderr.write(`[quiesce supervisor ${process.pid}] ${message}\n`)
+// Its stdout and stderr are the service's log: a full disk must cost lines, never the supervisor.
+process.stdout.on("error", () => {})
+process.stderr.on("error", () => {})
+const log = (message: string) => {
+  try {
+    process.stderr.write(`[quiesce supervisor ${process.pid}] ${message}\n`)
+  } catch {
+    // a full or removed log
+  }
+}
 
 // Files and the set are found from the runtime directory the starter checked.
 process.env["QUIESCE_RUNTIME_DIR"] = config.dir
@@ -57,6 +66,24 @@ process.on("SIGHUP", () => {})
 process.on("SIGPIPE", () => {})
 
 const markerText = Generation.marker(config.dir, config.name)
+
+// Age-based cleaners of temporary directories (systemd-tmpfiles, tmpreaper) remove files nobody
+// touched for days: a service can run that long, so its files are touched every ten minutes.
+setInterval(() => {
+  const now = new Date()
+  try {
+    futimesSync(OWNER_FD, now, now)
+  } catch {
+    // closed: exiting
+  }
+  for (const suffix of ["json", "log"]) {
+    try {
+      lutimesSync(filePath(config.dir, config.name, suffix), now, now)
+    } catch {
+      // not there
+    }
+  }
+}, 10 * 60 * 1000).unref()
 
 /** The service: our child (`command`), or the process a `make` start reported (`adopt`). */
 const service = {
@@ -121,10 +148,13 @@ const serviceGone = (): boolean => {
   return true
 }
 
-/** The client that found the start failed marked the hint (a request no boot window can lose). */
-const abandoned = (): boolean => {
+/**
+ * The hint, when it describes this generation: a client holding the lock marks it `abandoned`
+ * (its start failed) or `retire` (replace it) — requests no boot window can lose.
+ */
+const hintOfOurs = (): Hint.Hint | undefined => {
   const hint = Hint.read(config.dir, config.name)
-  return hint instanceof Hint.Hint && hint.generation === config.generation && hint.state === "abandoned"
+  return hint instanceof Hint.Hint && hint.generation === config.generation ? hint : undefined
 }
 
 const stopTimeout = Duration.millis(config.stopTimeoutMillis)
@@ -133,16 +163,26 @@ const program = Effect.gen(function*() {
   const rc = config.kind === "flock" ? flock() : sysV()
   const counter = yield* rc.open(config.name)
   const ownerIno = fstatSync(OWNER_FD).ino
+  // A set removed (ipcrm) between the start and this boot: holders need their window to
+  // re-register before the count means anything.
+  const removedMeanwhile = counter.instance() !== config.instance
+  if (removedMeanwhile) log("the set was removed before this supervisor booted: giving holders time to re-register")
   yield* Supervisor.run({
     counter,
     alive: () => true,
     idleTimeToLive: Duration.millis(config.idleTimeToLiveMillis),
     lockTimeout: Duration.millis(config.lockTimeoutMillis),
-    pending: () => [
-      ...(signals.retire ? ["Retire" as const] : []),
-      ...(signals.term || abandoned() ? ["Term" as const] : []),
-      ...(serviceGone() ? ["Exited" as const] : [])
-    ],
+    pending: Effect.sync(() => {
+      const ours = hintOfOurs()
+      return [
+        ...(signals.retire || ours?.retire === true || Owner.requested(OWNER_FD, "retire") ||
+            Owner.displaced(config.dir, config.name, OWNER_FD)
+          ? ["Retire" as const]
+          : []),
+        ...(signals.term || ours?.state === "abandoned" ? ["Term" as const] : []),
+        ...(serviceGone() ? ["Exited" as const] : [])
+      ]
+    }),
     stop: (reason) =>
       Effect.suspend(() => {
         signals.term = false
@@ -163,7 +203,7 @@ const program = Effect.gen(function*() {
     removeOwnerFile: Effect.sync(() => unlinkIf(Owner.ownerPath(config.dir, config.name), ownerIno)),
     tick: Effect.sync(reap),
     log
-  })
+  }, removedMeanwhile ? { _tag: "Reopen", gone: false } : undefined)
   log("done")
 })
 

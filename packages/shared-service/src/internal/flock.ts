@@ -232,6 +232,8 @@ class FlockCounter implements Counter {
 
   lockHolder: Effect.Effect<number | undefined> = Effect.succeed(undefined)
 
+  instance = (): number => fstatSync(this.clientsFd).ino
+
   /** The shared lock on the clients file lives as long as a descriptor: keep it across `execve`. */
   prepareExec: Effect.Effect<void, SystemError> = Effect.suspend(() => {
     const flags = this.lib.fcntl(this.clientsFd, L.F_GETFD, 0)

@@ -54,6 +54,8 @@ export interface SupervisorConfig {
   readonly idleTimeToLiveMillis: number
   readonly stopTimeoutMillis: number
   readonly lockTimeoutMillis: number
+  /** The set its starter used (`Counter.instance`): another one at boot means it was removed meanwhile. */
+  readonly instance: number
 }
 
 /** The supervisor's entry, through this package's own exports (found from src/, dist/ or a bundle). */
@@ -104,12 +106,15 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     // The supervisor must not be the starter's child (the starter may exec into a command, which
     // would inherit it): the outer shell starts the inner one in the background and exits, so the
     // supervisor is reparented to init. The inner shell reports its own pid and the service's.
+    // Until Node has installed its handlers a SIGUSR2 (retire) would kill the supervisor before it
+    // knows its service; ignored meanwhile, it loses nothing: retire requests are also written
+    // where the supervisor reads them (the hint, the owner file).
     const inner = config.mode === "command"
-      ? `printf '%s\\n' "$$" >&3\n` +
+      ? `trap '' USR2\nprintf '%s\\n' "$$" >&3\n` +
         `${launcher} /bin/sh -c "$QUIESCE_SERVICE_COMMAND" </dev/null >&4 2>&4 3>&- 4>&- &\n` +
         `echo "$$ $!"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@" "$!"\n`
-      : `printf '%s\\n' "$$" >&3\n` +
+      : `trap '' USR2\nprintf '%s\\n' "$$" >&3\n` +
         `echo "$$ 0"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@"\n`
     const script = `/bin/sh -c ${quote(inner)} sh "$@" &\n`
@@ -179,10 +184,39 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     })
   })
 
-/** SIGKILLs every process carrying the marker, until none is left (bounded). */
-export const sweep = (markerText: string): Effect.Effect<number> =>
+/** Whether `pid` runs (or is the shell about to exec) this package's supervisor of `dir`/`name`. */
+export const isSupervisor = (pid: number, dir: string, name: string): boolean => {
+  const cmdline = Proc.commandLine(pid)
+  return cmdline !== undefined && /[\\/]bin[\\/]supervisor\.[jt]s\b/.test(cmdline) &&
+    cmdline.includes(`"name":${JSON.stringify(name)}`) && cmdline.includes(`"dir":${JSON.stringify(dir)}`)
+}
+
+/**
+ * Ends whatever carries the marker: its supervisors are first asked to retire (SIGUSR2) and given
+ * `grace` to stop what they supervise (an adopted `make` service carries no marker: only its
+ * supervisor can stop it), then everything left is SIGKILLed, until none is left (bounded).
+ */
+export const sweep = (markerText: string, dir: string, name: string, grace: Duration.Duration): Effect.Effect<number> =>
   Effect.suspend(() => {
     let killed = 0
+    const supervisors = Proc.tree(markerText).filter((pid) => isSupervisor(pid, dir, name))
+    for (const pid of supervisors) {
+      try {
+        process.kill(pid, "SIGUSR2")
+        process.kill(pid, "SIGCONT")
+      } catch {
+        // gone
+      }
+    }
+    const retired: Effect.Effect<void> = supervisors.length === 0 ? Effect.void : Effect.suspend(() => {
+      const deadline = Date.now() + Duration.toMillis(grace)
+      const wait: Effect.Effect<void> = Effect.suspend(() =>
+        supervisors.every((pid) => Proc.isDead(Proc.stat(pid))) || Date.now() >= deadline
+          ? Effect.void
+          : Effect.andThen(Effect.sleep(Duration.millis(10)), wait)
+      )
+      return wait
+    })
     const loop = (round: number): Effect.Effect<number> => {
       const left = Proc.tree(markerText)
       if (left.length === 0 || round >= 50) return Effect.succeed(killed)
@@ -196,7 +230,7 @@ export const sweep = (markerText: string): Effect.Effect<number> =>
       }
       return Effect.andThen(Effect.sleep(Duration.millis(10)), loop(round + 1))
     }
-    return loop(0)
+    return Effect.andThen(retired, loop(0))
   })
 
 /**
@@ -258,14 +292,23 @@ const portInUse = (service: string, port: number, l: Proc.Listener): PortInUse =
 
 /**
  * After a probe succeeded: every socket listening on `port` belongs to the service's tree, or
- * `PortInUse` names the one that does not (readiness would otherwise be someone else's server).
+ * `PortInUse` names the one that does not (readiness would otherwise be someone else's server);
+ * `stopped` when a process of the tree that listens is stopped (SIGSTOP: the kernel would still
+ * accept connections for it, so a connect proves nothing).
  */
-export const checkPortOwned = (service: string, port: number, markerText: string, session?: number): PortInUse | undefined => {
+export const checkPortOwned = (
+  service: string,
+  port: number,
+  markerText: string,
+  session?: number
+): PortInUse | "stopped" | undefined => {
   const held = Proc.listeners(port)
   if (held.length === 0) return undefined
   const members = Proc.tree(markerText, session)
   for (const l of held) {
-    if (Proc.socketOwners(l.inode, members).length === 0) return portInUse(service, port, l)
+    const owners = Proc.socketOwners(l.inode, members)
+    if (owners.length === 0) return portInUse(service, port, l)
+    if (owners.every((pid) => Proc.isStopped(Proc.stat(pid)))) return "stopped"
   }
   return undefined
 }

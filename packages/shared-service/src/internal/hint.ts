@@ -16,6 +16,12 @@ import type { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
 import { filePath, readSecure, unlinkIf, writeAtomic } from "./paths.ts"
 
 const Pid = Schema.Struct({ pid: Schema.Int, startTime: Schema.Number })
+const Supervisor = Schema.Struct({
+  pid: Schema.Int,
+  startTime: Schema.Number,
+  /** A fiber of a client process (`reaper: "in-process"`), not a supervisor process of ours. */
+  inProcess: Schema.optional(Schema.Boolean)
+})
 
 export class Hint extends Schema.Class<Hint>("@quiesce/shared-service/Hint")({
   version: Schema.Literal(2),
@@ -28,7 +34,13 @@ export class Hint extends Schema.Class<Hint>("@quiesce/shared-service/Hint")({
    * never lost, not even while the supervisor is still booting.
    */
   state: Schema.Literals(["starting", "ready", "abandoned"]),
-  supervisor: Pid,
+  supervisor: Supervisor,
+  /**
+   * Set by a client that holds the lock and replaces this generation (it was found unhealthy):
+   * the supervisor stops its service and exits. Read between the supervisor's waits, like
+   * `abandoned`; a detached supervisor is also sent SIGUSR2 to hear it at once.
+   */
+  retire: Schema.optional(Schema.Boolean),
   /** The client that started it: a `make` start only it can finish (it runs `start`). */
   starter: Schema.optional(Pid),
   /** Absent while a `make` service's `start` runs. */

@@ -20,8 +20,8 @@ interface Entry {
   readonly holders: Set<number>
   ring: number
   owner: number | undefined
-  ownerExisted: boolean
   stamp: number | undefined
+  retire: boolean
 }
 
 export const makeKernel = (): MemoryKernel => {
@@ -38,8 +38,8 @@ export const makeKernel = (): MemoryKernel => {
         holders: new Set(),
         ring: 0,
         owner: undefined,
-        ownerExisted: false,
-        stamp: undefined
+        stamp: undefined,
+        retire: false
       }
       entries.set(name, e)
     }
@@ -97,33 +97,35 @@ export const makeKernel = (): MemoryKernel => {
           changed()
           return Effect.succeed(a)
         })
-      const owned = (x: Entry, existed: boolean): Owned => ({
-        existed,
+      const owned = (x: Entry): Owned => ({
         fd: undefined,
         clearStamp: Effect.sync(() => {
           x.stamp = undefined
         }),
+        writeStamp: (stamp) =>
+          Effect.sync(() => {
+            x.stamp = stamp
+          }),
         release: Effect.sync(() => {
           if (x.owner === pid) x.owner = undefined
           changed()
         }),
         remove: Effect.sync(() => {
           if (x.owner === pid) x.owner = undefined
-          x.ownerExisted = false
           x.stamp = undefined
           changed()
         }),
-        stillHeld: () => x.owner === pid
+        stillHeld: () => x.owner === pid,
+        retireRequested: Effect.sync(() => x.retire)
       })
       const tryTake = (): Owned | undefined => {
         const x = e()
         if (x.owner !== undefined) return undefined
         x.owner = pid
-        const existed = x.ownerExisted
-        x.ownerExisted = true
         x.stamp = pid
+        x.retire = false
         changed()
-        return owned(x, existed)
+        return owned(x)
       }
       return {
         name,
@@ -197,13 +199,20 @@ export const makeKernel = (): MemoryKernel => {
           return Effect.void
         }),
         lockHolder: Effect.sync(() => entries.get(name)?.lock),
+        instance: () => generation,
         hints: fileHints(dir, name),
         prepareExec: Effect.void,
         owner: {
           take: Effect.sync(tryTake),
           awaitFree: (millis) => waitUntil(tryTake, millis),
           held: Effect.sync(() => entries.get(name)?.owner !== undefined),
-          stamp: Effect.sync(() => entries.get(name)?.stamp)
+          stamp: Effect.sync(() => entries.get(name)?.stamp),
+          request: () =>
+            Effect.sync(() => {
+              const x = entries.get(name)
+              if (x !== undefined && x.owner !== undefined) x.retire = true
+              changed()
+            })
         }
       }
     }

@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { closeSync, fstatSync, ftruncateSync, lstatSync, readFileSync } from "node:fs"
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, readFileSync, readSync, writeSync } from "node:fs"
 import type { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
 import { fromErrno } from "../SharedServiceError.ts"
 import type { SystemError } from "../SharedServiceError.ts"
@@ -20,8 +20,6 @@ import { filePath, openOrCreate, readSecure, unlinkIf } from "./paths.ts"
 
 export interface OwnerHandle {
   readonly fd: number
-  /** The file was there before (a generation ended without removing it: look for leftovers). */
-  readonly existed: boolean
   readonly ino: number
 }
 
@@ -35,7 +33,7 @@ export const take = (lib: L.Libc, dir: string, name: string): OwnerHandle | unde
   const path = ownerPath(dir, name)
   const opened = openOrCreate(name, path)
   if (opened instanceof Error) return opened as RuntimeDirectoryUnusable
-  const { fd, existed } = opened
+  const { fd } = opened
   if (lib.flock(fd, L.LOCK_EX | L.LOCK_NB) !== 0) {
     const errno = lib.errno()
     closeSync(fd)
@@ -53,11 +51,16 @@ export const take = (lib: L.Libc, dir: string, name: string): OwnerHandle | unde
     closeSync(fd)
     return take(lib, dir, name)
   }
-  return { fd, existed, ino }
+  return { fd, ino }
 }
 
 /** Empties the stamp before a new supervisor writes its own. */
 export const clearStamp = (handle: OwnerHandle): void => ftruncateSync(handle.fd, 0)
+
+export const writeStamp = (handle: OwnerHandle, pid: number): void => {
+  ftruncateSync(handle.fd, 0)
+  writeSync(handle.fd, `${pid}\n`, 0)
+}
 
 export const release = (handle: OwnerHandle): void => {
   try {
@@ -73,11 +76,46 @@ export const remove = (dir: string, name: string, handle: OwnerHandle): void => 
   release(handle)
 }
 
+/** Appends a request line to the owner file, for its owner to read between its waits. */
+export const request = (dir: string, name: string, what: string): void => {
+  try {
+    const fd = openSync(ownerPath(dir, name), constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+    try {
+      const st = fstatSync(fd)
+      if (st.isFile() && st.uid === (process.getuid?.() ?? 0)) writeSync(fd, `${what}\n`)
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    // no owner file: nobody to ask
+  }
+}
+
+/** Whether the owner file at the path is no longer the one this descriptor holds. */
+export const displaced = (dir: string, name: string, fd: number): boolean => {
+  try {
+    return lstatSync(ownerPath(dir, name)).ino !== fstatSync(fd).ino
+  } catch {
+    return true
+  }
+}
+
+/** Whether a request line `what` was left in the owner file this descriptor holds. */
+export const requested = (fd: number, what: string): boolean => {
+  try {
+    const buf = Buffer.alloc(256)
+    const n = readSync(fd, buf, 0, buf.length, 0)
+    return buf.subarray(0, n).toString("latin1").split("\n").includes(what)
+  } catch {
+    return false
+  }
+}
+
 /** The pid the current owner stamped, if any. */
 export const stamp = (dir: string, name: string): number | undefined => {
   const text = readSecure(name, ownerPath(dir, name))
   if (typeof text !== "string") return undefined
-  const pid = Number.parseInt(text, 10)
+  const pid = Number.parseInt(text.split("\n")[0] ?? "", 10)
   return Number.isInteger(pid) && pid > 0 ? pid : undefined
 }
 

@@ -24,12 +24,12 @@ import {
   writeSync
 } from "node:fs"
 import { tmpdir } from "node:os"
-import { isAbsolute, join } from "node:path"
+import { dirname, isAbsolute, join } from "node:path"
 import { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
 
 const uid = (): number => (typeof process.getuid === "function" ? process.getuid() : 0)
 
-const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants
+const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants
 
 /** Where the runtime directory is, before any check (`inspect` shows it even when unusable). */
 export const runtimeDirPath = (env: NodeJS.ProcessEnv = process.env): string => {
@@ -79,6 +79,19 @@ export const runtimeDir = (service: string): string | RuntimeDirectoryUnusable =
   const dir = runtimeDirPath()
   if (!isAbsolute(dir)) {
     return dirError(service, dir, "a relative runtime directory would name a different place in every working directory")
+  }
+  // Files are opened by path: a parent that another user may write to (and is not sticky, as
+  // /tmp is) would let them swap the directory between the check below and a later open.
+  const parent = dirname(dir)
+  try {
+    const p = lstatSync(parent)
+    const ownedByOther = p.uid !== uid() && p.uid !== 0
+    const writableByOthers = (p.mode & 0o022) !== 0 && (p.mode & 0o1000) === 0
+    if (ownedByOther || writableByOthers) {
+      return dirError(service, dir, `its parent ${parent} may be written by other users (mode ${(p.mode & 0o7777).toString(8)}, uid ${p.uid})`, "lstat", undefined, p.uid)
+    }
+  } catch {
+    // No parent yet (QUIESCE_RUNTIME_DIR deeper than what exists): mkdir below decides.
   }
   try {
     mkdirSync(dir, { mode: 0o700, recursive: process.env["QUIESCE_RUNTIME_DIR"] !== undefined })
@@ -163,7 +176,8 @@ export const openOrCreate = (
 export const readSecure = (service: string, path: string): string | undefined | RuntimeDirectoryUnusable => {
   let fd: number
   try {
-    fd = openSync(path, O_RDONLY | O_NOFOLLOW)
+    // O_NONBLOCK: a FIFO planted in place of the file must not block the open (it is refused below).
+    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
   } catch (e) {
     if (nodeCode(e) === "ENOENT") return undefined
     return refuseLink(service, path, e, "read")

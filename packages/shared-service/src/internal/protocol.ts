@@ -63,7 +63,7 @@ export type Client<G, F> =
   | { readonly _tag: "AwaitOwner"; readonly target: Target<G>; readonly killed: boolean }
   /** The owner did not leave in time: SIGKILL it (its service dies with it). */
   | { readonly _tag: "Kill"; readonly target: Target<G> }
-  /** No owner: kill whatever carries this service's marker (leftovers of a dead generation). */
+  /** No owner: kill whatever carries this service's marker (leftovers of a dead generation, or an unowned one). */
   | { readonly _tag: "Sweep" }
   /** Holding the owner lock: start a generation (supervisor and service, owner handed over). */
   | { readonly _tag: "Spawn" }
@@ -82,7 +82,7 @@ export type Client<G, F> =
   | { readonly _tag: "Done"; readonly gen: G }
   | { readonly _tag: "Failed"; readonly error: F }
 
-export type Owner = { readonly _tag: "Free"; readonly evidence: boolean } | { readonly _tag: "Held" }
+export type Owner = { readonly _tag: "Free" } | { readonly _tag: "Held" }
 
 /** The hint as verified: it describes the owner (pid and start time), or not. */
 export type HintView<G> =
@@ -133,12 +133,15 @@ export const client = <G, F>(state: Client<G, F>, result: ClientResult<G, F>): C
     case "ProbeOwner":
       switch (result._tag) {
         case "Free":
-          return result.evidence ? { _tag: "Sweep" } : { _tag: "Spawn" }
+          // No live generation owns the name, as far as the owner lock can tell — which is not
+          // far if its file was deleted under a live one (a tmp cleaner, an `rm -rf`): whatever
+          // carries the name's marker goes before anything is started.
+          return { _tag: "Sweep" }
         case "Held":
           return { _tag: "ReadHint" }
         case "Error":
-          // The owner file cannot be used (a hostile runtime directory): give up, unlocking.
-          return { _tag: "Release", error: result.error, remove: false }
+          // The owner file cannot be used (a hostile runtime directory): give up, leaving no set.
+          return { _tag: "Release", error: result.error, remove: true }
       }
       break
     case "ReadHint":

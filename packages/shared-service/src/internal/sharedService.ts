@@ -6,10 +6,10 @@
  *
  * @internal
  */
-import { Cause, Clock, Duration, Effect, Exit, Scope, Semaphore } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Option, Scope, Semaphore } from "effect"
 import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
-import { closeSync, readFileSync } from "node:fs"
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
 import * as Process from "../Process.ts"
 import type { Counter, Owned } from "../RefCounter.ts"
 import { RefCounter } from "../RefCounter.ts"
@@ -91,8 +91,8 @@ export interface CommandSpec {
   readonly port?: number | undefined
   readonly metadata?: Readonly<Record<string, string>> | undefined
   readonly ready?: Readiness | undefined
-  /** The TCP port whose listener must belong to the service (from `port` or a local `ready` target). */
-  readonly ownedPort?: number | undefined
+  /** The TCP ports whose listeners must belong to the service (`port`, and a local `ready` target's). */
+  readonly ownedPorts: ReadonlyArray<number>
   readonly fingerprint?: string | undefined
 }
 
@@ -229,9 +229,11 @@ const inProcess = new Map<string, { retire: () => void; term: () => void }>()
 const inProcessKey = (counter: Counter, pid: number) => `${counter.dir}\0${counter.name}\0${pid}`
 
 /**
- * Retire (SIGUSR2: stop and exit, the requester holds the lock), kill (SIGKILL), or term: for a
- * detached supervisor a term request is the hint marked `abandoned`, so it is only delivered
- * in-process here.
+ * Retire (SIGUSR2: stop and exit, the requester holds the lock), kill (SIGKILL), or term. A term
+ * request, and a retire, are also written in the hint (the supervisor reads it between waits), so
+ * here a term only reaches in-process supervisors of this process. Signals only ever go to a
+ * process that is one of our supervisors (its command line says so): never to a client process
+ * that supervises in-process, never to a pid recycled by someone else.
  */
 const signalSupervisor = (counter: Counter, pid: number, startTime: number | undefined, what: "retire" | "term" | "kill") => {
   const local = inProcess.get(inProcessKey(counter, pid))
@@ -242,6 +244,7 @@ const signalSupervisor = (counter: Counter, pid: number, startTime: number | und
   }
   if (counter.kind === "memory" || what === "term") return
   if (startTime !== undefined && !Process.isAliveUnsafe(pid, startTime)) return
+  if (!Generation.isSupervisor(pid, counter.dir, counter.name)) return
   try {
     process.kill(pid, what === "retire" ? "SIGUSR2" : "SIGKILL")
     if (what === "retire") process.kill(pid, "SIGCONT")
@@ -332,13 +335,30 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
 const startFailed = (name: string, reason: string, extra?: Partial<ConstructorParameters<typeof StartFailed>[0]>) =>
   new StartFailed({ service: name, reason, ...extra })
 
-/** The last lines of a log (the service's output), for a failed start's message. */
+/**
+ * The last lines of a log (the service's output), for a failed start's message: at most `lines`
+ * lines of at most 400 characters, from the last 32 KiB, however large the log (a service can
+ * print gigabytes, or one endless line).
+ */
 const tail = (path: string, lines = 20): string | undefined => {
+  let fd: number
   try {
-    const text = readFileSync(path, "utf8").trimEnd()
-    return text === "" ? undefined : text.split("\n").slice(-lines).join("\n")
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   } catch {
     return undefined
+  }
+  try {
+    const size = fstatSync(fd).size
+    const length = Math.min(size, 32 * 1024)
+    const buf = Buffer.alloc(length)
+    const n = readSync(fd, buf, 0, length, size - length)
+    const text = buf.subarray(0, n).toString("utf8").trimEnd()
+    if (text === "") return undefined
+    return text.split("\n").slice(-lines).map((l) => l.length > 400 ? `${l.slice(0, 400)}…` : l).join("\n")
+  } catch {
+    return undefined
+  } finally {
+    closeSync(fd)
   }
 }
 
@@ -387,14 +407,14 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
         onSuccess: (owned) => {
           if (owned === undefined) return Effect.succeed<Result>({ _tag: "Held" })
           ctx.owned = owned
-          return Effect.map(counter.hints.read, (hint): Result => ({ _tag: "Free", evidence: owned.existed || hint !== undefined }))
+          return Effect.succeed<Result>({ _tag: "Free" })
         }
       })
     case "ReadHint":
       return Effect.flatMap(Effect.all([counter.owner.stamp, counter.hints.read]), ([stamp, hint]): Effect.Effect<Result> => {
         if (stamp === undefined) return Effect.succeed({ _tag: "Unstamped" })
         if (
-          !(hint instanceof Hint.Hint) || hint.state === "abandoned" || hint.supervisor.pid !== stamp ||
+          !(hint instanceof Hint.Hint) || hint.state === "abandoned" || hint.retire === true || hint.supervisor.pid !== stamp ||
           !supervisorAlive(counter, hint)
         ) {
           return Effect.succeed({ _tag: "None" })
@@ -413,9 +433,22 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
     case "MarkReady":
       return recorded(counter, new Hint.Hint({ ...state.gen, state: "ready", readyAt: Date.now() }))
     case "Retire":
+      return Effect.gen(function*() {
+        // The request is in the hint when the hint describes the generation (in-process owners
+        // read only that); a detached supervisor also gets SIGUSR2, to hear it at once.
+        if (state.target._tag === "Gen") {
+          yield* Effect.ignore(counter.hints.write(new Hint.Hint({ ...state.target.gen, retire: true })))
+        } else {
+          // An owner the hint does not describe reads the request in the owner file.
+          yield* counter.owner.request("retire")
+        }
+        const target = yield* targetOf(counter, state.target)
+        if (target !== undefined) signalSupervisor(counter, target.pid, target.startTime, "retire")
+        return ok
+      })
     case "Kill":
       return Effect.map(targetOf(counter, state.target), (target): Result => {
-        if (target !== undefined) signalSupervisor(counter, target.pid, target.startTime, state._tag === "Retire" ? "retire" : "kill")
+        if (target !== undefined) signalSupervisor(counter, target.pid, target.startTime, "kill")
         return ok
       })
     case "AwaitOwner":
@@ -477,8 +510,14 @@ const sweepLeftovers = <E, R>(self: SharedServiceImpl<E, R> | undefined, counter
     }
     if (counter.kind === "memory") return Effect.void
     return Effect.andThen(
-      info === undefined ? Effect.void : Process.kill(info.pid, { startTime: info.startTime, group: info.processGroup }),
-      Generation.sweep(Generation.marker(counter.dir, counter.name))
+      // A supervisor still booting takes a while to hear it (a loaded machine: seconds).
+      Generation.sweep(
+        Generation.marker(counter.dir, counter.name),
+        counter.dir,
+        counter.name,
+        Duration.sum(self?.stopTimeout ?? Duration.seconds(5), Duration.seconds(5))
+      ),
+      info === undefined ? Effect.void : Process.kill(info.pid, { startTime: info.startTime, group: info.processGroup })
     )
   })
 
@@ -517,11 +556,13 @@ const health = <E, R>(ctx: Context<E, R>, gen: Gen): Effect.Effect<Result, never
   const check = healthCheckOf(self)
   if (check === undefined) return Effect.succeed({ _tag: "Healthy" })
   return Effect.flatMap(user(ctx, Effect.timeout(check(info), self.healthTimeout)), (exit): Effect.Effect<Result, never, R> => {
-    if (Exit.isSuccess(exit)) return Effect.succeed({ _tag: "Healthy" })
+    // The listener must still be the service's, and not stopped (a wrapper's pid can be fine
+    // while the process that listens is stopped, dead, or replaced by someone else's).
+    if (Exit.isSuccess(exit) && listenersSound(ctx, info)) return Effect.succeed({ _tag: "Healthy" })
     if (ctx.interrupted) return Effect.succeed({ _tag: "Error", error: undefined })
     const recover = self.recover
     if (recover === undefined || self.command !== undefined) return Effect.succeed({ _tag: "Unhealthy" })
-    const unhealthy = Cause.pretty(exit.cause).split("\n")[0]
+    const unhealthy = Exit.isFailure(exit) ? Cause.pretty(exit.cause).split("\n")[0] : "its listener is not the service's, or is stopped"
     return Effect.map(
       user(ctx, Effect.timeout(Effect.tap(recover(info), (recovered) => check(recovered)), self.startTimeout)),
       (recovered): Result => {
@@ -603,13 +644,11 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
       const attempt = self.command === undefined ? Effect.fail("not recorded ready yet") : readyOnce(ctx, gen)
       return Effect.flatMap(user(ctx, attempt), (exit): Effect.Effect<Result, never, R> => {
         if (Exit.isSuccess(exit)) {
-          const port = self.command?.ownedPort
-          const foreign = port === undefined || counter.kind === "memory"
-            ? undefined
-            : Generation.checkPortOwned(self.name, port, Generation.marker(counter.dir, counter.name), gen.info?.pid)
-          return Effect.succeed(foreign === undefined ? { _tag: "Ready" } : notReady(foreign))
+          const foreign = foreignListener(ctx, gen.info)
+          if (foreign === undefined) return Effect.succeed({ _tag: "Ready" })
+          if (foreign !== "stopped") return Effect.succeed(notReady(foreign))
         }
-        const e = Cause.findErrorOption(exit.cause)
+        const e = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.some("its listener is stopped")
         if (e._tag === "Some" && (e.value as { _tag?: string })._tag === "PortInUse") return Effect.succeed(notReady(e.value))
         last = e._tag === "Some" ? describe(e.value) : "interrupted"
         delay = Math.min(POLL_MAX_MS, delay * 1.5)
@@ -619,6 +658,19 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
     return loop
   })
 }
+
+/** A listener on one of the service's ports that is not the service's (or is stopped), if any. */
+const foreignListener = <E, R>(ctx: Context<E, R>, info: ServiceInfo.ServiceInfo | undefined) => {
+  const { self, counter } = ctx
+  if (self.command === undefined || counter.kind === "memory") return undefined
+  for (const port of self.command.ownedPorts) {
+    const found = Generation.checkPortOwned(self.name, port, Generation.marker(counter.dir, counter.name), info?.pid)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+const listenersSound = <E, R>(ctx: Context<E, R>, info: ServiceInfo.ServiceInfo): boolean => foreignListener(ctx, info) === undefined
 
 const describe = (e: unknown): string =>
   typeof e === "string" ? e : e instanceof Error ? e.message : typeof e === "object" && e !== null && "reason" in e ? String(e.reason) : String(e)
@@ -689,13 +741,14 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
       yield* startInProcess(ctx, owned, generation)
       ctx.owned = undefined
       ctx.started = true
-      const pid = counter.kind === "memory" ? (yield* counter.owner.stamp) ?? process.pid : process.pid
-      return { _tag: "Spawned", gen: new Hint.Hint({ ...base, supervisor: { pid, startTime: 0 } }) }
+      const supervisor = counter.kind === "memory"
+        ? { pid: (yield* counter.owner.stamp) ?? process.pid, startTime: 0, inProcess: true }
+        : { pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0, inProcess: true }
+      return { _tag: "Spawned", gen: new Hint.Hint({ ...base, supervisor }) }
     }
     const unwritable = probeWritable(self.name, counter.dir)
     if (unwritable !== undefined) return refused(unwritable)
-    const port = self.command?.ownedPort
-    if (port !== undefined) {
+    for (const port of self.command?.ownedPorts ?? []) {
       const inUse = Generation.checkPortFree(self.name, port)
       if (inUse !== undefined) return refused(inUse)
     }
@@ -711,7 +764,8 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
         mode: self.command === undefined ? "adopt" : "command",
         idleTimeToLiveMillis: Duration.toMillis(self.idleTimeToLive),
         stopTimeoutMillis: Duration.toMillis(self.stopTimeout),
-        lockTimeoutMillis: Duration.toMillis(self.lockTimeout)
+        lockTimeoutMillis: Duration.toMillis(self.lockTimeout),
+        instance: counter.instance()
       },
       ownerFd: owned.fd!,
       logFd: log,
@@ -756,6 +810,8 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
   Effect.gen(function*() {
     const { self, counter } = ctx
     const pid = counter.kind === "memory" ? (yield* counter.owner.stamp) ?? process.pid : process.pid
+    // Whoever finds the owner lock held learns who holds it from the stamp.
+    if (counter.kind !== "memory") yield* owned.writeStamp(pid)
     const key = inProcessKey(counter, pid)
     const flags = { retire: false, term: false }
     inProcess.set(key, { retire: () => void (flags.retire = true), term: () => void (flags.term = true) })
@@ -768,7 +824,14 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
       alive: owned.stillHeld,
       idleTimeToLive: self.idleTimeToLive,
       lockTimeout: self.lockTimeout,
-      pending: () => [...(flags.retire ? ["Retire" as const] : []), ...(flags.term ? ["Term" as const] : [])],
+      // Requests come as flags (from this process) or in the hint (from any client).
+      pending: Effect.map(Effect.all([counter.hints.read, owned.retireRequested]), ([hint, asked]) => {
+        const ours = hint instanceof Hint.Hint && hint.generation === generation ? hint : undefined
+        return [
+          ...(flags.retire || asked || ours?.retire === true ? ["Retire" as const] : []),
+          ...(flags.term || ours?.state === "abandoned" ? ["Term" as const] : [])
+        ]
+      }),
       stop: (reason) =>
         Effect.suspend(() => {
           if (reason === "Retire") flags.retire = false
@@ -822,7 +885,7 @@ const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
         case "ProbeOwner":
           return Effect.flatMap(counter.owner.take, (o) => {
             owned = o
-            return step(Protocol.tidy(state, o === undefined ? { _tag: "Held" } : { _tag: "Free", evidence: o.existed }))
+            return step(Protocol.tidy(state, o === undefined ? { _tag: "Held" } : { _tag: "Free" }))
           })
         case "Remove":
           return Effect.gen(function*() {
@@ -972,10 +1035,11 @@ export const removeCounter = (name: string): Effect.Effect<void, SystemError | I
     if (counter !== undefined) yield* counter.remove
   })
 
+/** Counting creates nothing: no set means nobody holds it. */
 export const count = <E, R>(self: SharedService<E, R>): Effect.Effect<number, SystemError | InvalidName> =>
   Effect.flatMap(RefCounter, (rc) =>
-    Effect.flatMap(rc.open(self.name), (counter) =>
-      counter.count.pipe(Effect.catchTag("SemaphoreSetRemoved", () => Effect.andThen(counter.reopen, counter.count)))))
+    Effect.flatMap(rc.openExisting(self.name), (counter) =>
+      counter === undefined ? Effect.succeed(0) : counter.count.pipe(Effect.catchTag("SemaphoreSetRemoved", () => Effect.succeed(0)))))
 
 /** Lets this process's references survive an `execve` (`quiesce run`); see `Counter.prepareExec`. */
 export const prepareExec = (name: string): Effect.Effect<void, SystemError | InvalidName> =>

@@ -14,8 +14,14 @@ import * as Protocol from "./protocol.ts"
 /** How long a wait runs before it looks at pending events again. */
 export const EVENT_SLICE_MS = 100
 
-/** After an `ipcrm`, how long holders get to re-register (their watchdogs check every 500 ms). */
-export const REREGISTER_WINDOW_MS = 1500
+/**
+ * After an `ipcrm`, how long holders get to re-register (their watchdogs check every 500 ms): a
+ * holder whose event loop is blocked longer than this, while its set is removed, loses its place.
+ */
+export const REREGISTER_WINDOW_MS = 5000
+
+/** How long a supervisor waits before trying again to re-create a removed set it could not (no free set). */
+const REOPEN_RETRY_MS = 1000
 
 export interface Env {
   readonly counter: Counter
@@ -23,8 +29,8 @@ export interface Env {
   readonly alive: () => boolean
   readonly idleTimeToLive: Duration.Duration
   readonly lockTimeout: Duration.Duration
-  /** A signal received (retire, term), or the service found dead; checked between slices. */
-  readonly pending: () => ReadonlyArray<"Retire" | "Term" | "Exited">
+  /** A request received (retire, term: signals, or the hint), or the service found dead; checked between slices. */
+  readonly pending: Effect.Effect<ReadonlyArray<"Retire" | "Term" | "Exited">>
   /** Stops the service (its whole tree); for `reason` (Retire: the requester holds the lock). */
   readonly stop: (reason: Protocol.Reason) => Effect.Effect<void>
   /** Under the lock: remove the hint if it is ours, keep the log as `.1`. */
@@ -45,11 +51,13 @@ const event = (e: Protocol.SupervisorEvent): Result => ({ _tag: "Event", event: 
  * no longer the owner (a simulated crash) leaves its wait as if retired, and `run` then stops
  * before acting.
  */
-const interrupting = (env: Env, state: Protocol.Supervisor): Result | undefined => {
-  if (!env.alive()) return event("Retire")
-  for (const e of env.pending()) if (Protocol.interrupts(state, e)) return event(e)
-  return undefined
-}
+const interrupting = (env: Env, state: Protocol.Supervisor): Effect.Effect<Result | undefined> =>
+  env.alive()
+    ? Effect.map(env.pending, (pending) => {
+      for (const e of pending) if (Protocol.interrupts(state, e)) return event(e)
+      return undefined
+    })
+    : Effect.succeed(event("Retire"))
 
 /** `f` of what `effect` gives, or the Removed event when the set was removed under it. */
 const removedOr = <A, R extends Result | undefined>(
@@ -71,8 +79,7 @@ const sliced = (
   onTimeout: Result
 ): Effect.Effect<Result, SystemError> =>
   Effect.flatMap(Clock.currentTimeMillis, (start) => {
-    const loop: Effect.Effect<Result, SystemError> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const e = interrupting(env, state)
+    const loop: Effect.Effect<Result, SystemError> = Effect.flatMap(Effect.all([Clock.currentTimeMillis, interrupting(env, state)]), ([now, e]) => {
       if (e !== undefined) return Effect.succeed(e)
       const left = Math.max(0, start + millis - now)
       return Effect.flatMap(
@@ -120,7 +127,10 @@ const perform = (env: Env, state: Protocol.Supervisor): Effect.Effect<Result, Sy
     case "Recheck":
       return removedOr(
         Effect.all([c.count, c.rings]),
-        ([count, rings]): Result => count > 0 || rings > 0 ? { _tag: "Busy" } : { _tag: "Idle" }
+        ([count, rings]): Result => {
+          if (debug) env.log(`recheck: count ${count}, rings ${rings}, set ${(c as { id?: number }).id}`)
+          return count > 0 || rings > 0 ? { _tag: "Busy" } : { _tag: "Idle" }
+        }
       )
     case "Unlock":
       return removedOr(c.unlock, (): Result => ({ _tag: "Ok" }))
@@ -141,11 +151,21 @@ const perform = (env: Env, state: Protocol.Supervisor): Effect.Effect<Result, Sy
           return Effect.succeed(r)
         })
       )
-    case "Reopen":
-      return Effect.andThen(
-        c.reopen,
-        sliced(env, state, REREGISTER_WINDOW_MS, () => Effect.succeed(undefined), { _tag: "Ok" })
-      )
+    case "Reopen": {
+      // Until the set exists again nobody can be counted, so nothing is stopped: keep trying (a
+      // full kernel table frees a slot sooner or later), answering events meanwhile.
+      const reopen: Effect.Effect<Result, SystemError> = Effect.matchEffect(c.reopen, {
+        onSuccess: () => sliced(env, state, REREGISTER_WINDOW_MS, () => Effect.succeed(undefined), { _tag: "Ok" }),
+        onFailure: (error) => {
+          env.log(`cannot re-create the removed set (${error.message}); trying again`)
+          return Effect.flatMap(
+            sliced(env, state, REOPEN_RETRY_MS, () => Effect.succeed(undefined), { _tag: "Ok" }),
+            (r) => r._tag === "Ok" ? reopen : Effect.succeed(r)
+          )
+        }
+      })
+      return reopen
+    }
     case "Exit":
       return Effect.succeed({ _tag: "Ok" })
   }
@@ -153,8 +173,11 @@ const perform = (env: Env, state: Protocol.Supervisor): Effect.Effect<Result, Sy
 
 const debug = process.env["QUIESCE_DEBUG"] === "1"
 
-/** Runs a supervisor from `AwaitZero` until it exits (with `QUIESCE_DEBUG=1` it logs every transition). */
-export const run = (env: Env): Effect.Effect<void, SystemError> =>
+/**
+ * Runs a supervisor from `from` (`AwaitZero`; `Reopen` for one whose set was removed before it
+ * booted) until it exits (with `QUIESCE_DEBUG=1` it logs every transition).
+ */
+export const run = (env: Env, from: Protocol.Supervisor = Protocol.supervisorStart): Effect.Effect<void, SystemError> =>
   Effect.suspend(() => {
     const loop = (state: Protocol.Supervisor): Effect.Effect<void, SystemError> =>
       state._tag === "Exit" || !env.alive() ? Effect.void : Effect.flatMap(perform(env, state), (result) => {
@@ -164,5 +187,5 @@ export const run = (env: Env): Effect.Effect<void, SystemError> =>
         }
         return loop(next)
       })
-    return loop(Protocol.supervisorStart)
+    return loop(from)
   })

@@ -132,12 +132,13 @@ export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owne
     if (h instanceof Error) return Effect.fail(h)
     if (h === undefined) return Effect.succeed(undefined)
     const owned: Owned = {
-      existed: h.existed,
       fd: h.fd,
       clearStamp: Effect.sync(() => Owner.clearStamp(h)),
+      writeStamp: (pid) => Effect.sync(() => Owner.writeStamp(h, pid)),
       release: Effect.sync(() => Owner.release(h)),
       remove: Effect.sync(() => Owner.remove(dir, name, h)),
-      stillHeld: () => true
+      stillHeld: () => true,
+      retireRequested: Effect.sync(() => Owner.requested(h.fd, "retire") || Owner.displaced(dir, name, h.fd))
     }
     return Effect.succeed(owned)
   })
@@ -154,7 +155,8 @@ export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owne
         return loop
       }),
     held: Effect.sync(() => Owner.held(dir, name)),
-    stamp: Effect.sync(() => Owner.stamp(dir, name))
+    stamp: Effect.sync(() => Owner.stamp(dir, name)),
+    request: (what) => Effect.sync(() => Owner.request(dir, name, what))
   }
 }
 
@@ -311,6 +313,8 @@ class SysVCounter implements Counter {
   }
 
   lockHolder: Effect.Effect<number | undefined> = Effect.sync(() => this.holderUnsafe())
+
+  instance = (): number => this.id
 
   /** SysV undo records belong to the process and survive `execve`: nothing to do. */
   prepareExec: Effect.Effect<void, SystemError> = Effect.void

@@ -273,7 +273,7 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       const existed = w.ownerPath >= 0
       const inode = existed ? w.ownerPath : w.nextInode
       if (ownerHolders(w, inode).length > 0) return [[{ _tag: "Held" }, () => {}]]
-      return [[{ _tag: "Free", evidence: existed || w.hint !== null }, (x) => {
+      return [[{ _tag: "Free" }, (x) => {
         if (!existed) {
           x.ownerPath = x.nextInode
           x.nextInode++
@@ -448,7 +448,7 @@ const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyRe
     case "ProbeOwner": {
       const existed = w.ownerPath >= 0
       if (existed && ownerHolders(w, w.ownerPath).length > 0) return [[{ _tag: "Held" }, () => {}]]
-      return [[{ _tag: "Free", evidence: existed }, (x) => {
+      return [[{ _tag: "Free" }, (x) => {
         if (existed) me(x).ownerFd = x.ownerPath
       }]]
     }
