@@ -113,15 +113,19 @@ export const makeKernel = (): MemoryKernel => {
           x.stamp = undefined
           changed()
         }),
-        stillHeld: () => x.owner === pid
+        stillHeld: () => x.owner === pid,
+        stampSelf: Effect.sync(() => {
+          if (x.owner === pid) x.stamp = pid
+        })
       })
-      const tryTake = (): Owned | undefined => {
+      /** Taking the lock under the startup lock stamps it; a standby's wait does not (it stamps when it adopts). */
+      const tryTake = (stamp: boolean) => (): Owned | undefined => {
         const x = e()
         if (x.owner !== undefined) return undefined
         x.owner = pid
         const existed = x.ownerExisted
         x.ownerExisted = true
-        x.stamp = pid
+        x.stamp = stamp ? pid : undefined
         changed()
         return owned(x, existed)
       }
@@ -200,8 +204,8 @@ export const makeKernel = (): MemoryKernel => {
         hints: fileHints(dir, name),
         prepareExec: Effect.void,
         owner: {
-          take: Effect.sync(tryTake),
-          awaitFree: (millis) => waitUntil(tryTake, millis),
+          take: Effect.sync(tryTake(true)),
+          awaitFree: (millis) => waitUntil(tryTake(false), millis),
           held: Effect.sync(() => entries.get(name)?.owner !== undefined),
           stamp: Effect.sync(() => entries.get(name)?.stamp)
         }

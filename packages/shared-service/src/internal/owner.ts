@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import { closeSync, fstatSync, ftruncateSync, lstatSync, readFileSync } from "node:fs"
+import { closeSync, fstatSync, ftruncateSync, lstatSync, readFileSync, writeSync } from "node:fs"
 import type { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
 import { fromErrno } from "../SharedServiceError.ts"
 import type { SystemError } from "../SharedServiceError.ts"
@@ -58,6 +58,12 @@ export const take = (lib: L.Libc, dir: string, name: string): OwnerHandle | unde
 
 /** Empties the stamp before a new supervisor writes its own. */
 export const clearStamp = (handle: OwnerHandle): void => ftruncateSync(handle.fd, 0)
+
+/** Stamps `pid` (an in-process supervisor: the process that holds the descriptor). */
+export const writeStamp = (handle: OwnerHandle, pid: number): void => {
+  ftruncateSync(handle.fd, 0)
+  writeSync(handle.fd, `${pid}\n`, 0)
+}
 
 export const release = (handle: OwnerHandle): void => {
   try {

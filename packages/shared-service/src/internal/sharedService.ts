@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Duration, Effect, Exit, Scope, Semaphore } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Scope, Semaphore } from "effect"
 import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
 import { closeSync, readFileSync } from "node:fs"
@@ -15,7 +15,7 @@ import type { Counter, Owned } from "../RefCounter.ts"
 import { RefCounter } from "../RefCounter.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
 import { CorruptHint, RecoveryFailed, StartFailed } from "../SharedServiceError.ts"
-import type { InvalidName, LockTimeout, PortInUse, SharedServiceError, SystemError } from "../SharedServiceError.ts"
+import type { InvalidName, LockTimeout, PortInUse, SessionLost, SharedServiceError, SystemError } from "../SharedServiceError.ts"
 import { probe, type Readiness } from "./command.ts"
 import * as Generation from "./generation.ts"
 import * as Hint from "./hint.ts"
@@ -81,6 +81,14 @@ export interface ServiceHandle {
   readonly info: ServiceInfo.ServiceInfo
   /** `true` when this acquisition started (or restarted) the service. */
   readonly started: boolean
+  /**
+   * Completes when the reference behind this handle is lost: a database counter's session
+   * ended (the server no longer counts this process; the service may be stopped once nobody
+   * else holds it). Never completes on the kernel counters. A process's handles share one
+   * reference: they are lost together, and until they are all released the process's further
+   * acquisitions of the name fail with `SessionLost`.
+   */
+  readonly lost: Effect.Effect<SessionLost>
 }
 
 /** A shell command run by its supervisor (`SharedService.command`). */
@@ -168,13 +176,15 @@ interface Local {
   gen: Hint.Hint | undefined
   readonly mutex: Semaphore.Semaphore
   watchdog: ReturnType<typeof setInterval> | undefined
+  /** The standby supervisor this process runs while it holds the reference (in-process generations). */
+  standby: Fiber.Fiber<void> | undefined
 }
 
 const locals = new WeakMap<Counter, Local>()
 const localOf = (counter: Counter): Local => {
   let l = locals.get(counter)
   if (l === undefined) {
-    l = { holders: 0, gen: undefined, mutex: Semaphore.makeUnsafe(1), watchdog: undefined }
+    l = { holders: 0, gen: undefined, mutex: Semaphore.makeUnsafe(1), watchdog: undefined, standby: undefined }
     locals.set(counter, l)
   }
   return l
@@ -189,7 +199,8 @@ const WATCHDOG_MS = 500
  * true and the supervisor does not stop a service that is still in use.
  */
 const startWatchdog = (counter: Counter, local: Local) => {
-  if (local.watchdog !== undefined || counter.exact === false) return
+  // A database counter has nothing to re-create: a lost session is reported (`ServiceHandle.lost`).
+  if (local.watchdog !== undefined || counter.exact === false || counter.kind === "postgres") return
   let busy = false
   local.watchdog = setInterval(() => {
     if (busy) return
@@ -220,6 +231,17 @@ const stopWatchdog = (local: Local) => {
   }
 }
 
+/**
+ * Whether the processes of this counter's generations are out of this machine's process table:
+ * simulated (memory), or on other machines (postgres). Their liveness is the owner lock's and
+ * the health check's, never a pid's.
+ */
+const remote = (counter: Counter): boolean => counter.kind === "memory" || counter.kind === "postgres"
+
+/** Whether generations on this counter are supervised by a fiber of a client (the definition's own `stop`). */
+const inProcessMode = (self: { readonly reaper: ReaperMode }, counter: Counter): boolean =>
+  remote(counter) || self.reaper === "in-process"
+
 // ---------------------------------------------------------------------------------------------
 // Signals to supervisors
 // ---------------------------------------------------------------------------------------------
@@ -233,8 +255,24 @@ const inProcessKey = (counter: Counter, pid: number) => `${counter.dir}\0${count
  * detached supervisor a term request is the hint marked `abandoned`, so it is only delivered
  * in-process here.
  */
-const signalSupervisor = (counter: Counter, pid: number, startTime: number | undefined, what: "retire" | "term" | "kill") => {
+const signalSupervisor = (
+  counter: Counter,
+  pid: number,
+  startTime: number | undefined,
+  what: "retire" | "term" | "kill"
+): Effect.Effect<void> => {
   const local = inProcess.get(inProcessKey(counter, pid))
+  if (local === undefined && counter.signal !== undefined) return counter.signal(pid, what)
+  return Effect.sync(() => signalLocal(counter, local, pid, startTime, what))
+}
+
+const signalLocal = (
+  counter: Counter,
+  local: { retire: () => void; term: () => void } | undefined,
+  pid: number,
+  startTime: number | undefined,
+  what: "retire" | "term" | "kill"
+) => {
   if (local !== undefined) {
     if (what === "retire") local.retire()
     else local.term()
@@ -294,9 +332,11 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
 ): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R | Scope.Scope> {
   const scope = yield* Scope.Scope
   if (local.holders > 0 && local.gen?.info !== undefined) {
+    const lost = counter.referenceLost?.()
+    if (lost !== undefined && Deferred.isDoneUnsafe(lost)) return yield* Deferred.await(lost).pipe(Effect.flatMap(Effect.fail))
     local.holders++
     yield* Scope.addFinalizer(scope, release(counter, local))
-    return { name: self.name, info: local.gen.info, started: false }
+    return { name: self.name, info: local.gen.info, started: false, lost: lostOf(counter) }
   }
   const ctx: Context<E, R> = {
     self,
@@ -322,9 +362,19 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   local.holders = 1
   local.gen = gen
   startWatchdog(counter, local)
+  // A standby, unless this process supervises the generation itself (it would die with it).
+  if (inProcessMode(self, counter) && !ctx.started && !inProcess.has(inProcessKey(counter, gen.supervisor.pid))) {
+    local.standby = yield* Effect.forkDetach(Effect.interruptible(runStandby(self, counter, gen)))
+  }
   yield* Scope.addFinalizer(scope, release(counter, local))
-  return { name: self.name, info: gen.info!, started: ctx.started }
+  return { name: self.name, info: gen.info!, started: ctx.started, lost: lostOf(counter) }
 })
+
+/** The loss of the reference this process now holds through `counter` (never, for the kernel counters). */
+const lostOf = (counter: Counter): Effect.Effect<SessionLost> => {
+  const d = counter.referenceLost?.()
+  return d === undefined ? Effect.never : Deferred.await(d)
+}
 
 const startFailed = (name: string, reason: string, extra?: Partial<ConstructorParameters<typeof StartFailed>[0]>) =>
   new StartFailed({ service: name, reason, ...extra })
@@ -403,10 +453,13 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
       return recorded(counter, new Hint.Hint({ ...state.gen, state: "ready", readyAt: Date.now() }))
     case "Retire":
     case "Kill":
-      return Effect.map(targetOf(counter, state.target), (target): Result => {
-        if (target !== undefined) signalSupervisor(counter, target.pid, target.startTime, state._tag === "Retire" ? "retire" : "kill")
-        return ok
-      })
+      return Effect.flatMap(targetOf(counter, state.target), (target) =>
+        Effect.as(
+          target === undefined
+            ? Effect.void
+            : signalSupervisor(counter, target.pid, target.startTime, state._tag === "Retire" ? "retire" : "kill"),
+          ok
+        ))
     case "AwaitOwner":
       return awaitOwner(ctx, state.target, state.killed)
     case "Sweep":
@@ -428,7 +481,7 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
         // (or kill it) while it boots.
         return counter.hints.write(new Hint.Hint({ ...gen, state: "abandoned" })).pipe(
           Effect.catch(() => counter.hints.remove(gen.generation)),
-          Effect.andThen(Effect.sync(() => signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term"))),
+          Effect.andThen(signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term")),
           Effect.as(ok)
         )
       }
@@ -461,10 +514,10 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
 const sweepLeftovers = <E, R>(self: SharedServiceImpl<E, R> | undefined, counter: Counter): Effect.Effect<void, never, R> =>
   Effect.flatMap(counter.hints.read, (hint) => {
     const info = hint instanceof Hint.Hint ? hint.info : undefined
-    if (self !== undefined && (counter.kind === "memory" || self.reaper === "in-process")) {
+    if (self !== undefined && inProcessMode(self, counter)) {
       return info === undefined ? Effect.void : Effect.ignore(Effect.timeout(self.stop(info), self.stopTimeout))
     }
-    if (counter.kind === "memory") return Effect.void
+    if (remote(counter)) return Effect.void
     return Effect.andThen(
       info === undefined ? Effect.void : Process.kill(info.pid, { startTime: info.startTime, group: info.processGroup }),
       Generation.sweep(Generation.marker(counter.dir, counter.name))
@@ -480,7 +533,7 @@ const recorded = (counter: Counter, gen: Gen): Effect.Effect<Result> =>
 
 /** The generation's supervisor is alive with the recorded start time (the owner lock is held: see `ReadHint`). */
 const supervisorAlive = (counter: Counter, gen: Gen): boolean =>
-  counter.kind === "memory" || inProcess.has(inProcessKey(counter, gen.supervisor.pid)) ||
+  remote(counter) || inProcess.has(inProcessKey(counter, gen.supervisor.pid)) ||
   Process.isAliveUnsafe(gen.supervisor.pid, gen.supervisor.startTime)
 
 const targetOf = (
@@ -493,7 +546,7 @@ const targetOf = (
 
 /** Whether the service of `gen` is alive and not stopped (SIGSTOP, a debugger). */
 const serviceState = (counter: Counter, info: ServiceInfo.ServiceInfo): "alive" | "stopped" | "dead" => {
-  if (counter.kind === "memory") return "alive"
+  if (remote(counter)) return "alive"
   const st = Proc.stat(info.pid)
   if (Proc.isDead(st) || (info.startTime !== undefined && st!.startTime !== info.startTime)) return "dead"
   return Proc.isStopped(st) ? "stopped" : "alive"
@@ -575,7 +628,7 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
           return Effect.succeed<Result>({ _tag: "Ready", gen: current })
         }
         const starter = gen.starter
-        if (counter.kind !== "memory" && starter !== undefined && !Process.isAliveUnsafe(starter.pid, starter.startTime)) {
+        if (!remote(counter) && starter !== undefined && !Process.isAliveUnsafe(starter.pid, starter.startTime)) {
           return Effect.succeed(notReady(startFailed(self.name, `its starter (pid ${starter.pid}) died during the start`)))
         }
       } else {
@@ -593,7 +646,7 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
       return Effect.flatMap(user(ctx, attempt), (exit): Effect.Effect<Result, never, R> => {
         if (Exit.isSuccess(exit)) {
           const port = self.command?.ownedPort
-          const foreign = port === undefined || counter.kind === "memory"
+          const foreign = port === undefined || remote(counter)
             ? undefined
             : Generation.checkPortOwned(self.name, port, Generation.marker(counter.dir, counter.name), gen.info?.pid)
           return Effect.succeed(foreign === undefined ? { _tag: "Ready" } : notReady(foreign))
@@ -673,13 +726,16 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
       starter: { pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0 },
       ...(self.command?.fingerprint === undefined ? {} : { fingerprint: self.command.fingerprint })
     }
-    if (counter.kind === "memory" || self.reaper === "in-process") {
+    if (counter.kind === "postgres" && self.command !== undefined) {
+      return refused(startFailed(self.name, "a command service needs a kernel counter (its supervisor is a local process): define it with SharedService.make"))
+    }
+    if (inProcessMode(self, counter)) {
       // The owner is this process: a fiber supervises, with the definition's own `stop`.
-      yield* startInProcess(ctx, owned, generation)
+      const supervisor = yield* ownerIdentity(counter, owned)
+      yield* startInProcess(self, counter, owned, generation, supervisor)
       ctx.owned = undefined
       ctx.started = true
-      const pid = counter.kind === "memory" ? (yield* counter.owner.stamp) ?? process.pid : process.pid
-      return { _tag: "Spawned", gen: new Hint.Hint({ ...base, supervisor: { pid, startTime: 0 } }) }
+      return { _tag: "Spawned", gen: new Hint.Hint({ ...base, supervisor }) }
     }
     const unwritable = probeWritable(self.name, counter.dir)
     if (unwritable !== undefined) return refused(unwritable)
@@ -741,11 +797,16 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
  * and a daemon fiber runs the supervisor, stopping the service with the definition's `stop`.
  * Not crash-safe: if this process dies, nothing stops the service.
  */
-const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: string): Effect.Effect<void, never, R> =>
+const startInProcess = <E, R>(
+  self: SharedServiceImpl<E, R>,
+  counter: Counter,
+  owned: Owned,
+  generation: string,
+  supervisor: { readonly pid: number }
+): Effect.Effect<void, never, R> =>
   Effect.gen(function*() {
-    const { self, counter } = ctx
-    const pid = counter.kind === "memory" ? (yield* counter.owner.stamp) ?? process.pid : process.pid
-    const key = inProcessKey(counter, pid)
+    yield* Effect.ignore(owned.stampSelf ?? Effect.void)
+    const key = inProcessKey(counter, supervisor.pid)
     const flags = { retire: false, term: false }
     inProcess.set(key, { retire: () => void (flags.retire = true), term: () => void (flags.term = true) })
     const services = yield* Effect.context<R>()
@@ -753,19 +814,23 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
       hint instanceof Hint.Hint && hint.generation === generation ? hint.info : undefined
     )
     const env: Supervisor.Env = {
-      counter,
+      counter: owned.counter ?? counter,
       alive: owned.stillHeld,
       idleTimeToLive: self.idleTimeToLive,
       lockTimeout: self.lockTimeout,
-      pending: () => [...(flags.retire ? ["Retire" as const] : []), ...(flags.term ? ["Term" as const] : [])],
+      pending: () => {
+        for (const r of owned.pending?.() ?? []) flags[r === "Retire" ? "retire" : "term"] = true
+        return [...(flags.retire ? ["Retire" as const] : []), ...(flags.term ? ["Term" as const] : [])]
+      },
       stop: (reason) =>
         Effect.suspend(() => {
           if (reason === "Retire") flags.retire = false
           flags.term = false
+          owned.clearPending?.()
           return Effect.flatMap(infoOf, (info) =>
             info === undefined ? Effect.void : Effect.ignore(Effect.provideContext(self.stop(info), services)))
         }),
-      cleanup: counter.hints.remove(generation),
+      cleanup: (owned.counter ?? counter).hints.remove(generation),
       removeOwnerFile: owned.remove,
       tick: Effect.void,
       log: () => {}
@@ -776,6 +841,109 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
         Effect.ensuring(Effect.andThen(owned.release, Effect.sync(() => inProcess.delete(key))))
       )
     )
+  })
+
+/** The supervisor the hint names for an owner lock this process holds. */
+const ownerIdentity = (counter: Counter, owned: Owned): Effect.Effect<{ readonly pid: number; readonly startTime: number }> =>
+  owned.identity !== undefined
+    ? Effect.succeed(owned.identity)
+    : counter.kind === "memory"
+    ? Effect.map(counter.owner.stamp, (pid) => ({ pid: pid ?? process.pid, startTime: 0 }))
+    : Effect.succeed({ pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0 })
+
+// ---------------------------------------------------------------------------------------------
+// Standby: the client side of `Protocol.standby`
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How long one wait of a standby for the owner lock lasts before it starts another; the waits
+ * themselves are interruptible (the kernel counters' between polls, the database's between
+ * `lock_timeout` slices), so this only bounds how long one database session is kept waiting.
+ */
+const STANDBY_WAIT_MS = 60_000
+
+/**
+ * A standby for `gen`, for a process that holds a reference to it and does not supervise it
+ * itself: queued on the owner lock (`Protocol.standby`) until the reference is released — then
+ * interrupted, letting go of whatever it took — or until it has adopted the generation, when it
+ * has become its supervisor (`startInProcess`) and lives on.
+ */
+const runStandby = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter, gen: Gen): Effect.Effect<void, never, R> =>
+  Effect.suspend(() => {
+    let owned: Owned | undefined
+    /** The counter the startup lock was taken through (the owner's own, for a database counter). */
+    let locker: Counter | undefined
+    const lost: Protocol.StandbyResult = { _tag: "Lost" }
+    const ok: Protocol.StandbyResult = { _tag: "Ok" }
+    const letGo = Effect.suspend(() => {
+      const o = owned
+      const l = locker
+      owned = undefined
+      locker = undefined
+      return Effect.andThen(l === undefined ? Effect.void : Effect.ignore(l.unlock), o === undefined ? Effect.void : o.release)
+    })
+    const step = (state: Protocol.Standby<Gen>): Effect.Effect<Protocol.StandbyResult, never, R> => {
+      switch (state._tag) {
+        case "AwaitOwner": {
+          const loop: Effect.Effect<Protocol.StandbyResult> = Effect.matchEffect(counter.owner.awaitFree(STANDBY_WAIT_MS), {
+            // The counter is unusable for now (a database that went away): look again later.
+            onFailure: () => Effect.andThen(Effect.sleep(Duration.seconds(1)), loop),
+            onSuccess: (o) => {
+              if (o === undefined) return loop
+              owned = o
+              return Effect.succeed<Protocol.StandbyResult>({ _tag: "Got" })
+            }
+          })
+          return loop
+        }
+        case "Lock": {
+          const via = owned!.counter ?? counter
+          return Effect.match(via.lock(self.lockTimeout), {
+            onFailure: (e): Protocol.StandbyResult => e._tag === "LockTimeout" ? { _tag: "LockTimeout" } : lost,
+            onSuccess: (): Protocol.StandbyResult => {
+              locker = via
+              return owned!.stillHeld() ? { _tag: "Locked" } : lost
+            }
+          })
+        }
+        case "ReadHint":
+          return Effect.map(locker!.hints.read, (hint): Protocol.StandbyResult =>
+            !owned!.stillHeld()
+              ? lost
+              : hint instanceof Hint.Hint && hint.generation === gen.generation && hint.state === "ready"
+              ? { _tag: "Ours" }
+              : { _tag: "NotOurs" })
+        case "Adopt":
+          return Effect.gen(function*() {
+            const o = owned!
+            const supervisor = yield* ownerIdentity(counter, o)
+            const hint = yield* locker!.hints.read
+            if (!(hint instanceof Hint.Hint) || !o.stillHeld()) return lost
+            const written = yield* Effect.exit(locker!.hints.write(new Hint.Hint({ ...hint, supervisor })))
+            if (Exit.isFailure(written)) return lost
+            // From here the supervisor holds the owner lock (it waits for the startup lock we hold).
+            owned = undefined
+            yield* startInProcess(self, counter, o, gen.generation, supervisor)
+            return ok
+          })
+        case "Unlock": {
+          const l = locker!
+          locker = undefined
+          return Effect.as(Effect.ignore(l.unlock), ok)
+        }
+        case "Decline":
+        case "Retry":
+          return Effect.as(letGo, ok)
+        case "Supervise":
+        case "End":
+          return Effect.succeed(ok)
+      }
+    }
+    const loop = (state: Protocol.Standby<Gen>): Effect.Effect<void, never, R> =>
+      state._tag === "Supervise" || state._tag === "End"
+        ? Effect.void
+        : Effect.flatMap(step(state), (r) => loop(Protocol.standby(state, r)))
+    return Effect.onInterrupt(loop(Protocol.standbyStart(gen)), () => letGo)
   })
 
 /**
@@ -792,7 +960,12 @@ const release = (counter: Counter, local: Local): Effect.Effect<void> =>
     const gen = local.gen
     local.gen = undefined
     stopWatchdog(local)
-    return counter.decrement.pipe(
+    const standby = local.standby
+    local.standby = undefined
+    // A standby that has not adopted lets go of what it took (not awaited: a database wait
+    // slice can take a moment to end); one that adopted is a supervisor now.
+    return (standby === undefined ? Effect.void : Effect.asVoid(Effect.forkDetach(Fiber.interrupt(standby)))).pipe(
+      Effect.andThen(counter.decrement),
       Effect.andThen(
         gen !== undefined && supervisorAlive(counter, gen) ? Effect.void : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter) : Effect.void)
       ),
@@ -879,7 +1052,8 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
     const hint = raw instanceof Hint.Hint ? raw : undefined
     const supervisorLive = hint !== undefined && hasSupervisor && (counter === undefined || supervisorAlive(counter, hint))
     const service = hint?.info
-    const alive = supervisorLive && service !== undefined && (counter?.kind === "memory" || Process.isAliveUnsafe(service.pid, service.startTime))
+    const alive = supervisorLive && service !== undefined &&
+      ((counter !== undefined && remote(counter)) || Process.isAliveUnsafe(service.pid, service.startTime))
     return {
       name,
       count,
@@ -888,7 +1062,8 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
       supervisor: supervisorLive ? hint!.supervisor.pid : undefined,
       state: alive
         ? (hint!.state === "abandoned" ? "stopping" : hint!.state)
-        : raw !== undefined || counter !== undefined ? "stale" : "stopped",
+        // A database counter's row outlives its generations (it holds the name's keys): only a hint is stale.
+        : raw !== undefined || (counter !== undefined && counter.kind !== "postgres") ? "stale" : "stopped",
       info: alive ? service : undefined,
       hint: service,
       hintError: raw instanceof CorruptHint ? raw : undefined,
@@ -899,13 +1074,13 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
     }
   })
 
-export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = Effect.suspend(() =>
-  Effect.forEach(
-    Hint.names(runtimeDirPath()),
-    (name) => inspect(name).pipe(Effect.catchTag("InvalidName", () => Effect.succeed(undefined))),
-    { concurrency: 1 }
-  ).pipe(Effect.map((all) => all.filter((s): s is ServiceStatus => s !== undefined)))
-)
+export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = Effect.flatMap(RefCounter, (rc) =>
+  Effect.flatMap(rc.names ?? Effect.sync(() => Hint.names(runtimeDirPath())), (names) =>
+    Effect.forEach(
+      names,
+      (name) => inspect(name).pipe(Effect.catchTag("InvalidName", () => Effect.succeed(undefined))),
+      { concurrency: 1 }
+    ).pipe(Effect.map((all) => all.filter((s): s is ServiceStatus => s !== undefined)))))
 
 /**
  * Stops the service of `name` now, whoever holds it: under the startup lock, its supervisor is
@@ -936,10 +1111,12 @@ export const forceStop = (
       const running = owned === undefined && hint instanceof Hint.Hint && hint.info !== undefined
       if (owned === undefined) {
         const pid = hint instanceof Hint.Hint ? hint.supervisor.pid : yield* counter.owner.stamp
-        if (pid !== undefined) signalSupervisor(counter, pid, hint instanceof Hint.Hint ? hint.supervisor.startTime || undefined : undefined, "retire")
+        if (pid !== undefined) {
+          yield* signalSupervisor(counter, pid, hint instanceof Hint.Hint ? hint.supervisor.startTime || undefined : undefined, "retire")
+        }
         owned = yield* counter.owner.awaitFree(Duration.toMillis(timeout) + 2000)
         if (owned === undefined && pid !== undefined) {
-          signalSupervisor(counter, pid, undefined, "kill")
+          yield* signalSupervisor(counter, pid, undefined, "kill")
           owned = yield* counter.owner.awaitFree(2000)
         }
       }

@@ -135,6 +135,7 @@ export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owne
       existed: h.existed,
       fd: h.fd,
       clearStamp: Effect.sync(() => Owner.clearStamp(h)),
+      stampSelf: Effect.sync(() => Owner.writeStamp(h, process.pid)),
       release: Effect.sync(() => Owner.release(h)),
       remove: Effect.sync(() => Owner.remove(dir, name, h)),
       stillHeld: () => true
