@@ -47,8 +47,13 @@ const ROLE = { LOCK: 0x51530001, COUNT: 0x51530002, OWNER: 0x51530003 } as const
 /** The one-key advisory lock that serializes creating the table (a concurrent CREATE TABLE IF NOT EXISTS can fail). */
 const DDL_KEY = "5853164239447115777"
 
-/** How long one lock-wait statement lasts at most: interruption is observed between slices. */
-export const SLICE_MS = 200
+/** How long one startup-lock wait statement lasts at most: an interrupted acquisition ends within this. */
+export const SLICE_MS = 500
+/**
+ * The same for owner-lock waits (standbys, retiring clients): longer, since a waiting standby
+ * costs the server a statement per slice and nobody waits for it to be interrupted.
+ */
+export const OWNER_SLICE_MS = 5000
 /** How often waits for count 0, a ring, or requests poll the server. */
 export const POLL_MS = 25
 
@@ -95,6 +100,8 @@ class Session {
   closed = false
   readonly ended = Deferred.makeUnsafe<SessionLost>()
   heartbeat: Fiber.Fiber<unknown> | undefined = undefined
+  /** The longest statement this session may have in flight now (a lock wait's slice): a heartbeat queues behind it. */
+  sliceMs = SLICE_MS
   readonly settings: Settings
   readonly service: string
   readonly conn: PgConnection.PgConnection
@@ -201,10 +208,11 @@ const openSession = (s: Settings, service: string): Effect.Effect<Session, Syste
  */
 const heartbeat = (session: Session): Effect.Effect<void> => {
   const { idleMs, intervalMs, count } = session.settings
-  const answerMs = intervalMs * count + SLICE_MS
+  // (A lock wait in flight delays the answer by up to its slice.)
   const beat: Effect.Effect<boolean> = Effect.gen(function*() {
     yield* Effect.sleep(Duration.millis(idleMs))
     if (!session.alive) return false
+    const answerMs = intervalMs * count + session.sliceMs
     const probe = Effect.runFork(session.query("SELECT 1"))
     const r = yield* Effect.timeoutOption(Fiber.await(probe), Duration.millis(answerMs))
     if (r._tag === "None") {
@@ -395,7 +403,7 @@ class PgCounter implements Counter {
   private takeOwner(millis: number): Effect.Effect<Owned | undefined, SystemError> {
     return Effect.flatMap(openSession(this.shared.settings, this.name), (s) =>
       Effect.onExit(
-        waitLock(s, this.id, ROLE.OWNER, millis),
+        waitLock(s, this.id, ROLE.OWNER, millis, OWNER_SLICE_MS),
         (exit) => Exit.isSuccess(exit) && exit.value ? Effect.void : Effect.sync(() => s.close())
       ).pipe(Effect.map((got): Owned | undefined => got ? this.owned(s) : undefined)))
   }
@@ -426,7 +434,7 @@ class PgCounter implements Counter {
         Effect.timeoutOption(this.local.take(1), Duration.millis(total)),
         (permit) =>
           permit._tag === "None" ? Effect.fail(timedOut()) : Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            Effect.flatMap(this.sessionNow(), (s) => waitLock(s, this.id, ROLE.LOCK, Math.max(0, start + total - now))).pipe(
+            Effect.flatMap(this.sessionNow(), (s) => waitLock(s, this.id, ROLE.LOCK, Math.max(0, start + total - now), SLICE_MS)).pipe(
               Effect.flatMap((got) => got ? Effect.sync(() => void (this.locked = true)) : Effect.fail(timedOut())),
               Effect.onError(() => this.local.release(1))
             ))
@@ -434,7 +442,7 @@ class PgCounter implements Counter {
     })
 
   tryLock: Effect.Effect<boolean, SystemError> = Effect.suspend(() => Effect.flatMap(this.local.takeIfAvailable(1), (got) =>
-    !got ? Effect.succeed(false) : Effect.flatMap(this.sessionNow(), (s) => waitLock(s, this.id, ROLE.LOCK, 0)).pipe(
+    !got ? Effect.succeed(false) : Effect.flatMap(this.sessionNow(), (s) => waitLock(s, this.id, ROLE.LOCK, 0, SLICE_MS)).pipe(
       Effect.tap((locked) => locked ? Effect.sync(() => void (this.locked = true)) : this.local.release(1)),
       Effect.onError(() => this.local.release(1))
     )))
@@ -563,10 +571,10 @@ class PgCounter implements Counter {
 
 /**
  * Takes `role`'s exclusive lock on `s`, waiting up to `millis`: `true` once held. The wait runs in
- * uninterruptible statements of at most `SLICE_MS` (`lock_timeout`), so a granted lock is never
+ * uninterruptible statements of at most `sliceMs` (`lock_timeout`), so a granted lock is never
  * abandoned by an interruption; interruption is observed between them, while nothing is held.
  */
-const waitLock = (s: Session, id: number, role: number, millis: number): Effect.Effect<boolean, SystemError> =>
+const waitLock = (s: Session, id: number, role: number, millis: number, sliceMs: number): Effect.Effect<boolean, SystemError> =>
   Effect.flatMap(s.query(`SELECT pg_try_advisory_lock($1, $2) AS got`, [id, role]), (rows) => {
     if (rows[0]!["got"] === true) return Effect.succeed(true)
     if (millis <= 0) return Effect.succeed(false)
@@ -574,7 +582,8 @@ const waitLock = (s: Session, id: number, role: number, millis: number): Effect.
       const loop: Effect.Effect<boolean, SystemError> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const left = start + millis - now
         if (left <= 0) return Effect.succeed(false)
-        const slice = Math.max(1, Math.min(SLICE_MS, left))
+        const slice = Math.max(1, Math.min(sliceMs, left))
+        s.sliceMs = Math.max(SLICE_MS, slice)
         return Effect.andThen(
           Effect.interruptible(Effect.void),
           Effect.uninterruptible(
@@ -585,7 +594,10 @@ const waitLock = (s: Session, id: number, role: number, millis: number): Effect.
                 () => Effect.succeed(false)
               )
             )
-          ).pipe(Effect.flatMap((got) => got ? Effect.succeed(true) : loop))
+          ).pipe(
+            Effect.ensuring(Effect.sync(() => void (s.sliceMs = SLICE_MS))),
+            Effect.flatMap((got) => got ? Effect.succeed(true) : loop)
+          )
         )
       })
       return loop

@@ -82,7 +82,17 @@ export type Client<G, F> =
   | { readonly _tag: "Done"; readonly gen: G }
   | { readonly _tag: "Failed"; readonly error: F }
 
-export type Owner = { readonly _tag: "Free"; readonly evidence: boolean } | { readonly _tag: "Held" }
+export type Owner =
+  | {
+    readonly _tag: "Free"
+    readonly evidence: boolean
+    /**
+     * (Tidy) The hint names a generation whose service outlives its supervisor (in-process
+     * supervision): it may still run, so the hint stays as the next client's evidence to sweep it.
+     */
+    readonly orphan?: boolean | undefined
+  }
+  | { readonly _tag: "Held" }
 
 /** The hint as verified: it describes the owner (pid and start time), or not. */
 export type HintView<G> =
@@ -257,8 +267,8 @@ export const holdsLock = (state: Client<unknown, unknown>): boolean =>
 export type Tidy =
   | { readonly _tag: "TryLock" }
   | { readonly _tag: "ProbeOwner" }
-  /** No owner, count 0: remove the hint, the owner file and the set. */
-  | { readonly _tag: "Remove" }
+  /** No owner, count 0: remove the hint (unless it names an orphaned service), the owner file and the set. */
+  | { readonly _tag: "Remove"; readonly keepHint: boolean }
   | { readonly _tag: "Unlock" }
   | { readonly _tag: "End" }
 
@@ -276,7 +286,7 @@ export const tidy = (state: Tidy, result: TidyResult): Tidy => {
     case "TryLock":
       return result._tag === "Locked" ? { _tag: "ProbeOwner" } : { _tag: "End" }
     case "ProbeOwner":
-      if (result._tag === "Free") return { _tag: "Remove" }
+      if (result._tag === "Free") return { _tag: "Remove", keepHint: result.orphan === true }
       if (result._tag === "Held") return { _tag: "Unlock" }
       break
     case "Remove":

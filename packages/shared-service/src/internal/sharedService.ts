@@ -262,7 +262,9 @@ const signalSupervisor = (
   what: "retire" | "term" | "kill"
 ): Effect.Effect<void> => {
   const local = inProcess.get(inProcessKey(counter, pid))
-  if (local === undefined && counter.signal !== undefined) return counter.signal(pid, what)
+  // A kill must end the owner's hold even when it is a fiber here (a hung `stop`): on a database
+  // counter that is terminating its session.
+  if (counter.signal !== undefined && (local === undefined || what === "kill")) return counter.signal(pid, what)
   return Effect.sync(() => signalLocal(counter, local, pid, startTime, what))
 }
 
@@ -335,7 +337,7 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
     const lost = counter.referenceLost?.()
     if (lost !== undefined && Deferred.isDoneUnsafe(lost)) return yield* Deferred.await(lost).pipe(Effect.flatMap(Effect.fail))
     local.holders++
-    yield* Scope.addFinalizer(scope, release(counter, local))
+    yield* Scope.addFinalizer(scope, release(counter, local, inProcessMode(self, counter)))
     return { name: self.name, info: local.gen.info, started: false, lost: lostOf(counter) }
   }
   const ctx: Context<E, R> = {
@@ -366,7 +368,7 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   if (inProcessMode(self, counter) && !ctx.started && !inProcess.has(inProcessKey(counter, gen.supervisor.pid))) {
     local.standby = yield* Effect.forkDetach(Effect.interruptible(runStandby(self, counter, gen)))
   }
-  yield* Scope.addFinalizer(scope, release(counter, local))
+  yield* Scope.addFinalizer(scope, release(counter, local, inProcessMode(self, counter)))
   return { name: self.name, info: gen.info!, started: ctx.started, lost: lostOf(counter) }
 })
 
@@ -953,7 +955,7 @@ const runStandby = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter, gen: 
  * Synchronous to the end (every call is non-blocking), so it needs no mutex: it cannot overlap
  * an acquisition's kernel path, which only runs while `holders` is 0.
  */
-const release = (counter: Counter, local: Local): Effect.Effect<void> =>
+const release = (counter: Counter, local: Local, inProc: boolean): Effect.Effect<void> =>
   Effect.suspend(() => {
     local.holders--
     if (local.holders > 0) return Effect.void
@@ -967,14 +969,16 @@ const release = (counter: Counter, local: Local): Effect.Effect<void> =>
     return (standby === undefined ? Effect.void : Effect.asVoid(Effect.forkDetach(Fiber.interrupt(standby)))).pipe(
       Effect.andThen(counter.decrement),
       Effect.andThen(
-        gen !== undefined && supervisorAlive(counter, gen) ? Effect.void : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter) : Effect.void)
+        gen !== undefined && supervisorAlive(counter, gen)
+          ? Effect.void
+          : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, inProc) : Effect.void)
       ),
       // A removed set took our reference with it: nothing left to drop.
       Effect.ignore
     )
   })
 
-const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
+const tidy = (counter: Counter, inProc: boolean): Effect.Effect<void, SystemError> =>
   Effect.suspend(() => {
     let owned: Owned | undefined
     const step = (state: Protocol.Tidy): Effect.Effect<void, SystemError> => {
@@ -984,7 +988,9 @@ const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
         case "ProbeOwner":
           return Effect.flatMap(counter.owner.take, (o) => {
             owned = o
-            return step(Protocol.tidy(state, o === undefined ? { _tag: "Held" } : { _tag: "Free", evidence: o.existed }))
+            if (o === undefined) return step(Protocol.tidy(state, { _tag: "Held" }))
+            return Effect.flatMap(counter.hints.read, (hint) =>
+              step(Protocol.tidy(state, { _tag: "Free", evidence: o.existed, orphan: inProc && hint instanceof Hint.Hint })))
           })
         case "Remove":
           return Effect.gen(function*() {
@@ -993,7 +999,7 @@ const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
               yield* counter.unlock
               return
             }
-            yield* counter.hints.remove()
+            if (!state.keepHint) yield* counter.hints.remove()
             yield* owned!.remove
             yield* counter.remove
           })
