@@ -39,7 +39,10 @@ import type { InvalidName, LockTimeout, SessionLost, SystemError } from "./Share
 export interface Owner {
   /** Takes it if nobody holds it (never waits); `undefined` when a live owner holds it. */
   readonly take: Effect.Effect<Owned | undefined, SystemError>
-  /** Waits up to `millis` for it to be free and takes it; `undefined` when it stayed held. */
+  /**
+   * Waits up to `millis` for it to be free and takes it; `undefined` when it stayed held.
+   * Interruptible only while nothing is held (as `Counter.lock`), even in an uninterruptible region.
+   */
   readonly awaitFree: (millis: number) => Effect.Effect<Owned | undefined, SystemError>
   /** Whether someone holds it, observed without taking it (inspection). */
   readonly held: Effect.Effect<boolean>

@@ -152,12 +152,12 @@ const inProcessMutants: ReadonlyArray<{
     finds: /adopted without the startup lock/
   },
   {
-    name: "the last releaser, finding no owner, removes the hint of a service that outlived its supervisor",
+    name: "the last releaser, finding no owner, removes the hint of a service that outlived its supervisor without stopping it",
     budget: { kill: 1 },
     machines: {
       ...protocol,
       tidy: (state, result) =>
-        state._tag === "ProbeOwner" && result._tag === "Free" ? { _tag: "Remove", keepHint: false } : Protocol.tidy(state, result)
+        state._tag === "ProbeOwner" && result._tag === "Free" ? { _tag: "Remove" } : Protocol.tidy(state, result)
     },
     finds: /nobody is responsible/
   },

@@ -399,16 +399,36 @@ class PgCounter implements Counter {
     return Effect.flatMap(this.sessionNow(), (s) => s.query(sql, params))
   }
 
+  /**
+   * A session that held nothing when its owner-lock wait ended, kept for the next wait (a
+   * standby waits at every acquisition of a client that does not supervise the name).
+   */
+  private spare: Session | undefined
+
   /** A session of its own taking the owner lock, waiting up to `millis` (0: only if free now). */
   private takeOwner(millis: number): Effect.Effect<Owned | undefined, SystemError> {
-    return Effect.flatMap(openSession(this.shared.settings, this.name), (s) =>
+    const session = Effect.suspend(() => {
+      const s = this.spare
+      this.spare = undefined
+      return s !== undefined && s.alive ? Effect.succeed(s) : openSession(this.shared.settings, this.name)
+    })
+    return Effect.flatMap(session, (s) =>
       Effect.onExit(
         waitLock(s, this.id, ROLE.OWNER, millis, OWNER_SLICE_MS),
-        (exit) => Exit.isSuccess(exit) && exit.value ? Effect.void : Effect.sync(() => s.close())
+        // A wait ends holding nothing unless it got the lock (it is interruptible only between statements).
+        (exit) =>
+          Exit.isSuccess(exit) && exit.value ? Effect.void : Effect.sync(() => {
+            if (this.spare === undefined && s.alive && !this.fixed) {
+              this.spare = s
+              this.shared.sessions.add(s)
+            } else s.close()
+          })
       ).pipe(Effect.map((got): Owned | undefined => got ? this.owned(s) : undefined)))
   }
 
   private owned(s: Session): Owned {
+    // The owner's session belongs to its supervisor from now on, not to the layer's scope.
+    this.shared.sessions.delete(s)
     const counter = new PgCounter(this.shared, this.name, this.id, s)
     const release = Effect.sync(() => s.close())
     return {
@@ -587,7 +607,8 @@ const waitLock = (s: Session, id: number, role: number, millis: number, sliceMs:
         return Effect.andThen(
           Effect.interruptible(Effect.void),
           Effect.uninterruptible(
-            s.query(`SELECT set_config('lock_timeout', $3, false), pg_advisory_lock($1, $2)`, [id, role, `${slice}ms`]).pipe(
+            // `lock_timeout` local to this statement's transaction: no later statement inherits it.
+            s.query(`SELECT set_config('lock_timeout', $3, true), pg_advisory_lock($1, $2)`, [id, role, `${slice}ms`]).pipe(
               Effect.as(true),
               Effect.catchIf(
                 (e): e is DatabaseError => e._tag === "DatabaseError" && e.code === "55P03",

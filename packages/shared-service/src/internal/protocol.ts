@@ -88,7 +88,7 @@ export type Owner =
     readonly evidence: boolean
     /**
      * (Tidy) The hint names a generation whose service outlives its supervisor (in-process
-     * supervision): it may still run, so the hint stays as the next client's evidence to sweep it.
+     * supervision): it may still run, so the releaser stops it before removing the hint.
      */
     readonly orphan?: boolean | undefined
   }
@@ -267,8 +267,10 @@ export const holdsLock = (state: Client<unknown, unknown>): boolean =>
 export type Tidy =
   | { readonly _tag: "TryLock" }
   | { readonly _tag: "ProbeOwner" }
-  /** No owner, count 0: remove the hint (unless it names an orphaned service), the owner file and the set. */
-  | { readonly _tag: "Remove"; readonly keepHint: boolean }
+  /** No owner, count 0, the hint names a service that outlived its supervisor: stop it (the definition's `stop`). */
+  | { readonly _tag: "Sweep" }
+  /** No owner, count 0: remove the hint, the owner file and the set. */
+  | { readonly _tag: "Remove" }
   | { readonly _tag: "Unlock" }
   | { readonly _tag: "End" }
 
@@ -286,8 +288,11 @@ export const tidy = (state: Tidy, result: TidyResult): Tidy => {
     case "TryLock":
       return result._tag === "Locked" ? { _tag: "ProbeOwner" } : { _tag: "End" }
     case "ProbeOwner":
-      if (result._tag === "Free") return { _tag: "Remove", keepHint: result.orphan === true }
+      if (result._tag === "Free") return result.orphan === true ? { _tag: "Sweep" } : { _tag: "Remove" }
       if (result._tag === "Held") return { _tag: "Unlock" }
+      break
+    case "Sweep":
+      if (result._tag === "Ok") return { _tag: "Remove" }
       break
     case "Remove":
     case "Unlock":

@@ -337,7 +337,7 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
     const lost = counter.referenceLost?.()
     if (lost !== undefined && Deferred.isDoneUnsafe(lost)) return yield* Deferred.await(lost).pipe(Effect.flatMap(Effect.fail))
     local.holders++
-    yield* Scope.addFinalizer(scope, release(counter, local, inProcessMode(self, counter)))
+    yield* Scope.addFinalizer(scope, Effect.provideContext(release(counter, local, inProcessMode(self, counter) ? self : undefined), yield* Effect.context<R>()))
     return { name: self.name, info: local.gen.info, started: false, lost: lostOf(counter) }
   }
   const ctx: Context<E, R> = {
@@ -366,9 +366,12 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   startWatchdog(counter, local)
   // A standby, unless this process supervises the generation itself (it would die with it).
   if (inProcessMode(self, counter) && !ctx.started && !inProcess.has(inProcessKey(counter, gen.supervisor.pid))) {
-    local.standby = yield* Effect.forkDetach(Effect.interruptible(runStandby(self, counter, gen)))
+    // Uninterruptible but where nothing is held: the counters' waits are interruptible between
+    // their statements or polls only (`Owner.awaitFree`, `Counter.lock`), so an interrupted
+    // standby never leaves a lock behind, and one that adopted always hands over to its supervisor.
+    local.standby = yield* Effect.forkDetach(Effect.uninterruptible(runStandby(self, counter, gen)))
   }
-  yield* Scope.addFinalizer(scope, release(counter, local, inProcessMode(self, counter)))
+  yield* Scope.addFinalizer(scope, Effect.provideContext(release(counter, local, inProcessMode(self, counter) ? self : undefined), yield* Effect.context<R>()))
   return { name: self.name, info: gen.info!, started: ctx.started, lost: lostOf(counter) }
 })
 
@@ -865,6 +868,12 @@ const ownerIdentity = (counter: Counter, owned: Owned): Effect.Effect<{ readonly
 const STANDBY_WAIT_MS = 60_000
 
 /**
+ * A standby queues this long after its acquisition: short holds (a test, a quick command) never
+ * pay for a waiting session, and a supervisor that dies within it is adopted this much later.
+ */
+const STANDBY_DELAY_MS = 1000
+
+/**
  * A standby for `gen`, for a process that holds a reference to it and does not supervise it
  * itself: queued on the owner lock (`Protocol.standby`) until the reference is released — then
  * interrupted, letting go of whatever it took — or until it has adopted the generation, when it
@@ -945,7 +954,10 @@ const runStandby = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter, gen: 
       state._tag === "Supervise" || state._tag === "End"
         ? Effect.void
         : Effect.flatMap(step(state), (r) => loop(Protocol.standby(state, r)))
-    return Effect.onInterrupt(loop(Protocol.standbyStart(gen)), () => letGo)
+    return Effect.onInterrupt(
+      Effect.andThen(Effect.interruptible(Effect.sleep(Duration.millis(STANDBY_DELAY_MS))), loop(Protocol.standbyStart(gen))),
+      () => letGo
+    )
   })
 
 /**
@@ -955,7 +967,12 @@ const runStandby = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter, gen: 
  * Synchronous to the end (every call is non-blocking), so it needs no mutex: it cannot overlap
  * an acquisition's kernel path, which only runs while `holders` is 0.
  */
-const release = (counter: Counter, local: Local, inProc: boolean): Effect.Effect<void> =>
+const release = <E, R>(
+  counter: Counter,
+  local: Local,
+  /** The definition, when its generations are supervised in-process (see `tidy`). */
+  definition: SharedServiceImpl<E, R> | undefined
+): Effect.Effect<void, never, R> =>
   Effect.suspend(() => {
     local.holders--
     if (local.holders > 0) return Effect.void
@@ -971,17 +988,18 @@ const release = (counter: Counter, local: Local, inProc: boolean): Effect.Effect
       Effect.andThen(
         gen !== undefined && supervisorAlive(counter, gen)
           ? Effect.void
-          : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, inProc) : Effect.void)
+          : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, definition) : Effect.void)
       ),
       // A removed set took our reference with it: nothing left to drop.
       Effect.ignore
     )
   })
 
-const tidy = (counter: Counter, inProc: boolean): Effect.Effect<void, SystemError> =>
+/** `self`: the definition, when its generations are supervised in-process (a releaser may then have to stop an orphan). */
+const tidy = <E, R>(counter: Counter, self: SharedServiceImpl<E, R> | undefined): Effect.Effect<void, SystemError, R> =>
   Effect.suspend(() => {
     let owned: Owned | undefined
-    const step = (state: Protocol.Tidy): Effect.Effect<void, SystemError> => {
+    const step = (state: Protocol.Tidy): Effect.Effect<void, SystemError, R> => {
       switch (state._tag) {
         case "TryLock":
           return Effect.flatMap(counter.tryLock, (got) => step(Protocol.tidy(state, got ? { _tag: "Locked" } : { _tag: "Busy" })))
@@ -990,7 +1008,7 @@ const tidy = (counter: Counter, inProc: boolean): Effect.Effect<void, SystemErro
             owned = o
             if (o === undefined) return step(Protocol.tidy(state, { _tag: "Held" }))
             return Effect.flatMap(counter.hints.read, (hint) =>
-              step(Protocol.tidy(state, { _tag: "Free", evidence: o.existed, orphan: inProc && hint instanceof Hint.Hint })))
+              step(Protocol.tidy(state, { _tag: "Free", evidence: o.existed, orphan: self !== undefined && hint instanceof Hint.Hint })))
           })
         case "Remove":
           return Effect.gen(function*() {
@@ -999,10 +1017,12 @@ const tidy = (counter: Counter, inProc: boolean): Effect.Effect<void, SystemErro
               yield* counter.unlock
               return
             }
-            if (!state.keepHint) yield* counter.hints.remove()
+            yield* counter.hints.remove()
             yield* owned!.remove
             yield* counter.remove
           })
+        case "Sweep":
+          return Effect.andThen(sweepLeftovers(self, counter), step(Protocol.tidy(state, { _tag: "Ok" })))
         case "Unlock":
           return counter.unlock
         case "End":

@@ -21,10 +21,10 @@ const runs: ReadonlyArray<Partial<Budget> & { readonly mode?: Mode }> = [
   { stop: 1, exit: 1, term: 1 },
   { kill: 1, ipcrm: 1 },
   // In-process supervision (the service outlives its supervisor) with standbys.
+  { mode: { inProcess: true, standby: true } },
   { kill: 1, mode: { inProcess: true, standby: true } },
-  { kill: 2, mode: { inProcess: true, standby: true } },
-  { kill: 1, stop: 1, mode: { inProcess: true, standby: true } },
-  { kill: 1, exit: 1, term: 1, mode: { inProcess: true, standby: true } }
+  { kill: 1, refuse: 1, mode: { inProcess: true, standby: true } },
+  { stop: 1, exit: 1, term: 1, mode: { inProcess: true, standby: true } }
 ]
 const only = process.argv[2] === undefined ? undefined : Number(process.argv[2])
 console.log("| clients | faults (at most, each at any step) | states | transitions | final states | depth | time |")

@@ -223,7 +223,7 @@ const ownerHolders = (w: World, inode: number): Array<Pid> =>
       (p.kind === "client" ? p.phase !== "dead" : p.alive)
   })
 
-const isStopped = (w: World, pid: Pid | null): boolean => pid !== null && w.procs[pid]!.stopped
+const isStopped = (w: World, pid: Pid | null): boolean => pid !== null && w.procs[pid.replace(/\/sb$/, "")]!.stopped
 
 /**
  * Whether a bounded wait on something `holder` holds may end in a time-out now. The real bounds
@@ -243,7 +243,7 @@ const liveServices = (w: World): Array<ServiceProc> =>
 /** What the kernel does when `pid` dies: undo its semaphores, close its descriptors, parent-death signal. */
 const die = (w: World, pid: Pid) => {
   const p = w.procs[pid]!
-  if (w.set.lock === pid) w.set.lock = null
+  if (w.set.lock === pid || w.set.lock === standbyOf(pid)) w.set.lock = null
   w.set.count = w.set.count.filter((c) => c !== pid)
   switch (p.kind) {
     case "client":
@@ -525,11 +525,20 @@ const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyRe
         if (existed) me(x).ownerFd = x.ownerPath
       }]]
     }
+    case "Sweep":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid} swept without the lock`)
+        const v = x.hint === null ? undefined : service(x, x.hint.gen)
+        if (v !== undefined && v.alive) {
+          const sup = supervisorOf(x, v.gen)
+          if (sup !== undefined && sup.alive && sup.ownerFd === x.ownerPath) fail(`${pid} swept v${v.gen}, which belongs to the live owner`)
+          die(x, `v${v.gen}`)
+        }
+      }]]
     case "Remove": {
-      const keepHint = c.tidy.keepHint
       return [[{ _tag: "Ok" }, (x) => {
         if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid} tidied without the lock`)
-        if (!keepHint) x.hint = null
+        x.hint = null
         if (x.ownerPath >= 0 && me(x).ownerFd === x.ownerPath) x.ownerPath = -1
         else if (x.ownerPath >= 0 && ownerHolders(x, x.ownerPath).length === 0) x.ownerPath = -1
         me(x).ownerFd = -1
@@ -545,13 +554,17 @@ const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyRe
   }
 }
 
+/** The standby of client `pid` takes the startup lock through a session of its own (the owner's): its own holder id. */
+const standbyOf = (pid: Pid): Pid => `${pid}/sb`
+
 const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.StandbyResult, (w: World) => void]> => {
   const me = (x: World) => x.procs[pid] as ClientProc
   const sb = c.sb!
+  const holder = standbyOf(pid)
   const dropped = () => {
     const end = (x: World) => {
       const c = me(x)
-      if (x.set.lock === pid && Protocol.standbyHoldsLock(c.sb!)) x.set.lock = null
+      if (x.set.lock === holder) x.set.lock = null
       c.sbFd = -1
       c.sb = null
     }
@@ -575,7 +588,7 @@ const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.Sta
       // Interruptible while waiting: lets the owner lock go.
       if (c.sbCancel) return [[{ _tag: "Ok" }, dropped()]]
       if (!current(w, c.epoch)) return [[{ _tag: "Lost" }, () => {}]]
-      if (w.set.lock === null) return [[{ _tag: "Locked" }, (x) => void (x.set.lock = pid)]]
+      if (w.set.lock === null) return [[{ _tag: "Locked" }, (x) => void (x.set.lock = holder)]]
       return timeouts(w, w.set.lock) ? [[{ _tag: "LockTimeout" }, () => {}]] : []
     }
     case "ReadHint": {
@@ -585,7 +598,7 @@ const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.Sta
     }
     case "Adopt":
       return [[{ _tag: "Ok" }, (x) => {
-        if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid}'s standby adopted without the startup lock`)
+        if (!x.ipcrmed && x.set.lock !== holder) fail(`${pid}'s standby adopted without the startup lock`)
         const c = me(x)
         if (c.sbFd < 0 || c.sbFd !== x.ownerPath) fail(`${pid}'s standby adopted without holding the owner lock`)
         const old = supervisorOf(x, sb.gen)
@@ -606,13 +619,13 @@ const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.Sta
       }]]
     case "Unlock":
       return [[{ _tag: "Ok" }, (x) => {
-        if (x.set.lock === pid) x.set.lock = null
+        if (x.set.lock === holder) x.set.lock = null
       }]]
     case "Decline":
     case "Retry":
       return [[{ _tag: "Ok" }, (x) => {
         const c = me(x)
-        if (x.set.lock === pid) x.set.lock = null
+        if (x.set.lock === holder) x.set.lock = null
         c.sbFd = -1
       }]]
     case "Supervise":
@@ -752,7 +765,7 @@ const partySteps = (w: World, P: Machines): Array<Step> => {
         push(`${pid} release`, (x) => {
           const c = x.procs[pid] as ClientProc
           if (current(x, c.regEpoch)) x.set.count = x.set.count.filter((h) => h !== pid)
-          if (x.set.lock === pid && !(c.sb !== null && Protocol.standbyHoldsLock(c.sb))) x.set.lock = null
+          if (x.set.lock === pid) x.set.lock = null
           c.rereg = 0
           if (c.sb !== null) c.sbCancel = true
           c.phase = current(x, c.regEpoch) && x.set.count.length === 0 ? "releasing" : "released"
@@ -886,7 +899,7 @@ export const check = (w: World) => {
   for (const pid of Object.keys(w.procs)) {
     const p = w.procs[pid]!
     if (p.kind === "client" && p.phase === "acquiring" && Protocol.holdsLock(p.m) && w.set.lock === pid) lockHolders++
-    if (p.kind === "client" && p.sb !== null && Protocol.standbyHoldsLock(p.sb) && w.set.lock === pid) lockHolders++
+    if (p.kind === "client" && p.sb !== null && Protocol.standbyHoldsLock(p.sb) && w.set.lock === standbyOf(pid)) lockHolders++
   }
   if (lockHolders > 1) fail("two clients (or a client and its standby) hold the startup lock")
   // A client that finished acquiring holds a reference the supervisor can see (unless an ipcrm

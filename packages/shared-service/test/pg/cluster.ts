@@ -125,3 +125,12 @@ const readyIn = (data: string): boolean => {
     return false
   }
 }
+
+// Run directly (`node test/pg/cluster.ts`), for the benchmark: start a cluster on 127.0.0.1, print
+// its URL as one JSON line, and stop it when stdin closes.
+if (import.meta.main) {
+  const cluster = await startCluster({ listen: ["127.0.0.1"] })
+  process.stdout.write(JSON.stringify({ url: cluster.tcpUrl("127.0.0.1"), socketUrl: cluster.socketUrl }) + "\n")
+  process.stdin.resume()
+  process.stdin.on("end", () => void cluster.stop().then(() => process.exit(0)))
+}
