@@ -798,9 +798,10 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
   })
 
 /**
- * `reaper: "in-process"` (and every memory-kernel service): this process holds the owner lock
- * and a daemon fiber runs the supervisor, stopping the service with the definition's `stop`.
- * Not crash-safe: if this process dies, nothing stops the service.
+ * `reaper: "in-process"` (and every service on the memory and PostgreSQL counters): this process
+ * holds the owner lock and a daemon fiber runs the supervisor, stopping the service with the
+ * definition's `stop`. If this process (or its owner session) dies, a holder's standby adopts
+ * the generation (`runStandby`), or the last releaser stops the service (`tidy`).
  */
 const startInProcess = <E, R>(
   self: SharedServiceImpl<E, R>,
@@ -981,14 +982,15 @@ const release = <E, R>(
     stopWatchdog(local)
     const standby = local.standby
     local.standby = undefined
-    // A standby that has not adopted lets go of what it took (not awaited: a database wait
-    // slice can take a moment to end); one that adopted is a supervisor now.
-    return (standby === undefined ? Effect.void : Effect.asVoid(Effect.forkDetach(Fiber.interrupt(standby)))).pipe(
-      Effect.andThen(counter.decrement),
+    // A standby that has not adopted lets go of what it took; one that adopted is a supervisor
+    // now. Its end is awaited only before a tidy (which must not find the owner lock held by
+    // our own standby): a database wait slice can take a few seconds to end.
+    const ended = standby === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(standby))
+    return counter.decrement.pipe(
       Effect.andThen(
         gen !== undefined && supervisorAlive(counter, gen)
-          ? Effect.void
-          : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, definition) : Effect.void)
+          ? Effect.asVoid(Effect.forkDetach(ended))
+          : Effect.andThen(ended, Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, definition) : Effect.void))
       ),
       // A removed set took our reference with it: nothing left to drop.
       Effect.ignore

@@ -792,7 +792,8 @@ const partySteps = (w: World, P: Machines): Array<Step> => {
             })
           }
         }
-      } else if (p.phase === "releasing") {
+      } else if (p.phase === "releasing" && p.sb === null) {
+        // (The releaser awaits its own standby's end before it tidies.)
         for (const [r, f] of tidyOutcomes(w, pid, p)) {
           push(`${pid} tidy ${p.tidy._tag} → ${r._tag}`, (x) => {
             f(x)
