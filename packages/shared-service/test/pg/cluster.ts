@@ -73,7 +73,10 @@ export const startCluster = async (options: ClusterOptions = {}): Promise<Cluste
   const data = join(dir, "data")
   if (user !== undefined) chownSync(dir, user.uid, user.gid)
   const asUser = (cmd: string, args: ReadonlyArray<string>): [string, Array<string>] =>
-    user === undefined ? [cmd, [...args]] : ["setpriv", [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", cmd, ...args]]
+    user === undefined
+      ? [cmd, [...args]]
+      // The server dies with the test process (a test run that is killed leaves no cluster behind).
+      : ["setpriv", [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", "--pdeathsig=KILL", cmd, ...args]]
   const [c0, a0] = asUser(initdb, ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
   execFileSync(c0, a0, { stdio: "pipe", cwd: dir })
   // Machines connect from their loopback addresses (127.77.<i>.2): trust the whole loopback range.
