@@ -343,7 +343,10 @@ class PgCounter implements Counter {
     this.dir = `${shared.settings.address}#${shared.namespace}`
     this.hints = {
       read: Effect.map(
-        Effect.exit(this.q(`SELECT hint FROM ${TABLE} WHERE id = $1`, [id])),
+        Effect.exit(Effect.suspend(() => {
+          const peeked = this.peeked("hint")
+          return peeked !== undefined ? Effect.succeed([{ hint: peeked.hint }]) : this.q(`SELECT hint FROM ${TABLE} WHERE id = $1`, [id])
+        })),
         (exit): Hint | undefined | CorruptHint => {
           const where = this.hints.where
           if (Exit.isFailure(exit)) return new CorruptHint({ service: name, path: where, reason: "the record could not be read" })
@@ -367,19 +370,50 @@ class PgCounter implements Counter {
       where: `${shared.settings.address} ${TABLE} (namespace ${JSON.stringify(shared.namespace)}, name ${JSON.stringify(name)})`
     }
     this.owner = {
-      take: Effect.flatMap(this.q(holderSql, [id, ROLE.OWNER]), (rows) => rows.length > 0 ? Effect.succeed(undefined) : this.takeOwner(0)),
+      // One statement finds the owner and, when it is held, what `ReadHint` reads next (its
+      // stamp and the hint), kept for those two reads (`peek`): two round trips less under the lock.
+      take: Effect.flatMap(
+        this.q(`SELECT h.pid, t.owner_stamp, t.hint FROM ${TABLE} t LEFT JOIN (${holderSql}) h ON true WHERE t.id = $1`, [id, ROLE.OWNER]),
+        (rows) => {
+          const row = rows[0]
+          if (row === undefined || row["pid"] === null) return this.takeOwner(0)
+          const pid = Number(row["pid"])
+          this.peek = { stamp: Number(row["owner_stamp"]) === pid ? pid : undefined, hint: row["hint"], stampRead: false, hintRead: false }
+          return Effect.succeed(undefined)
+        }
+      ),
       awaitFree: (millis) => this.takeOwner(millis),
       held: Effect.orElseSucceed(Effect.map(this.q(holderSql, [id, ROLE.OWNER]), (rows) => rows.length > 0), () => false),
       // The holder's backend pid, once it has stamped the row as the owner (a standby that has
       // just taken the lock has not: clients then yield, as for a supervisor still booting).
-      stamp: Effect.orElseSucceed(
-        Effect.map(
-          this.q(`SELECT h.pid FROM (${holderSql}) h JOIN ${TABLE} t ON t.id = $1 AND t.owner_stamp = h.pid`, [id, ROLE.OWNER]),
-          (rows) => rows.length > 0 ? Number(rows[0]!["pid"]) : undefined
-        ),
-        () => undefined
-      )
+      stamp: Effect.suspend(() => {
+        const peeked = this.peeked("stamp")
+        if (peeked !== undefined) return Effect.succeed(peeked.stamp)
+        return Effect.orElseSucceed(
+          Effect.map(
+            this.q(`SELECT h.pid FROM (${holderSql}) h JOIN ${TABLE} t ON t.id = $1 AND t.owner_stamp = h.pid`, [id, ROLE.OWNER]),
+            (rows) => rows.length > 0 ? Number(rows[0]!["pid"]) : undefined
+          ),
+          () => undefined
+        )
+      })
     }
+  }
+
+  /** What the last `owner.take` read besides the owner, for the next read of each (then it is read afresh). */
+  private peek: { readonly stamp: number | undefined; readonly hint: unknown; stampRead: boolean; hintRead: boolean } | undefined
+
+  private peeked(what: "stamp" | "hint") {
+    const p = this.peek
+    if (p === undefined) return undefined
+    if (what === "stamp" ? p.stampRead : p.hintRead) {
+      this.peek = undefined
+      return undefined
+    }
+    if (what === "stamp") p.stampRead = true
+    else p.hintRead = true
+    if (p.stampRead && p.hintRead) this.peek = undefined
+    return p
   }
 
   /** This counter's session, opened (again) when needed. */
@@ -396,7 +430,10 @@ class PgCounter implements Counter {
   }
 
   private q(sql: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<PgConnection.Row>, SystemError> {
-    return Effect.flatMap(this.sessionNow(), (s) => s.query(sql, params))
+    return Effect.flatMap(this.sessionNow(), (s) => {
+      this.peek = undefined
+      return s.query(sql, params)
+    })
   }
 
   /**
@@ -448,6 +485,7 @@ class PgCounter implements Counter {
 
   lock = (timeout: Duration.Duration): Effect.Effect<void, LockTimeout | SystemError> =>
     Effect.flatMap(Clock.currentTimeMillis, (start) => {
+      this.peek = undefined
       const total = Duration.toMillis(timeout)
       const timedOut = () => new LockTimeout({ service: this.name, timeoutMillis: total })
       return Effect.flatMap(
@@ -581,10 +619,15 @@ class PgCounter implements Counter {
     )
   )
 
+  /**
+   * Retire and term are requests to `pid`'s session. A kill ends whichever session holds the owner
+   * lock now (a stuck supervisor, or a standby that took it and stopped): the client killing it
+   * wants the lock free, and the process behind that session lives on.
+   */
   signal = (pid: number, what: "retire" | "term" | "kill"): Effect.Effect<void> =>
     Effect.ignore(
       what === "kill"
-        ? this.q(`SELECT pg_terminate_backend($1)`, [pid])
+        ? this.q(`SELECT pg_terminate_backend(h.pid) FROM (${holderSql}) h`, [this.id, ROLE.OWNER])
         : this.q(`UPDATE ${TABLE} SET request = $2, request_pid = $3 WHERE id = $1`, [this.id, what, pid])
     )
 }

@@ -393,7 +393,19 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       return holders.some((h) => timeouts(w, h)) ? [[{ _tag: "Stuck", error: "OwnerUnresponsive" }, () => {}]] : []
     }
     case "Kill": {
-      // In-process: the owner's session is terminated (its process and service live on).
+      if (w.inProcess) {
+        // In-process (the PostgreSQL counter's kill): the session holding the owner lock is
+        // terminated, whoever holds it — a supervisor (its process and service live on) or a
+        // standby (it finds its lock lost).
+        return [[{ _tag: "Ok" }, (x) => {
+          if (x.ownerPath < 0) return
+          for (const h of ownerHolders(x, x.ownerPath)) {
+            const p = x.procs[h]!
+            if (p.kind === "supervisor") die(x, h)
+            else if (p.kind === "client" && p.sbFd === x.ownerPath) p.sbFd = -1
+          }
+        }]]
+      }
       const target = retireTarget(w, m.target)
       return [[{ _tag: "Ok" }, (x) => {
         if (target !== undefined) die(x, target)
@@ -587,16 +599,19 @@ const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.Sta
     case "Lock": {
       // Interruptible while waiting: lets the owner lock go.
       if (c.sbCancel) return [[{ _tag: "Ok" }, dropped()]]
+      if (c.sbFd < 0 || c.sbFd !== w.ownerPath) return [[{ _tag: "Lost" }, () => {}]]
       if (!current(w, c.epoch)) return [[{ _tag: "Lost" }, () => {}]]
       if (w.set.lock === null) return [[{ _tag: "Locked" }, (x) => void (x.set.lock = holder)]]
       return timeouts(w, w.set.lock) ? [[{ _tag: "LockTimeout" }, () => {}]] : []
     }
     case "ReadHint": {
+      if (c.sbFd < 0 || c.sbFd !== w.ownerPath) return [[{ _tag: "Lost" }, () => {}]]
       const h = w.hint
       const ours = h !== null && h.gen === sb.gen && h.ready && !h.abandoned
       return [[ours ? { _tag: "Ours" } : { _tag: "NotOurs" }, () => {}]]
     }
     case "Adopt":
+      if (c.sbFd < 0 || c.sbFd !== w.ownerPath) return [[{ _tag: "Lost" }, () => {}]]
       return [[{ _tag: "Ok" }, (x) => {
         if (!x.ipcrmed && x.set.lock !== holder) fail(`${pid}'s standby adopted without the startup lock`)
         const c = me(x)
