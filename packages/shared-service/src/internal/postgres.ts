@@ -706,17 +706,25 @@ export const make = (options: PostgresOptions): Effect.Effect<RefCounter, System
     const namespace = options.namespace ?? String((yield* first.query("SELECT current_user AS u"))[0]!["u"])
     const shared: Shared = { settings, namespace, sessions }
     const counters = new Map<string, PgCounter>()
-    const idOf = (name: string, create: boolean) =>
+    const select = (name: string) =>
       Effect.map(
-        create
-          ? first.query(
-            `WITH ins AS (INSERT INTO ${TABLE} (namespace, name) VALUES ($1, $2) ON CONFLICT (namespace, name) DO NOTHING RETURNING id)
-             SELECT id FROM ins UNION ALL SELECT id FROM ${TABLE} WHERE namespace = $1 AND name = $2`,
-            [namespace, name]
-          )
-          : first.query(`SELECT id FROM ${TABLE} WHERE namespace = $1 AND name = $2`, [namespace, name]),
+        first.query(`SELECT id FROM ${TABLE} WHERE namespace = $1 AND name = $2`, [namespace, name]),
         (rows) => rows.length === 0 ? undefined : Number(rows[0]!["id"])
       )
+    /**
+     * The name's row id, creating the row if asked. Clients racing to create it: the losers'
+     * `ON CONFLICT DO NOTHING` returns no row (and their statement cannot see the winner's), but
+     * it waited for the winner to commit, so a new statement finds it.
+     */
+    const idOf = (name: string, create: boolean): Effect.Effect<number | undefined, SystemError> =>
+      Effect.flatMap(select(name), (id) =>
+        id !== undefined || !create ? Effect.succeed(id) : Effect.flatMap(
+          first.query(
+            `INSERT INTO ${TABLE} (namespace, name) VALUES ($1, $2) ON CONFLICT (namespace, name) DO NOTHING RETURNING id`,
+            [namespace, name]
+          ),
+          (rows) => rows.length > 0 ? Effect.succeed(Number(rows[0]!["id"])) : select(name)
+        ))
     // One counter per name, created in one step (the registry of the kernel counters does the
     // same): a process holds at most one reference per name.
     const gate = Semaphore.makeUnsafe(1)
@@ -725,10 +733,15 @@ export const make = (options: PostgresOptions): Effect.Effect<RefCounter, System
         gate.withPermits(1)(Effect.suspend(() => {
           const existing = counters.get(name)
           if (existing !== undefined) return Effect.succeed(existing)
-          return Effect.map(idOf(name, true), (id) => {
-            const c = new PgCounter(shared, name, id!, undefined)
+          return Effect.flatMap(idOf(name, true), (id) => {
+            if (id === undefined || !Number.isInteger(id)) {
+              return Effect.fail(
+                new DatabaseError({ service: name, address: settings.address, statement: "INSERT", reason: "the name's row could not be created" })
+              )
+            }
+            const c = new PgCounter(shared, name, id, undefined)
             counters.set(name, c)
-            return c
+            return Effect.succeed(c)
           })
         })))
     const rc: RefCounter = {
