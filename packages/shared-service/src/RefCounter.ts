@@ -21,13 +21,14 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Effect } from "effect"
-import { Context } from "effect"
+import type { Deferred, Duration, Effect, Layer, Redacted, Scope } from "effect"
+import { Context, Effect as Effect_, Layer as Layer_ } from "effect"
+import type { PgClient } from "@effect/sql-pg/PgClient"
 import * as flockImpl from "./internal/flock.ts"
 import type * as hintImpl from "./internal/hint.ts"
 import * as memoryImpl from "./internal/memory.ts"
 import * as sysvImpl from "./internal/sysv.ts"
-import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError.ts"
+import type { InvalidName, LockTimeout, SessionLost, SystemError } from "./SharedServiceError.ts"
 
 /**
  * The owner lock of a name (see `PROTOCOL.md`): held by the supervisor of the live generation.
@@ -38,7 +39,10 @@ import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError
 export interface Owner {
   /** Takes it if nobody holds it (never waits); `undefined` when a live owner holds it. */
   readonly take: Effect.Effect<Owned | undefined, SystemError>
-  /** Waits up to `millis` for it to be free and takes it; `undefined` when it stayed held. */
+  /**
+   * Waits up to `millis` for it to be free and takes it; `undefined` when it stayed held.
+   * Interruptible only while nothing is held (as `Counter.lock`), even in an uninterruptible region.
+   */
   readonly awaitFree: (millis: number) => Effect.Effect<Owned | undefined, SystemError>
   /** Whether someone holds it, observed without taking it (inspection). */
   readonly held: Effect.Effect<boolean>
@@ -65,7 +69,7 @@ export interface Owned {
   readonly release: Effect.Effect<void>
   /** Removes the owner file, then lets the lock go. */
   readonly remove: Effect.Effect<void>
-  /** Whether this process still holds it (only a simulated crash can take it away). */
+  /** Whether this process still holds it (a simulated crash, or a lost database session, takes it away). */
   readonly stillHeld: () => boolean
   /**
    * Whether this owner should retire: a `retire` request was left for it (`Owner.request`), or
@@ -73,6 +77,27 @@ export interface Owned {
    * another generation out, so this one ends itself).
    */
   readonly retireRequested: Effect.Effect<boolean>
+  /**
+   * Who holds it, as the generation record names its supervisor (a database counter: the
+   * owner session's backend pid and start time). Absent: this process (pid and start time).
+   */
+  readonly identity?: { readonly pid: number; readonly startTime: number } | undefined
+  /**
+   * The counter an in-process supervisor holding this lock acts through (a database counter:
+   * one bound to the owner's own session, so that its startup lock is not this process's
+   * client session's). Absent: the counter it was taken from.
+   */
+  readonly counter?: Counter | undefined
+  /** Requests sent to this owner through the counter (a database counter's retire and term). */
+  readonly pending?: (() => ReadonlyArray<"Retire" | "Term">) | undefined
+  /** Forgets the requests `pending` gave (they were served by a stop). */
+  readonly clearPending?: (() => void) | undefined
+  /**
+   * Stamps the owner lock as this process's, so that clients can tell a supervisor (stamped)
+   * from a standby that has just taken the lock and not yet adopted (unstamped: they yield).
+   * Absent: `writeStamp` of the supervisor's pid.
+   */
+  readonly stampSelf?: Effect.Effect<void> | undefined
 }
 
 /**
@@ -87,7 +112,7 @@ export interface Owned {
 export interface Counter extends View {
   readonly name: string
   /** The implementation (a spawned supervisor opens the same kind). */
-  readonly kind: "sysv" | "flock" | "memory"
+  readonly kind: "sysv" | "flock" | "memory" | "postgres"
   /** `true` when `count` is the exact number of holding processes, `false` when it only says 0 or "some". */
   readonly exact: boolean
   /** The runtime directory (canonical path) of this name's files. */
@@ -133,6 +158,17 @@ export interface Counter extends View {
   readonly owner: Owner
   /** The generation record (the hint) of this name. */
   readonly hints: HintStore
+  /**
+   * Sends a request to the owner identified by `pid` when it is not a local process (a
+   * database counter: retire and term through the table, kill by terminating its session).
+   * Absent: owners are local processes, signalled.
+   */
+  readonly signal?: ((pid: number, what: "retire" | "term" | "kill") => Effect.Effect<void>) | undefined
+  /**
+   * Completes when the reference this process registered is lost (a database counter whose
+   * session ended). Absent, or `undefined` while no reference is held: it cannot be lost.
+   */
+  readonly referenceLost?: (() => Deferred.Deferred<SessionLost> | undefined) | undefined
 }
 
 /**
@@ -150,7 +186,7 @@ export interface HintStore extends hintImpl.Store {}
  * @since 0.1.0
  */
 export interface RefCounter {
-  readonly kind: "sysv" | "flock" | "memory" | "unsupported"
+  readonly kind: "sysv" | "flock" | "memory" | "postgres" | "unsupported"
   /** Opens (creating if needed) the counter for `name` (validated: see `SharedService.validateName`). */
   readonly open: (name: string) => Effect.Effect<Counter, SystemError | InvalidName>
   /**
@@ -160,6 +196,8 @@ export interface RefCounter {
   readonly openExisting: (name: string) => Effect.Effect<Counter | undefined, SystemError | InvalidName>
   /** The owner lock and the hint of `name`, without opening (or creating) any kernel object. */
   readonly view: (name: string) => Effect.Effect<View, SystemError | InvalidName>
+  /** The names that have a record (a database counter's table); absent: the runtime directory's hints. */
+  readonly names?: Effect.Effect<ReadonlyArray<string>, SystemError> | undefined
 }
 
 /**
@@ -193,6 +231,62 @@ export const sysV: () => RefCounter = sysvImpl.make
  * @since 0.1.0
  */
 export const flock: () => RefCounter = flockImpl.make
+
+/**
+ * Options of `RefCounter.postgres`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PostgresOptions {
+  /** A libpq URI, `postgres://user:password@host:port/database?sslmode=…`. */
+  readonly url?: string | Redacted.Redacted | undefined
+  /** An `@effect/sql-pg` client whose connection settings are reused (its pool is not: every reference is a session of its own). */
+  readonly client?: PgClient | undefined
+  /** Separates users of one database: keys derive from (namespace, name). Default: the database role's name. */
+  readonly namespace?: string | undefined
+  /**
+   * The session keepalive (set per session: `tcp_keepalives_idle/interval/count`, and
+   * `tcp_user_timeout` to their total). The server ends the session of a machine that vanished
+   * within `idle + interval × count`, releasing its reference and locks; this process finds its
+   * own session lost (a heartbeat every `idle`, answered within `interval × count`) within about
+   * the same bound. Default 10 s, 2 s, 5: 20 s.
+   */
+  readonly keepalive?: {
+    readonly idle?: Duration.Input | undefined
+    readonly interval?: Duration.Input | undefined
+    readonly count?: number | undefined
+  } | undefined
+  /** Bound on opening a session. Default 10 s. */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A `RefCounter` on PostgreSQL, for services shared across machines: a reference is a shared
+ * session-level advisory lock held on a dedicated session for as long as this process holds the
+ * service, the count is the number of granted holders in `pg_locks`, the startup and owner locks
+ * are exclusive session-level advisory locks, and the ring and the generation record live in a
+ * small table (`quiesce_shared_service`, created on first use). The server releases everything a
+ * session held when it ends — process exit, SIGKILL, or a machine gone silent for longer than
+ * the keepalive bound. Services on it are supervised in-process (see the README's PostgreSQL
+ * section). Fails with `DatabaseUnreachable`, `AuthenticationFailed` or `DatabaseError` when the
+ * first session cannot be opened or the table cannot be created.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makePostgres = (options: PostgresOptions): Effect.Effect<RefCounter, SystemError, Scope.Scope> =>
+  Effect_.flatMap(Effect_.promise(() => import("./internal/postgres.ts")), (pg) => pg.make(options))
+
+/**
+ * `makePostgres` as a layer providing `RefCounter` (its sessions close with the layer; a
+ * supervisor this process runs keeps its own session until its service is stopped).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const postgres = (options: PostgresOptions): Layer.Layer<never, SystemError> =>
+  Layer_.effect(RefCounter, makePostgres(options)) as Layer.Layer<never, SystemError>
 
 /**
  * An in-memory kernel shared by simulated processes, for unit tests. Each

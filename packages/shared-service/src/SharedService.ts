@@ -73,8 +73,11 @@ export interface ServiceHandle extends internal.ServiceHandle {}
  *   SIGKILL included. Stops the service by its recorded pid (SIGTERM, then SIGKILL after
  *   `stopTimeout`); a custom `stop` is not used by it.
  * - `"in-process"`: a daemon fiber in the starting process holds the owner lock and runs `stop`.
- *   Not crash-safe: if that process dies, nothing stops the service. The fiber keeps that
- *   process alive until it has stopped the service.
+ *   The fiber keeps that process alive until it has stopped the service. If that process dies,
+ *   a standby in another process holding the service adopts it (it queues on the owner lock
+ *   while it holds the service), or else the last releaser runs `stop` on it; only a service
+ *   whose supervisor dies after the last release stays until the next acquisition sweeps it.
+ *   Every service on the PostgreSQL counter is supervised this way (`RefCounter.postgres`).
  *
  * @category models
  * @since 0.1.0

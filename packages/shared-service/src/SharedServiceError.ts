@@ -250,6 +250,82 @@ export class PortInUse extends Schema.TaggedError<PortInUse>()("PortInUse", {
 }
 
 /**
+ * The PostgreSQL server of a `RefCounter.postgres` could not be reached (connection refused, no
+ * route, DNS, a connect that did not finish within the connect timeout). `address` is the
+ * server without credentials; `code` is the socket's error code or SQLSTATE when there is one.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DatabaseUnreachable extends Schema.TaggedError<DatabaseUnreachable>()("DatabaseUnreachable", {
+  service: Schema.String,
+  address: Schema.String,
+  reason: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": the database ${this.address} is unreachable: ${this.reason}`
+  }
+}
+
+/**
+ * The PostgreSQL server refused the credentials (SQLSTATE class 28: unknown role, wrong
+ * password, no `pg_hba.conf` entry).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFailed>()("AuthenticationFailed", {
+  service: Schema.String,
+  address: Schema.String,
+  reason: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": authentication to ${this.address} failed: ${this.reason}`
+  }
+}
+
+/**
+ * The database session that held this process's locks ended while it was in use: the server
+ * closed it (restart, `pg_terminate_backend`, its keepalives found this machine gone) or it
+ * stopped answering within the keepalive bound. Whatever it held is released by the server: a
+ * reference is no longer counted, a startup or owner lock is free. `ServiceHandle.lost`
+ * completes with this error.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SessionLost extends Schema.TaggedError<SessionLost>()("SessionLost", {
+  service: Schema.String,
+  address: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": the database session to ${this.address} was lost: ${this.reason}`
+  }
+}
+
+/**
+ * A statement of the PostgreSQL counter failed for another reason (`code` is the SQLSTATE, e.g.
+ * `42501` when the role may not create the package's table).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DatabaseError extends Schema.TaggedError<DatabaseError>()("DatabaseError", {
+  service: Schema.String,
+  address: Schema.String,
+  statement: Schema.String,
+  reason: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": ${this.statement} on ${this.address} failed${this.code === undefined ? "" : ` (${this.code})`}: ${this.reason}`
+  }
+}
+
+/**
  * Failures of the kernel primitives (what a `RefCounter` can fail with).
  *
  * @category errors
@@ -262,6 +338,10 @@ export type SystemError =
   | SemaphoreSetRemoved
   | UnsupportedPlatform
   | RuntimeDirectoryUnusable
+  | DatabaseUnreachable
+  | AuthenticationFailed
+  | SessionLost
+  | DatabaseError
 
 /**
  * Every failure of this package.

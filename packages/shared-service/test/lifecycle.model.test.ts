@@ -13,10 +13,28 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Protocol from "@quiesce/shared-service/internal/protocol"
 import { explore, ModelViolation } from "./model/explore.ts"
-import type { Budget, Machines } from "./model/world.ts"
+import type { Budget, Machines, Mode } from "./model/world.ts"
 import { protocol } from "./model/world.ts"
 
 const none: Budget = { kill: 0, stop: 0, ipcrm: 0, exit: 0, term: 0, refuse: 0 }
+
+/** Explores `m` with its broken machines: it must end in a violation matching `finds`. */
+const expectCaught = (m: {
+  readonly clients: number
+  readonly budget: Partial<Budget>
+  readonly mode?: Mode
+  readonly machines: Machines
+  readonly finds: RegExp
+}) => {
+  try {
+    explore({ clients: m.clients, budget: { ...none, ...m.budget }, mode: m.mode }, { machines: m.machines, maxStates: 2_000_000 })
+  } catch (e) {
+    if (!(e instanceof ModelViolation)) throw e
+    assert.match(e.message, m.finds)
+    return
+  }
+  assert.fail("the broken protocol passed the model check")
+}
 
 const configurations: ReadonlyArray<{ readonly clients: number; readonly budget: Partial<Budget> }> = [
   { clients: 3, budget: {} },
@@ -107,15 +125,76 @@ const mutants: ReadonlyArray<{
   }
 ]
 
-describe("the model checker catches broken protocols", () => {
-  it.each(mutants)("$name", (m) => {
-    try {
-      explore({ clients: m.clients, budget: { ...none, ...m.budget } }, { machines: m.machines, maxStates: 2_000_000 })
-    } catch (e) {
-      if (!(e instanceof ModelViolation)) throw e
-      assert.match(e.message, m.finds)
-      return
-    }
-    assert.fail("the broken protocol passed the model check")
+/**
+ * In-process supervision (`make` services with `reaper: "in-process"`, every service on the
+ * PostgreSQL counter): the service does not die with its supervisor (the client fiber that
+ * started it), and clients holding it run standbys queued on the owner lock. Invariants on top of
+ * the ones above: a live service outliving its supervisor is still named by the hint (a standby
+ * adopts it, or the next client sweeps it); an owner never supervises an older generation than
+ * the hint's; a standby adopts only holding both locks, and only after the supervisor is gone.
+ */
+const inProcessConfigurations: ReadonlyArray<{ readonly clients: number; readonly budget: Partial<Budget>; readonly mode: Mode }> = [
+  { clients: 3, budget: {}, mode: { inProcess: true, standby: true } },
+  { clients: 2, budget: { kill: 1 }, mode: { inProcess: true } },
+  { clients: 2, budget: { kill: 1, refuse: 1 }, mode: { inProcess: true, standby: true } },
+  { clients: 2, budget: { stop: 1, exit: 1 }, mode: { inProcess: true, standby: true } },
+  { clients: 2, budget: { term: 1, refuse: 1 }, mode: { inProcess: true, standby: true } }
+]
+
+describe("in-process supervision with standbys, exhaustive model check", () => {
+  it.each(inProcessConfigurations)("every interleaving of $clients clients, mode $mode, faults $budget", (c) => {
+    const report = explore({ clients: c.clients, budget: { ...none, ...c.budget }, mode: c.mode })
+    console.log(
+      `model (in-process${c.mode.standby === true ? ", standbys" : ""}): ${c.clients} clients ${JSON.stringify(c.budget)}: ` +
+        `${report.states} states, ${report.transitions} transitions, ${report.finals} final states, depth ${report.maxDepth}, ${report.millis} ms`
+    )
+    assert.isAbove(report.states, 500)
+    assert.isAbove(report.finals, 0)
   }, 120_000)
+})
+
+const inProcessMutants: ReadonlyArray<{
+  readonly name: string
+  readonly budget: Partial<Budget>
+  readonly machines: Machines
+  readonly finds: RegExp
+}> = [
+  {
+    name: "a standby adopts without taking the startup lock",
+    budget: { kill: 1 },
+    machines: {
+      ...protocol,
+      standby: (state, result) =>
+        state._tag === "AwaitOwner" && result._tag === "Got" ? { _tag: "ReadHint", gen: state.gen } : Protocol.standby(state, result)
+    },
+    finds: /adopted without the startup lock/
+  },
+  {
+    name: "the last releaser, finding no owner, removes the hint of a service that outlived its supervisor without stopping it",
+    budget: { kill: 1 },
+    machines: {
+      ...protocol,
+      tidy: (state, result) =>
+        state._tag === "ProbeOwner" && result._tag === "Free" ? { _tag: "Remove" } : Protocol.tidy(state, result)
+    },
+    finds: /nobody is responsible/
+  },
+  {
+    name: "a client sweeps (in-process) although the owner lock is held",
+    budget: {},
+    machines: {
+      ...protocol,
+      client: (state, result) =>
+        state._tag === "ProbeOwner" && result._tag === "Held" ? { _tag: "Sweep" } : Protocol.client(state, result)
+    },
+    finds: /live owner|two live instances|without holding the owner lock/
+  }
+]
+
+describe("the model checker catches broken in-process protocols", () => {
+  it.each(inProcessMutants)("$name", (m) => expectCaught({ ...m, clients: 2, mode: { inProcess: true, standby: true } }), 120_000)
+})
+
+describe("the model checker catches broken protocols", () => {
+  it.each(mutants)("$name", (m) => expectCaught(m), 120_000)
 })

@@ -24,9 +24,22 @@ export class Client {
   readonly exited: Promise<number | null>
   stderr = ""
 
-  constructor(config: Record<string, unknown>, options?: { readonly uid?: number; readonly env?: NodeJS.ProcessEnv }) {
-    const args = ["--conditions=@quiesce/source", "--no-warnings", fixture("client.ts"), JSON.stringify(config)]
-    this.child = options?.uid === undefined
+  constructor(
+    config: Record<string, unknown>,
+    options?: {
+      readonly uid?: number
+      readonly env?: NodeJS.ProcessEnv
+      /** Another fixture than `client.ts`. */
+      readonly fixture?: string
+      /** A command line that runs node (e.g. `ip netns exec NS`). */
+      readonly prefix?: ReadonlyArray<string>
+    }
+  ) {
+    const args = ["--conditions=@quiesce/source", "--no-warnings", fixture(options?.fixture ?? "client.ts"), JSON.stringify(config)]
+    const prefix = options?.prefix ?? []
+    this.child = prefix.length > 0
+      ? spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...args], { stdio: ["pipe", "pipe", "pipe"], env: options?.env ?? process.env })
+      : options?.uid === undefined
       ? spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"], env: options?.env ?? process.env })
       : spawn("setpriv", [`--reuid=${options.uid}`, `--regid=${options.uid}`, "--clear-groups", process.execPath, ...args], {
         stdio: ["pipe", "pipe", "pipe"],

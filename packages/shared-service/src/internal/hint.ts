@@ -12,7 +12,7 @@ import { Effect, Schema } from "effect"
 import { readdirSync } from "node:fs"
 import { ServiceInfo } from "../ServiceInfo.ts"
 import { CorruptHint } from "../SharedServiceError.ts"
-import type { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
+import type { RuntimeDirectoryUnusable, SystemError } from "../SharedServiceError.ts"
 import { filePath, readSecure, unlinkIf, writeAtomic } from "./paths.ts"
 
 const Pid = Schema.Struct({ pid: Schema.Int, startTime: Schema.Number })
@@ -116,7 +116,7 @@ export const fileHints = (dir: string, name: string): Store => ({
 /** Where a name's generation record lives: a file here, a table row for a database counter. */
 export interface Store {
   readonly read: Effect.Effect<Hint | undefined | CorruptHint>
-  readonly write: (hint: Hint) => Effect.Effect<void, RuntimeDirectoryUnusable>
+  readonly write: (hint: Hint) => Effect.Effect<void, SystemError>
   /** Removes the record if it describes `generation` (or whatever it says, when not given). */
   readonly remove: (generation?: string) => Effect.Effect<void>
   /** Where it is, for people (`inspect`). */

@@ -116,13 +116,17 @@ export const makeKernel = (): MemoryKernel => {
           changed()
         }),
         stillHeld: () => x.owner === pid,
-        retireRequested: Effect.sync(() => x.retire)
+        retireRequested: Effect.sync(() => x.retire),
+        stampSelf: Effect.sync(() => {
+          if (x.owner === pid) x.stamp = pid
+        })
       })
-      const tryTake = (): Owned | undefined => {
+      /** Taking the lock under the startup lock stamps it; a standby's wait does not (it stamps when it adopts). */
+      const tryTake = (stamp: boolean) => (): Owned | undefined => {
         const x = e()
         if (x.owner !== undefined) return undefined
         x.owner = pid
-        x.stamp = pid
+        x.stamp = stamp ? pid : undefined
         x.retire = false
         changed()
         return owned(x)
@@ -203,8 +207,8 @@ export const makeKernel = (): MemoryKernel => {
         hints: fileHints(dir, name),
         prepareExec: Effect.void,
         owner: {
-          take: Effect.sync(tryTake),
-          awaitFree: (millis) => waitUntil(tryTake, millis),
+          take: Effect.sync(tryTake(true)),
+          awaitFree: (millis) => waitUntil(tryTake(false), millis),
           held: Effect.sync(() => entries.get(name)?.owner !== undefined),
           stamp: Effect.sync(() => entries.get(name)?.stamp),
           request: () =>

@@ -57,6 +57,7 @@ export const take = (lib: L.Libc, dir: string, name: string): OwnerHandle | unde
 /** Empties the stamp before a new supervisor writes its own. */
 export const clearStamp = (handle: OwnerHandle): void => ftruncateSync(handle.fd, 0)
 
+/** Stamps `pid` (an in-process supervisor: the process that holds the descriptor). */
 export const writeStamp = (handle: OwnerHandle, pid: number): void => {
   ftruncateSync(handle.fd, 0)
   writeSync(handle.fd, `${pid}\n`, 0)

@@ -82,7 +82,16 @@ export type Client<G, F> =
   | { readonly _tag: "Done"; readonly gen: G }
   | { readonly _tag: "Failed"; readonly error: F }
 
-export type Owner = { readonly _tag: "Free" } | { readonly _tag: "Held" }
+export type Owner =
+  | {
+    readonly _tag: "Free"
+    /**
+     * (Tidy) The hint names a generation whose service outlives its supervisor (in-process
+     * supervision): it may still run, so the releaser stops it before removing the hint.
+     */
+    readonly orphan?: boolean | undefined
+  }
+  | { readonly _tag: "Held" }
 
 /** The hint as verified: it describes the owner (pid and start time), or not. */
 export type HintView<G> =
@@ -260,6 +269,8 @@ export const holdsLock = (state: Client<unknown, unknown>): boolean =>
 export type Tidy =
   | { readonly _tag: "TryLock" }
   | { readonly _tag: "ProbeOwner" }
+  /** No owner, count 0, the hint names a service that outlived its supervisor: stop it (the definition's `stop`). */
+  | { readonly _tag: "Sweep" }
   /** No owner, count 0: remove the hint, the owner file and the set. */
   | { readonly _tag: "Remove" }
   | { readonly _tag: "Unlock" }
@@ -279,8 +290,11 @@ export const tidy = (state: Tidy, result: TidyResult): Tidy => {
     case "TryLock":
       return result._tag === "Locked" ? { _tag: "ProbeOwner" } : { _tag: "End" }
     case "ProbeOwner":
-      if (result._tag === "Free") return { _tag: "Remove" }
+      if (result._tag === "Free") return result.orphan === true ? { _tag: "Sweep" } : { _tag: "Remove" }
       if (result._tag === "Held") return { _tag: "Unlock" }
+      break
+    case "Sweep":
+      if (result._tag === "Ok") return { _tag: "Remove" }
       break
     case "Remove":
     case "Unlock":
@@ -437,3 +451,92 @@ const isGone = (state: Supervisor): boolean =>
 export const supervisorHoldsLock = (state: Supervisor): boolean =>
   state._tag === "Recheck" || state._tag === "Unlock" || state._tag === "Cleanup" || state._tag === "Release" ||
   (state._tag === "Stop" && state.locked)
+
+// ---------------------------------------------------------------------------------------------
+// Standby
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A standby supervisor, for generations supervised in-process (`make` services whose service
+ * does not die with its supervisor: `reaper: "in-process"`, and every service on a database
+ * counter). Any client holding a reference may run one; it queues on the owner lock for as long
+ * as its client holds the reference (it is interrupted, letting go of anything it took, when
+ * the reference is released). When it gets the lock, the generation's supervisor has died (its
+ * process, or its session): it takes the startup lock and adopts the generation only if the
+ * hint still names the one its client registered with, ready — then it supervises it from
+ * `AwaitZero` like any supervisor. Otherwise (another generation, a failed one, none) it lets
+ * both locks go: the owner is free and the hint is evidence, so the next client sweeps.
+ */
+export type Standby<G> =
+  /** Wait (unbounded, interruptible) for the owner lock; on success this process holds it. */
+  | { readonly _tag: "AwaitOwner"; readonly gen: G }
+  /** Holding the owner lock: take the startup lock (bounded). */
+  | { readonly _tag: "Lock"; readonly gen: G }
+  /** Under both locks: read the hint. */
+  | { readonly _tag: "ReadHint"; readonly gen: G }
+  /** Record this process as the generation's supervisor (the hint's supervisor and the stamp). */
+  | { readonly _tag: "Adopt"; readonly gen: G }
+  /** Give the startup lock back and supervise from `AwaitZero`. */
+  | { readonly _tag: "Unlock"; readonly gen: G }
+  /** Not ours: let the owner lock and the startup lock go. */
+  | { readonly _tag: "Decline" }
+  /** The owner lock could not be used (its session ended): let it go, queue again. */
+  | { readonly _tag: "Retry"; readonly gen: G }
+  | { readonly _tag: "Supervise"; readonly gen: G }
+  | { readonly _tag: "End" }
+
+export type StandbyResult =
+  | { readonly _tag: "Got" }
+  | { readonly _tag: "Locked" }
+  | { readonly _tag: "LockTimeout" }
+  /** The hint names the standby's generation, ready and not abandoned. */
+  | { readonly _tag: "Ours" }
+  | { readonly _tag: "NotOurs" }
+  | { readonly _tag: "Ok" }
+  /** The step failed (the owner's session ended meanwhile). */
+  | { readonly _tag: "Lost" }
+
+export const standbyStart = <G>(gen: G): Standby<G> => ({ _tag: "AwaitOwner", gen })
+
+export const standby = <G>(state: Standby<G>, result: StandbyResult): Standby<G> => {
+  switch (state._tag) {
+    case "AwaitOwner":
+      if (result._tag === "Got") return { _tag: "Lock", gen: state.gen }
+      break
+    case "Lock":
+      if (result._tag === "Locked") return { _tag: "ReadHint", gen: state.gen }
+      // Someone holds the startup lock for long: keep the owner lock and try again (while the
+      // owner lock is held, no client can start a generation; the holder is deciding something
+      // else, and a client that finds this standby holding the owner lock, unstamped, yields).
+      if (result._tag === "LockTimeout") return state
+      if (result._tag === "Lost") return { _tag: "Retry", gen: state.gen }
+      break
+    case "ReadHint":
+      if (result._tag === "Ours") return { _tag: "Adopt", gen: state.gen }
+      if (result._tag === "NotOurs") return { _tag: "Decline" }
+      if (result._tag === "Lost") return { _tag: "Retry", gen: state.gen }
+      break
+    case "Adopt":
+      if (result._tag === "Ok") return { _tag: "Unlock", gen: state.gen }
+      if (result._tag === "Lost") return { _tag: "Retry", gen: state.gen }
+      break
+    case "Unlock":
+      if (result._tag === "Ok") return { _tag: "Supervise", gen: state.gen }
+      if (result._tag === "Lost") return { _tag: "Retry", gen: state.gen }
+      break
+    case "Decline":
+      if (result._tag === "Ok") return { _tag: "End" }
+      break
+    case "Retry":
+      if (result._tag === "Ok") return { _tag: "AwaitOwner", gen: state.gen }
+      break
+    case "Supervise":
+    case "End":
+      break
+  }
+  return unexpected(state, result)
+}
+
+/** Whether the standby holds the startup lock in `state`. */
+export const standbyHoldsLock = (state: Standby<unknown>): boolean =>
+  state._tag === "ReadHint" || state._tag === "Adopt" || state._tag === "Unlock"

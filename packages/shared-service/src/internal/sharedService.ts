@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Cause, Clock, Duration, Effect, Exit, Option, Scope, Semaphore } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Scope, Semaphore } from "effect"
 import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
@@ -15,7 +15,7 @@ import type { Counter, Owned } from "../RefCounter.ts"
 import { RefCounter } from "../RefCounter.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
 import { CorruptHint, LockTimeout, RecoveryFailed, StartFailed } from "../SharedServiceError.ts"
-import type { InvalidName, PortInUse, SharedServiceError, SystemError } from "../SharedServiceError.ts"
+import type { InvalidName, PortInUse, SessionLost, SharedServiceError, SystemError } from "../SharedServiceError.ts"
 import { probe, type Readiness } from "./command.ts"
 import * as Generation from "./generation.ts"
 import * as Hint from "./hint.ts"
@@ -81,6 +81,14 @@ export interface ServiceHandle {
   readonly info: ServiceInfo.ServiceInfo
   /** `true` when this acquisition started (or restarted) the service. */
   readonly started: boolean
+  /**
+   * Completes when the reference behind this handle is lost: a database counter's session
+   * ended (the server no longer counts this process; the service may be stopped once nobody
+   * else holds it). Never completes on the kernel counters. A process's handles share one
+   * reference: they are lost together, and until they are all released the process's further
+   * acquisitions of the name fail with `SessionLost`.
+   */
+  readonly lost: Effect.Effect<SessionLost>
 }
 
 /** A shell command run by its supervisor (`SharedService.command`). */
@@ -168,13 +176,15 @@ interface Local {
   gen: Hint.Hint | undefined
   readonly mutex: Semaphore.Semaphore
   watchdog: ReturnType<typeof setInterval> | undefined
+  /** The standby supervisor this process runs while it holds the reference (in-process generations). */
+  standby: Fiber.Fiber<void> | undefined
 }
 
 const locals = new WeakMap<Counter, Local>()
 const localOf = (counter: Counter): Local => {
   let l = locals.get(counter)
   if (l === undefined) {
-    l = { holders: 0, gen: undefined, mutex: Semaphore.makeUnsafe(1), watchdog: undefined }
+    l = { holders: 0, gen: undefined, mutex: Semaphore.makeUnsafe(1), watchdog: undefined, standby: undefined }
     locals.set(counter, l)
   }
   return l
@@ -189,7 +199,8 @@ const WATCHDOG_MS = 500
  * true and the supervisor does not stop a service that is still in use.
  */
 const startWatchdog = (counter: Counter, local: Local) => {
-  if (local.watchdog !== undefined || counter.exact === false) return
+  // A database counter has nothing to re-create: a lost session is reported (`ServiceHandle.lost`).
+  if (local.watchdog !== undefined || counter.exact === false || counter.kind === "postgres") return
   let busy = false
   local.watchdog = setInterval(() => {
     if (busy) return
@@ -220,6 +231,17 @@ const stopWatchdog = (local: Local) => {
   }
 }
 
+/**
+ * Whether the processes of this counter's generations are out of this machine's process table:
+ * simulated (memory), or on other machines (postgres). Their liveness is the owner lock's and
+ * the health check's, never a pid's.
+ */
+const remote = (counter: Counter): boolean => counter.kind === "memory" || counter.kind === "postgres"
+
+/** Whether generations on this counter are supervised by a fiber of a client (the definition's own `stop`). */
+const inProcessMode = (self: { readonly reaper: ReaperMode }, counter: Counter): boolean =>
+  remote(counter) || self.reaper === "in-process"
+
 // ---------------------------------------------------------------------------------------------
 // Signals to supervisors
 // ---------------------------------------------------------------------------------------------
@@ -235,8 +257,26 @@ const inProcessKey = (counter: Counter, pid: number) => `${counter.dir}\0${count
  * process that is one of our supervisors (its command line says so): never to a client process
  * that supervises in-process, never to a pid recycled by someone else.
  */
-const signalSupervisor = (counter: Counter, pid: number, startTime: number | undefined, what: "retire" | "term" | "kill") => {
+const signalSupervisor = (
+  counter: Counter,
+  pid: number,
+  startTime: number | undefined,
+  what: "retire" | "term" | "kill"
+): Effect.Effect<void> => {
   const local = inProcess.get(inProcessKey(counter, pid))
+  // A kill must end the owner's hold even when it is a fiber here (a hung `stop`): on a database
+  // counter that is terminating its session.
+  if (counter.signal !== undefined && (local === undefined || what === "kill")) return counter.signal(pid, what)
+  return Effect.sync(() => signalLocal(counter, local, pid, startTime, what))
+}
+
+const signalLocal = (
+  counter: Counter,
+  local: { retire: () => void; term: () => void } | undefined,
+  pid: number,
+  startTime: number | undefined,
+  what: "retire" | "term" | "kill"
+) => {
   if (local !== undefined) {
     if (what === "retire") local.retire()
     else local.term()
@@ -299,9 +339,11 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
 ): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R | Scope.Scope> {
   const scope = yield* Scope.Scope
   if (local.holders > 0 && local.gen?.info !== undefined) {
+    const lost = counter.referenceLost?.()
+    if (lost !== undefined && Deferred.isDoneUnsafe(lost)) return yield* Deferred.await(lost).pipe(Effect.flatMap(Effect.fail))
     local.holders++
-    yield* Scope.addFinalizer(scope, release(counter, local))
-    return { name: self.name, info: local.gen.info, started: false }
+    yield* Scope.addFinalizer(scope, Effect.provideContext(release(counter, local, inProcessMode(self, counter) ? self : undefined), yield* Effect.context<R>()))
+    return { name: self.name, info: local.gen.info, started: false, lost: lostOf(counter) }
   }
   const ctx: Context<E, R> = {
     self,
@@ -328,9 +370,22 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   local.holders = 1
   local.gen = gen
   startWatchdog(counter, local)
-  yield* Scope.addFinalizer(scope, release(counter, local))
-  return { name: self.name, info: gen.info!, started: ctx.started }
+  // A standby, unless this process supervises the generation itself (it would die with it).
+  if (inProcessMode(self, counter) && !ctx.started && !inProcess.has(inProcessKey(counter, gen.supervisor.pid))) {
+    // Uninterruptible but where nothing is held: the counters' waits are interruptible between
+    // their statements or polls only (`Owner.awaitFree`, `Counter.lock`), so an interrupted
+    // standby never leaves a lock behind, and one that adopted always hands over to its supervisor.
+    local.standby = yield* Effect.forkDetach(Effect.uninterruptible(runStandby(self, counter, gen)))
+  }
+  yield* Scope.addFinalizer(scope, Effect.provideContext(release(counter, local, inProcessMode(self, counter) ? self : undefined), yield* Effect.context<R>()))
+  return { name: self.name, info: gen.info!, started: ctx.started, lost: lostOf(counter) }
 })
+
+/** The loss of the reference this process now holds through `counter` (never, for the kernel counters). */
+const lostOf = (counter: Counter): Effect.Effect<SessionLost> => {
+  const d = counter.referenceLost?.()
+  return d === undefined ? Effect.never : Deferred.await(d)
+}
 
 const startFailed = (name: string, reason: string, extra?: Partial<ConstructorParameters<typeof StartFailed>[0]>) =>
   new StartFailed({ service: name, reason, ...extra })
@@ -443,14 +498,12 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
           yield* counter.owner.request("retire")
         }
         const target = yield* targetOf(counter, state.target)
-        if (target !== undefined) signalSupervisor(counter, target.pid, target.startTime, "retire")
+        if (target !== undefined) yield* signalSupervisor(counter, target.pid, target.startTime, "retire")
         return ok
       })
     case "Kill":
-      return Effect.map(targetOf(counter, state.target), (target): Result => {
-        if (target !== undefined) signalSupervisor(counter, target.pid, target.startTime, "kill")
-        return ok
-      })
+      return Effect.flatMap(targetOf(counter, state.target), (target) =>
+        Effect.as(target === undefined ? Effect.void : signalSupervisor(counter, target.pid, target.startTime, "kill"), ok))
     case "AwaitOwner":
       return awaitOwner(ctx, state.target, state.killed)
     case "Sweep":
@@ -472,7 +525,7 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
         // (or kill it) while it boots.
         return counter.hints.write(new Hint.Hint({ ...gen, state: "abandoned" })).pipe(
           Effect.catch(() => counter.hints.remove(gen.generation)),
-          Effect.andThen(Effect.sync(() => signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term"))),
+          Effect.andThen(signalSupervisor(counter, gen.supervisor.pid, gen.supervisor.startTime, "term")),
           Effect.as(ok)
         )
       }
@@ -505,10 +558,10 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
 const sweepLeftovers = <E, R>(self: SharedServiceImpl<E, R> | undefined, counter: Counter): Effect.Effect<void, never, R> =>
   Effect.flatMap(counter.hints.read, (hint) => {
     const info = hint instanceof Hint.Hint ? hint.info : undefined
-    if (self !== undefined && (counter.kind === "memory" || self.reaper === "in-process")) {
+    if (self !== undefined && inProcessMode(self, counter)) {
       return info === undefined ? Effect.void : Effect.ignore(Effect.timeout(self.stop(info), self.stopTimeout))
     }
-    if (counter.kind === "memory") return Effect.void
+    if (remote(counter)) return Effect.void
     return Effect.andThen(
       // A supervisor still booting takes a while to hear it (a loaded machine: seconds).
       Generation.sweep(
@@ -530,7 +583,7 @@ const recorded = (counter: Counter, gen: Gen): Effect.Effect<Result> =>
 
 /** The generation's supervisor is alive with the recorded start time (the owner lock is held: see `ReadHint`). */
 const supervisorAlive = (counter: Counter, gen: Gen): boolean =>
-  counter.kind === "memory" || inProcess.has(inProcessKey(counter, gen.supervisor.pid)) ||
+  remote(counter) || inProcess.has(inProcessKey(counter, gen.supervisor.pid)) ||
   Process.isAliveUnsafe(gen.supervisor.pid, gen.supervisor.startTime)
 
 const targetOf = (
@@ -543,7 +596,7 @@ const targetOf = (
 
 /** Whether the service of `gen` is alive and not stopped (SIGSTOP, a debugger). */
 const serviceState = (counter: Counter, info: ServiceInfo.ServiceInfo): "alive" | "stopped" | "dead" => {
-  if (counter.kind === "memory") return "alive"
+  if (remote(counter)) return "alive"
   const st = Proc.stat(info.pid)
   if (Proc.isDead(st) || (info.startTime !== undefined && st!.startTime !== info.startTime)) return "dead"
   return Proc.isStopped(st) ? "stopped" : "alive"
@@ -627,7 +680,7 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
           return Effect.succeed<Result>({ _tag: "Ready", gen: current })
         }
         const starter = gen.starter
-        if (counter.kind !== "memory" && starter !== undefined && !Process.isAliveUnsafe(starter.pid, starter.startTime)) {
+        if (!remote(counter) && starter !== undefined && !Process.isAliveUnsafe(starter.pid, starter.startTime)) {
           return Effect.succeed(notReady(startFailed(self.name, `its starter (pid ${starter.pid}) died during the start`)))
         }
       } else {
@@ -662,7 +715,7 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
 /** A listener on one of the service's ports that is not the service's (or is stopped), if any. */
 const foreignListener = <E, R>(ctx: Context<E, R>, info: ServiceInfo.ServiceInfo | undefined) => {
   const { self, counter } = ctx
-  if (self.command === undefined || counter.kind === "memory") return undefined
+  if (self.command === undefined || remote(counter)) return undefined
   for (const port of self.command.ownedPorts) {
     const found = Generation.checkPortOwned(self.name, port, Generation.marker(counter.dir, counter.name), info?.pid)
     if (found !== undefined) return found
@@ -736,14 +789,15 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
       starter: { pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0 },
       ...(self.command?.fingerprint === undefined ? {} : { fingerprint: self.command.fingerprint })
     }
-    if (counter.kind === "memory" || self.reaper === "in-process") {
+    if (counter.kind === "postgres" && self.command !== undefined) {
+      return refused(startFailed(self.name, "a command service needs a kernel counter (its supervisor is a local process): define it with SharedService.make"))
+    }
+    if (inProcessMode(self, counter)) {
       // The owner is this process: a fiber supervises, with the definition's own `stop`.
-      yield* startInProcess(ctx, owned, generation)
+      const supervisor = yield* ownerIdentity(counter, owned)
+      yield* startInProcess(self, counter, owned, generation, supervisor)
       ctx.owned = undefined
       ctx.started = true
-      const supervisor = counter.kind === "memory"
-        ? { pid: (yield* counter.owner.stamp) ?? process.pid, startTime: 0, inProcess: true }
-        : { pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0, inProcess: true }
       return { _tag: "Spawned", gen: new Hint.Hint({ ...base, supervisor }) }
     }
     const unwritable = probeWritable(self.name, counter.dir)
@@ -802,17 +856,21 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
   })
 
 /**
- * `reaper: "in-process"` (and every memory-kernel service): this process holds the owner lock
- * and a daemon fiber runs the supervisor, stopping the service with the definition's `stop`.
- * Not crash-safe: if this process dies, nothing stops the service.
+ * `reaper: "in-process"` (and every service on the memory and PostgreSQL counters): this process
+ * holds the owner lock and a daemon fiber runs the supervisor, stopping the service with the
+ * definition's `stop`. If this process (or its owner session) dies, a holder's standby adopts
+ * the generation (`runStandby`), or the last releaser stops the service (`tidy`).
  */
-const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: string): Effect.Effect<void, never, R> =>
+const startInProcess = <E, R>(
+  self: SharedServiceImpl<E, R>,
+  counter: Counter,
+  owned: Owned,
+  generation: string,
+  supervisor: { readonly pid: number }
+): Effect.Effect<void, never, R> =>
   Effect.gen(function*() {
-    const { self, counter } = ctx
-    const pid = counter.kind === "memory" ? (yield* counter.owner.stamp) ?? process.pid : process.pid
-    // Whoever finds the owner lock held learns who holds it from the stamp.
-    if (counter.kind !== "memory") yield* owned.writeStamp(pid)
-    const key = inProcessKey(counter, pid)
+    yield* Effect.ignore(owned.stampSelf ?? owned.writeStamp(supervisor.pid))
+    const key = inProcessKey(counter, supervisor.pid)
     const flags = { retire: false, term: false }
     inProcess.set(key, { retire: () => void (flags.retire = true), term: () => void (flags.term = true) })
     const services = yield* Effect.context<R>()
@@ -820,12 +878,14 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
       hint instanceof Hint.Hint && hint.generation === generation ? hint.info : undefined
     )
     const env: Supervisor.Env = {
-      counter,
+      counter: owned.counter ?? counter,
       alive: owned.stillHeld,
       idleTimeToLive: self.idleTimeToLive,
       lockTimeout: self.lockTimeout,
-      // Requests come as flags (from this process) or in the hint (from any client).
+      // Requests come as flags (from this process), in the hint or the owner file (from any
+      // client), or through a database counter.
       pending: Effect.map(Effect.all([counter.hints.read, owned.retireRequested]), ([hint, asked]) => {
+        for (const r of owned.pending?.() ?? []) flags[r === "Retire" ? "retire" : "term"] = true
         const ours = hint instanceof Hint.Hint && hint.generation === generation ? hint : undefined
         return [
           ...(flags.retire || asked || ours?.retire === true ? ["Retire" as const] : []),
@@ -836,10 +896,11 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
         Effect.suspend(() => {
           if (reason === "Retire") flags.retire = false
           flags.term = false
+          owned.clearPending?.()
           return Effect.flatMap(infoOf, (info) =>
             info === undefined ? Effect.void : Effect.ignore(Effect.provideContext(self.stop(info), services)))
         }),
-      cleanup: counter.hints.remove(generation),
+      cleanup: (owned.counter ?? counter).hints.remove(generation),
       removeOwnerFile: owned.remove,
       tick: Effect.void,
       log: () => {}
@@ -852,6 +913,118 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
     )
   })
 
+/** The supervisor the hint names for an owner lock this process holds. */
+const ownerIdentity = (counter: Counter, owned: Owned): Effect.Effect<{ readonly pid: number; readonly startTime: number }> =>
+  owned.identity !== undefined
+    ? Effect.succeed(owned.identity)
+    : counter.kind === "memory"
+    ? Effect.map(counter.owner.stamp, (pid) => ({ pid: pid ?? process.pid, startTime: 0 }))
+    : Effect.succeed({ pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0 })
+
+// ---------------------------------------------------------------------------------------------
+// Standby: the client side of `Protocol.standby`
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How long one wait of a standby for the owner lock lasts before it starts another; the waits
+ * themselves are interruptible (the kernel counters' between polls, the database's between
+ * `lock_timeout` slices), so this only bounds how long one database session is kept waiting.
+ */
+const STANDBY_WAIT_MS = 60_000
+
+/**
+ * A standby queues this long after its acquisition: short holds (a test, a quick command) never
+ * pay for a waiting session, and a supervisor that dies within it is adopted this much later.
+ */
+const STANDBY_DELAY_MS = 1000
+
+/**
+ * A standby for `gen`, for a process that holds a reference to it and does not supervise it
+ * itself: queued on the owner lock (`Protocol.standby`) until the reference is released — then
+ * interrupted, letting go of whatever it took — or until it has adopted the generation, when it
+ * has become its supervisor (`startInProcess`) and lives on.
+ */
+const runStandby = <E, R>(self: SharedServiceImpl<E, R>, counter: Counter, gen: Gen): Effect.Effect<void, never, R> =>
+  Effect.suspend(() => {
+    let owned: Owned | undefined
+    /** The counter the startup lock was taken through (the owner's own, for a database counter). */
+    let locker: Counter | undefined
+    const lost: Protocol.StandbyResult = { _tag: "Lost" }
+    const ok: Protocol.StandbyResult = { _tag: "Ok" }
+    const letGo = Effect.suspend(() => {
+      const o = owned
+      const l = locker
+      owned = undefined
+      locker = undefined
+      return Effect.andThen(l === undefined ? Effect.void : Effect.ignore(l.unlock), o === undefined ? Effect.void : o.release)
+    })
+    const step = (state: Protocol.Standby<Gen>): Effect.Effect<Protocol.StandbyResult, never, R> => {
+      switch (state._tag) {
+        case "AwaitOwner": {
+          const loop: Effect.Effect<Protocol.StandbyResult> = Effect.matchEffect(counter.owner.awaitFree(STANDBY_WAIT_MS), {
+            // The counter is unusable for now (a database that went away): look again later.
+            onFailure: () => Effect.andThen(Effect.sleep(Duration.seconds(1)), loop),
+            onSuccess: (o) => {
+              if (o === undefined) return loop
+              owned = o
+              return Effect.succeed<Protocol.StandbyResult>({ _tag: "Got" })
+            }
+          })
+          return loop
+        }
+        case "Lock": {
+          const via = owned!.counter ?? counter
+          return Effect.match(via.lock(self.lockTimeout), {
+            onFailure: (e): Protocol.StandbyResult => e._tag === "LockTimeout" ? { _tag: "LockTimeout" } : lost,
+            onSuccess: (): Protocol.StandbyResult => {
+              locker = via
+              return owned!.stillHeld() ? { _tag: "Locked" } : lost
+            }
+          })
+        }
+        case "ReadHint":
+          return Effect.map(locker!.hints.read, (hint): Protocol.StandbyResult =>
+            !owned!.stillHeld()
+              ? lost
+              : hint instanceof Hint.Hint && hint.generation === gen.generation && hint.state === "ready"
+              ? { _tag: "Ours" }
+              : { _tag: "NotOurs" })
+        case "Adopt":
+          return Effect.gen(function*() {
+            const o = owned!
+            const supervisor = yield* ownerIdentity(counter, o)
+            const hint = yield* locker!.hints.read
+            if (!(hint instanceof Hint.Hint) || !o.stillHeld()) return lost
+            const written = yield* Effect.exit(locker!.hints.write(new Hint.Hint({ ...hint, supervisor })))
+            if (Exit.isFailure(written)) return lost
+            // From here the supervisor holds the owner lock (it waits for the startup lock we hold).
+            owned = undefined
+            yield* startInProcess(self, counter, o, gen.generation, supervisor)
+            return ok
+          })
+        case "Unlock": {
+          const l = locker!
+          locker = undefined
+          return Effect.as(Effect.ignore(l.unlock), ok)
+        }
+        case "Decline":
+        case "Retry":
+          return Effect.as(letGo, ok)
+        case "Supervise":
+        case "End":
+          return Effect.succeed(ok)
+      }
+    }
+    const loop = (state: Protocol.Standby<Gen>): Effect.Effect<void, never, R> =>
+      state._tag === "Supervise" || state._tag === "End"
+        ? Effect.void
+        : Effect.flatMap(step(state), (r) => loop(Protocol.standby(state, r)))
+    return Effect.onInterrupt(
+      Effect.andThen(Effect.interruptible(Effect.sleep(Duration.millis(STANDBY_DELAY_MS))), loop(Protocol.standbyStart(gen))),
+      () => letGo
+    )
+  })
+
 /**
  * Drops this handle; the process's last handle drops its kernel reference. If that left the
  * count at 0 and the generation it held has no supervisor any more (it failed, or was
@@ -859,33 +1032,49 @@ const startInProcess = <E, R>(ctx: Context<E, R>, owned: Owned, generation: stri
  * Synchronous to the end (every call is non-blocking), so it needs no mutex: it cannot overlap
  * an acquisition's kernel path, which only runs while `holders` is 0.
  */
-const release = (counter: Counter, local: Local): Effect.Effect<void> =>
+const release = <E, R>(
+  counter: Counter,
+  local: Local,
+  /** The definition, when its generations are supervised in-process (see `tidy`). */
+  definition: SharedServiceImpl<E, R> | undefined
+): Effect.Effect<void, never, R> =>
   Effect.suspend(() => {
     local.holders--
     if (local.holders > 0) return Effect.void
     const gen = local.gen
     local.gen = undefined
     stopWatchdog(local)
+    const standby = local.standby
+    local.standby = undefined
+    // A standby that has not adopted lets go of what it took; one that adopted is a supervisor
+    // now. Its end is awaited only before a tidy (which must not find the owner lock held by
+    // our own standby): a database wait slice can take a few seconds to end.
+    const ended = standby === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(standby))
     return counter.decrement.pipe(
       Effect.andThen(
-        gen !== undefined && supervisorAlive(counter, gen) ? Effect.void : Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter) : Effect.void)
+        gen !== undefined && supervisorAlive(counter, gen)
+          ? Effect.asVoid(Effect.forkDetach(ended))
+          : Effect.andThen(ended, Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, definition) : Effect.void))
       ),
       // A removed set took our reference with it: nothing left to drop.
       Effect.ignore
     )
   })
 
-const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
+/** `self`: the definition, when its generations are supervised in-process (a releaser may then have to stop an orphan). */
+const tidy = <E, R>(counter: Counter, self: SharedServiceImpl<E, R> | undefined): Effect.Effect<void, SystemError, R> =>
   Effect.suspend(() => {
     let owned: Owned | undefined
-    const step = (state: Protocol.Tidy): Effect.Effect<void, SystemError> => {
+    const step = (state: Protocol.Tidy): Effect.Effect<void, SystemError, R> => {
       switch (state._tag) {
         case "TryLock":
           return Effect.flatMap(counter.tryLock, (got) => step(Protocol.tidy(state, got ? { _tag: "Locked" } : { _tag: "Busy" })))
         case "ProbeOwner":
           return Effect.flatMap(counter.owner.take, (o) => {
             owned = o
-            return step(Protocol.tidy(state, o === undefined ? { _tag: "Held" } : { _tag: "Free" }))
+            if (o === undefined) return step(Protocol.tidy(state, { _tag: "Held" }))
+            return Effect.flatMap(counter.hints.read, (hint) =>
+              step(Protocol.tidy(state, { _tag: "Free", orphan: self !== undefined && hint instanceof Hint.Hint })))
           })
         case "Remove":
           return Effect.gen(function*() {
@@ -898,6 +1087,8 @@ const tidy = (counter: Counter): Effect.Effect<void, SystemError> =>
             yield* owned!.remove
             yield* counter.remove
           })
+        case "Sweep":
+          return Effect.andThen(sweepLeftovers(self, counter), step(Protocol.tidy(state, { _tag: "Ok" })))
         case "Unlock":
           return counter.unlock
         case "End":
@@ -953,7 +1144,8 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
     const hint = raw instanceof Hint.Hint ? raw : undefined
     const supervisorLive = hint !== undefined && hasSupervisor && (counter === undefined || supervisorAlive(counter, hint))
     const service = hint?.info
-    const alive = supervisorLive && service !== undefined && (counter?.kind === "memory" || Process.isAliveUnsafe(service.pid, service.startTime))
+    const alive = supervisorLive && service !== undefined &&
+      ((counter !== undefined && remote(counter)) || Process.isAliveUnsafe(service.pid, service.startTime))
     return {
       name,
       count,
@@ -962,7 +1154,8 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
       supervisor: supervisorLive ? hint!.supervisor.pid : undefined,
       state: alive
         ? (hint!.state === "abandoned" ? "stopping" : hint!.state)
-        : raw !== undefined || counter !== undefined ? "stale" : "stopped",
+        // A database counter's row outlives its generations (it holds the name's keys): only a hint is stale.
+        : raw !== undefined || (counter !== undefined && counter.kind !== "postgres") ? "stale" : "stopped",
       info: alive ? service : undefined,
       hint: service,
       hintError: raw instanceof CorruptHint ? raw : undefined,
@@ -973,13 +1166,13 @@ export const inspect = (name: string): Effect.Effect<ServiceStatus, SystemError 
     }
   })
 
-export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = Effect.suspend(() =>
-  Effect.forEach(
-    Hint.names(runtimeDirPath()),
-    (name) => inspect(name).pipe(Effect.catchTag("InvalidName", () => Effect.succeed(undefined))),
-    { concurrency: 1 }
-  ).pipe(Effect.map((all) => all.filter((s): s is ServiceStatus => s !== undefined)))
-)
+export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = Effect.flatMap(RefCounter, (rc) =>
+  Effect.flatMap(rc.names ?? Effect.sync(() => Hint.names(runtimeDirPath())), (names) =>
+    Effect.forEach(
+      names,
+      (name) => inspect(name).pipe(Effect.catchTag("InvalidName", () => Effect.succeed(undefined))),
+      { concurrency: 1 }
+    ).pipe(Effect.map((all) => all.filter((s): s is ServiceStatus => s !== undefined)))))
 
 /**
  * Stops the service of `name` now, whoever holds it: under the startup lock, its supervisor is
@@ -1010,10 +1203,12 @@ export const forceStop = (
       const running = owned === undefined && hint instanceof Hint.Hint && hint.info !== undefined
       if (owned === undefined) {
         const pid = hint instanceof Hint.Hint ? hint.supervisor.pid : yield* counter.owner.stamp
-        if (pid !== undefined) signalSupervisor(counter, pid, hint instanceof Hint.Hint ? hint.supervisor.startTime || undefined : undefined, "retire")
+        if (pid !== undefined) {
+          yield* signalSupervisor(counter, pid, hint instanceof Hint.Hint ? hint.supervisor.startTime || undefined : undefined, "retire")
+        }
         owned = yield* counter.owner.awaitFree(Duration.toMillis(timeout) + 2000)
         if (owned === undefined && pid !== undefined) {
-          signalSupervisor(counter, pid, undefined, "kill")
+          yield* signalSupervisor(counter, pid, undefined, "kill")
           owned = yield* counter.owner.awaitFree(2000)
         }
       }

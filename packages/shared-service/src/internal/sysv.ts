@@ -151,7 +151,7 @@ export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owne
           owned !== undefined
             ? Effect.succeed(owned)
             : Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              now - start >= millis ? Effect.succeed(undefined) : Effect.andThen(Effect.sleep(Duration.millis(10)), loop)))
+              now - start >= millis ? Effect.succeed(undefined) : Effect.andThen(Effect.interruptible(Effect.sleep(Duration.millis(10))), loop)))
         return loop
       }),
     held: Effect.sync(() => Owner.held(dir, name)),

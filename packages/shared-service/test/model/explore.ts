@@ -10,6 +10,8 @@ import * as W from "./world.ts"
 export interface Config {
   readonly clients: number
   readonly budget: W.Budget
+  /** In-process supervision, standbys (`world.ts`); default: detached supervisors. */
+  readonly mode?: W.Mode | undefined
 }
 
 export interface Report {
@@ -138,7 +140,7 @@ export const explore = (
     // Damage (SIGKILL, ipcrm) may leave a set or files; the next client must clean them up.
     visit(W.withLateClient(w), "a late client arrives")
   }
-  visit(W.initial(config.clients, config.budget), "start")
+  visit(W.initial(config.clients, config.budget, config.mode), "start")
   while (stack.length > 0) {
     const frame = stack[stack.length - 1]!
     if (frame.steps === undefined) {

@@ -4,10 +4,10 @@
  * explored; exits non-zero on the first violation, with the trace that leads to it.
  */
 import { explore, ModelViolation } from "./explore.ts"
-import type { Budget } from "./world.ts"
+import type { Budget, Mode } from "./world.ts"
 
 const none: Budget = { kill: 0, stop: 0, ipcrm: 0, exit: 0, term: 0, refuse: 0 }
-const runs: ReadonlyArray<Partial<Budget>> = [
+const runs: ReadonlyArray<Partial<Budget> & { readonly mode?: Mode }> = [
   {},
   { kill: 1 },
   { stop: 1 },
@@ -19,7 +19,12 @@ const runs: ReadonlyArray<Partial<Budget>> = [
   { kill: 1, exit: 1 },
   { kill: 2 },
   { stop: 1, exit: 1, term: 1 },
-  { kill: 1, ipcrm: 1 }
+  { kill: 1, ipcrm: 1 },
+  // In-process supervision (the service outlives its supervisor) with standbys.
+  { mode: { inProcess: true, standby: true } },
+  { kill: 1, mode: { inProcess: true, standby: true } },
+  { kill: 1, refuse: 1, mode: { inProcess: true, standby: true } },
+  { stop: 1, exit: 1, term: 1, mode: { inProcess: true, standby: true } }
 ]
 const only = process.argv[2] === undefined ? undefined : Number(process.argv[2])
 console.log("| clients | faults (at most, each at any step) | states | transitions | final states | depth | time |")
@@ -28,9 +33,11 @@ let states = 0
 const started = Date.now()
 for (const [i, budget] of runs.entries()) {
   if (only !== undefined && i !== only) continue
-  const faults = Object.entries(budget).map(([k, v]) => `${v} ${k}`).join(", ") || "none"
+  const { mode, ...faultBudget } = budget
+  const faults = (Object.entries(faultBudget).map(([k, v]) => `${v} ${k}`).join(", ") || "none") +
+    (mode === undefined ? "" : " (in-process, standbys)")
   try {
-    const r = explore({ clients: 3, budget: { ...none, ...budget } }, { compact: true })
+    const r = explore({ clients: 3, budget: { ...none, ...faultBudget }, mode }, { compact: true })
     states += r.states
     console.log(
       `| 3 | ${faults} | ${r.states.toLocaleString("en")} | ${r.transitions.toLocaleString("en")} | ${r.finals.toLocaleString("en")} | ${r.maxDepth} | ${(r.millis / 1000).toFixed(1)} s |`

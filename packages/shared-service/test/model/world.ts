@@ -6,6 +6,15 @@
  * SIGTERMs. Every transition of `successors` is one atomic step of one party; `explore.ts`
  * enumerates them all.
  *
+ * In-process mode (`initial(…, { inProcess: true })`) models `make` services supervised by a
+ * fiber of the client that started them (`reaper: "in-process"`, every service on the PostgreSQL
+ * counter): the supervisor dies with its host client but the service does not (it runs elsewhere:
+ * a container, another host), a sweep stops only the service the hint names, a client's `Kill`
+ * ends only the supervisor (`pg_terminate_backend` of its session), and the service comes to life
+ * when the starter's `start` returns (the model takes the start and the record of its result as
+ * one step: a starter dying between them is the documented limit of `make` services). With
+ * `standby`, every client holding a generation it does not host runs `Protocol.standby`.
+ *
  * Time is not modelled: every bounded wait may end at any moment its condition does not hold
  * (a grace period, a start that is not ready), except lock and owner waits, which only time out
  * when their holder is stopped (the real bounds are longer than any live holder holds them).
@@ -40,6 +49,12 @@ interface ClientProc {
   ownerFd: number
   stopped: boolean
   gen: number
+  /** Its standby (in-process mode), until it ends or adopts. */
+  sb: Protocol.Standby<number> | null
+  /** The reference was released: a standby still waiting stops waiting. */
+  sbCancel: boolean
+  /** Inode of the owner file the standby holds, or -1. */
+  sbFd: number
 }
 
 interface SupervisorProc {
@@ -52,6 +67,8 @@ interface SupervisorProc {
   epoch: number
   retire: boolean
   term: boolean
+  /** In-process mode: the client process whose fiber it is (it dies with it; its service does not). */
+  host: Pid | null
 }
 
 interface ServiceProc {
@@ -76,6 +93,8 @@ export interface World {
   /** Whether anything the protocol cannot clean up by itself happened (a SIGKILL, an ipcrm). */
   damaged: boolean
   ipcrmed: boolean
+  inProcess: boolean
+  standby: boolean
 }
 
 export class Violation extends Error {}
@@ -86,35 +105,47 @@ export interface Machines {
   readonly supervisor: typeof Protocol.supervisor
   readonly tidy: typeof Protocol.tidy
   readonly interrupts: typeof Protocol.interrupts
+  readonly standby: typeof Protocol.standby
 }
 
 export const protocol: Machines = {
   client: Protocol.client,
   supervisor: Protocol.supervisor,
   tidy: Protocol.tidy,
-  interrupts: Protocol.interrupts
+  interrupts: Protocol.interrupts,
+  standby: Protocol.standby
 }
+
+export interface Mode {
+  /** `make` services supervised in-process (see the module comment). */
+  readonly inProcess?: boolean | undefined
+  /** Holders run standbys (in-process mode). */
+  readonly standby?: boolean | undefined
+}
+
+const newClient = (): ClientProc => ({
+  kind: "client",
+  m: Protocol.clientStart,
+  phase: "acquiring",
+  epoch: 0,
+  regEpoch: -1,
+  rereg: 0,
+  ownerFd: -1,
+  stopped: false,
+  gen: -1,
+  tidy: Protocol.tidyStart,
+  sb: null,
+  sbCancel: false,
+  sbFd: -1
+})
 
 const fail = (message: string): never => {
   throw new Violation(message)
 }
 
-export const initial = (clients: number, budget: Budget): World => {
+export const initial = (clients: number, budget: Budget, mode: Mode = {}): World => {
   const procs: Record<Pid, Proc> = {}
-  for (let i = 0; i < clients; i++) {
-    procs[`c${i}`] = {
-      kind: "client",
-      m: Protocol.clientStart,
-      phase: "acquiring",
-      epoch: 0,
-      regEpoch: -1,
-      rereg: 0,
-      ownerFd: -1,
-      stopped: false,
-      gen: -1,
-      tidy: Protocol.tidyStart
-    }
-  }
+  for (let i = 0; i < clients; i++) procs[`c${i}`] = newClient()
   return {
     set: { exists: false, epoch: 0, lock: null, count: [], ring: 0 },
     ownerPath: -1,
@@ -124,7 +155,9 @@ export const initial = (clients: number, budget: Budget): World => {
     nextGen: 1,
     budget: { ...budget },
     damaged: false,
-    ipcrmed: false
+    ipcrmed: false,
+    inProcess: mode.inProcess === true,
+    standby: mode.standby === true
   }
 }
 
@@ -140,7 +173,9 @@ export const clone = (w: World): World => {
     nextGen: w.nextGen,
     budget: { ...w.budget },
     damaged: w.damaged,
-    ipcrmed: w.ipcrmed
+    ipcrmed: w.ipcrmed,
+    inProcess: w.inProcess,
+    standby: w.standby
   }
 }
 
@@ -154,11 +189,13 @@ export const key = (w: World): string => {
         ps.push(
           `${k}:${JSON.stringify(p.m)}:${p.phase}:${p.tidy._tag}:${p.epoch}:${p.regEpoch}:${p.rereg}:${p.ownerFd}:${
             p.stopped ? 1 : 0
-          }:${p.gen}`
+          }:${p.gen}:${p.sb === null ? "-" : p.sb._tag}:${p.sbCancel ? 1 : 0}:${p.sbFd}`
         )
         break
       case "supervisor":
-        ps.push(`${k}:${JSON.stringify(p.m)}:${p.alive ? 1 : 0}:${p.stopped ? 1 : 0}:${p.ownerFd}:${p.epoch}:${p.retire ? 1 : 0}${p.term ? 1 : 0}`)
+        ps.push(
+          `${k}:${JSON.stringify(p.m)}:${p.alive ? 1 : 0}:${p.stopped ? 1 : 0}:${p.ownerFd}:${p.epoch}:${p.retire ? 1 : 0}${p.term ? 1 : 0}:${p.host}`
+        )
         break
       case "service":
         ps.push(`${k}:${p.alive ? 1 : 0}${p.listening ? 1 : 0}${p.stopped ? 1 : 0}`)
@@ -182,10 +219,11 @@ export const key = (w: World): string => {
 const ownerHolders = (w: World, inode: number): Array<Pid> =>
   Object.keys(w.procs).filter((k) => {
     const p = w.procs[k]!
-    return p.kind !== "service" && p.ownerFd === inode && (p.kind === "client" ? p.phase !== "dead" : p.alive)
+    return p.kind !== "service" && (p.ownerFd === inode || (p.kind === "client" && p.sbFd === inode)) &&
+      (p.kind === "client" ? p.phase !== "dead" : p.alive)
   })
 
-const isStopped = (w: World, pid: Pid | null): boolean => pid !== null && w.procs[pid]!.stopped
+const isStopped = (w: World, pid: Pid | null): boolean => pid !== null && w.procs[pid.replace(/\/sb$/, "")]!.stopped
 
 /**
  * Whether a bounded wait on something `holder` holds may end in a time-out now. The real bounds
@@ -205,20 +243,28 @@ const liveServices = (w: World): Array<ServiceProc> =>
 /** What the kernel does when `pid` dies: undo its semaphores, close its descriptors, parent-death signal. */
 const die = (w: World, pid: Pid) => {
   const p = w.procs[pid]!
-  if (w.set.lock === pid) w.set.lock = null
+  if (w.set.lock === pid || w.set.lock === standbyOf(pid)) w.set.lock = null
   w.set.count = w.set.count.filter((c) => c !== pid)
   switch (p.kind) {
     case "client":
       p.phase = "dead"
       p.ownerFd = -1
       p.stopped = false
+      p.sb = null
+      p.sbFd = -1
+      // Its in-process supervisors are fibers of this process.
+      for (const k of Object.keys(w.procs)) {
+        const s = w.procs[k]!
+        if (s.kind === "supervisor" && s.host === pid && s.alive) die(w, k)
+      }
       break
     case "supervisor": {
       p.alive = false
       p.ownerFd = -1
       p.stopped = false
+      // A detached supervisor is its service's parent (parent-death signal); an in-process one is not.
       const v = service(w, p.gen)
-      if (v !== undefined && v.alive) die(w, `v${p.gen}`)
+      if (p.host === null && v !== undefined && v.alive) die(w, `v${p.gen}`)
       break
     }
     case "service":
@@ -302,6 +348,19 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       return [[healthy ? { _tag: "Healthy" } : { _tag: "Unhealthy" }, () => {}]]
     }
     case "AwaitReady": {
+      if (w.inProcess && m.own) {
+        // The starter runs `start`: the service comes to life with the record of it (see the module comment).
+        return [[{ _tag: "NotReady", error: "StartFailed" }, () => {}], [{ _tag: "Ready" }, (x) => {
+          x.procs[`v${m.gen}`] = { kind: "service", gen: m.gen, alive: true, listening: true, stopped: false }
+        }]]
+      }
+      if (w.inProcess) {
+        // Someone else's start: ready once its starter recorded it so.
+        const ready = w.hint !== null && w.hint.gen === m.gen && w.hint.ready && !w.hint.abandoned
+        const out: Array<[ClientR, (w: World) => void]> = [[{ _tag: "NotReady", error: "StartFailed(timeout)" }, () => {}]]
+        if (ready) out.push([{ _tag: "Ready" }, () => {}])
+        return out
+      }
       const v = service(w, m.gen)
       if (v === undefined || !v.alive) return [[{ _tag: "NotReady", error: "StartFailed(exited)" }, () => {}]]
       const out: Array<[ClientR, (w: World) => void]> = [[{ _tag: "NotReady", error: "StartFailed(timeout)" }, () => {}]]
@@ -334,6 +393,19 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       return holders.some((h) => timeouts(w, h)) ? [[{ _tag: "Stuck", error: "OwnerUnresponsive" }, () => {}]] : []
     }
     case "Kill": {
+      if (w.inProcess) {
+        // In-process (the PostgreSQL counter's kill): the session holding the owner lock is
+        // terminated, whoever holds it — a supervisor (its process and service live on) or a
+        // standby (it finds its lock lost).
+        return [[{ _tag: "Ok" }, (x) => {
+          if (x.ownerPath < 0) return
+          for (const h of ownerHolders(x, x.ownerPath)) {
+            const p = x.procs[h]!
+            if (p.kind === "supervisor") die(x, h)
+            else if (p.kind === "client" && p.sbFd === x.ownerPath) p.sbFd = -1
+          }
+        }]]
+      }
       const target = retireTarget(w, m.target)
       return [[{ _tag: "Ok" }, (x) => {
         if (target !== undefined) die(x, target)
@@ -342,6 +414,18 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
     case "Sweep":
       return [[{ _tag: "Ok" }, (x) => {
         mustHoldLock(x, "swept")
+        if (x.inProcess) {
+          // The definition's `stop` of the service the hint names: nothing else is known.
+          const v = x.hint === null ? undefined : service(x, x.hint.gen)
+          if (v !== undefined && v.alive) {
+            const sup = supervisorOf(x, v.gen)
+            if (sup !== undefined && sup.alive && sup.ownerFd === x.ownerPath && x.ownerPath >= 0) {
+              fail(`${pid} swept v${v.gen}, which belongs to the live owner s${v.gen}`)
+            }
+            die(x, `v${v.gen}`)
+          }
+          return
+        }
         for (const k of Object.keys(x.procs)) {
           const p = x.procs[k]!
           if (p.kind === "client" || !p.alive) continue
@@ -369,9 +453,10 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
           ownerFd: me(x).ownerFd,
           epoch: x.set.epoch,
           retire: false,
-          term: false
+          term: false,
+          host: x.inProcess ? pid : null
         }
-        x.procs[`v${gen}`] = { kind: "service", gen, alive: true, listening: false, stopped: false }
+        if (!x.inProcess) x.procs[`v${gen}`] = { kind: "service", gen, alive: true, listening: false, stopped: false }
         me(x).ownerFd = -1
       }]]
     }
@@ -448,11 +533,21 @@ const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyRe
     case "ProbeOwner": {
       const existed = w.ownerPath >= 0
       if (existed && ownerHolders(w, w.ownerPath).length > 0) return [[{ _tag: "Held" }, () => {}]]
-      return [[{ _tag: "Free" }, (x) => {
+      return [[{ _tag: "Free", orphan: w.inProcess && w.hint !== null }, (x) => {
         if (existed) me(x).ownerFd = x.ownerPath
       }]]
     }
-    case "Remove":
+    case "Sweep":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid} swept without the lock`)
+        const v = x.hint === null ? undefined : service(x, x.hint.gen)
+        if (v !== undefined && v.alive) {
+          const sup = supervisorOf(x, v.gen)
+          if (sup !== undefined && sup.alive && sup.ownerFd === x.ownerPath) fail(`${pid} swept v${v.gen}, which belongs to the live owner`)
+          die(x, `v${v.gen}`)
+        }
+      }]]
+    case "Remove": {
       return [[{ _tag: "Ok" }, (x) => {
         if (!x.ipcrmed && x.set.lock !== pid) fail(`${pid} tidied without the lock`)
         x.hint = null
@@ -461,10 +556,94 @@ const tidyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.TidyRe
         me(x).ownerFd = -1
         if (current(x, me(x).epoch) && x.set.lock === pid) removeSet(x)
       }]]
+    }
     case "Unlock":
       return [[{ _tag: "Ok" }, (x) => {
         if (x.set.lock === pid) x.set.lock = null
       }]]
+    case "End":
+      return []
+  }
+}
+
+/** The standby of client `pid` takes the startup lock through a session of its own (the owner's): its own holder id. */
+const standbyOf = (pid: Pid): Pid => `${pid}/sb`
+
+const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.StandbyResult, (w: World) => void]> => {
+  const me = (x: World) => x.procs[pid] as ClientProc
+  const sb = c.sb!
+  const holder = standbyOf(pid)
+  const dropped = () => {
+    const end = (x: World) => {
+      const c = me(x)
+      if (x.set.lock === holder) x.set.lock = null
+      c.sbFd = -1
+      c.sb = null
+    }
+    return end
+  }
+  switch (sb._tag) {
+    case "AwaitOwner": {
+      // Interruptible here: a released reference ends the wait, holding nothing.
+      if (c.sbCancel) return [[{ _tag: "Ok" }, (x) => void (me(x).sb = null)]]
+      const inode = w.ownerPath >= 0 ? w.ownerPath : w.nextInode
+      if (ownerHolders(w, inode).length > 0) return []
+      return [[{ _tag: "Got" }, (x) => {
+        if (x.ownerPath < 0) {
+          x.ownerPath = x.nextInode
+          x.nextInode++
+        }
+        me(x).sbFd = x.ownerPath
+      }]]
+    }
+    case "Lock": {
+      // Interruptible while waiting: lets the owner lock go.
+      if (c.sbCancel) return [[{ _tag: "Ok" }, dropped()]]
+      if (c.sbFd < 0 || c.sbFd !== w.ownerPath) return [[{ _tag: "Lost" }, () => {}]]
+      if (!current(w, c.epoch)) return [[{ _tag: "Lost" }, () => {}]]
+      if (w.set.lock === null) return [[{ _tag: "Locked" }, (x) => void (x.set.lock = holder)]]
+      return timeouts(w, w.set.lock) ? [[{ _tag: "LockTimeout" }, () => {}]] : []
+    }
+    case "ReadHint": {
+      if (c.sbFd < 0 || c.sbFd !== w.ownerPath) return [[{ _tag: "Lost" }, () => {}]]
+      const h = w.hint
+      const ours = h !== null && h.gen === sb.gen && h.ready && !h.abandoned
+      return [[ours ? { _tag: "Ours" } : { _tag: "NotOurs" }, () => {}]]
+    }
+    case "Adopt":
+      if (c.sbFd < 0 || c.sbFd !== w.ownerPath) return [[{ _tag: "Lost" }, () => {}]]
+      return [[{ _tag: "Ok" }, (x) => {
+        if (!x.ipcrmed && x.set.lock !== holder) fail(`${pid}'s standby adopted without the startup lock`)
+        const c = me(x)
+        if (c.sbFd < 0 || c.sbFd !== x.ownerPath) fail(`${pid}'s standby adopted without holding the owner lock`)
+        const old = supervisorOf(x, sb.gen)
+        if (old !== undefined && old.alive) fail(`${pid}'s standby adopted g${sb.gen} while its supervisor lives`)
+        x.procs[`s${sb.gen}`] = {
+          kind: "supervisor",
+          gen: sb.gen,
+          m: Protocol.supervisorStart,
+          alive: true,
+          stopped: false,
+          ownerFd: c.sbFd,
+          epoch: x.set.epoch,
+          retire: false,
+          term: false,
+          host: pid
+        }
+        c.sbFd = -1
+      }]]
+    case "Unlock":
+      return [[{ _tag: "Ok" }, (x) => {
+        if (x.set.lock === holder) x.set.lock = null
+      }]]
+    case "Decline":
+    case "Retry":
+      return [[{ _tag: "Ok" }, (x) => {
+        const c = me(x)
+        if (x.set.lock === holder) x.set.lock = null
+        c.sbFd = -1
+      }]]
+    case "Supervise":
     case "End":
       return []
   }
@@ -477,7 +656,7 @@ const supervisorOutcomes = (
   P: Machines
 ): Array<[Protocol.SupervisorResult, (w: World) => void]> => {
   const m = s.m
-  const v = service(w, s.gen)!
+  const v = service(w, s.gen) ?? { alive: false }
   const events: Array<[Protocol.SupervisorResult, (w: World) => void]> = []
   const event = (e: Protocol.SupervisorEvent) => {
     if (P.interrupts(m, e)) events.push([{ _tag: "Event", event: e }, () => {}])
@@ -485,7 +664,8 @@ const supervisorOutcomes = (
   // Signals stay pending until the stop they ask for; exit, removal and abandonment are facts.
   if (s.retire) event("Retire")
   if (s.term || (w.hint !== null && w.hint.gen === s.gen && w.hint.abandoned)) event("Term")
-  if (!v.alive) event("Exited")
+  // An in-process supervisor does not watch its service (a client's health check finds it dead).
+  if (!v.alive && s.host === null) event("Exited")
   if (!current(w, s.epoch)) event("Removed")
   const locked = current(w, s.epoch) && w.set.lock === pid
   switch (m._tag) {
@@ -513,7 +693,7 @@ const supervisorOutcomes = (
         if (m.reason === "Idle" && !x.ipcrmed && (x.set.lock !== pid || x.set.count.length > 0)) {
           fail(`s${s.gen} stopped its idle service with count ${x.set.count.length}, lock ${x.set.lock}`)
         }
-        if (service(x, s.gen)!.alive) die(x, `v${s.gen}`)
+        if (service(x, s.gen)?.alive === true) die(x, `v${s.gen}`)
         // A retire request stays pending until a retire handles it (it must end in an exit: the
         // requester waits for the owner lock); the service is gone, so a SIGTERM has been served.
         const me = x.procs[pid] as SupervisorProc
@@ -566,13 +746,33 @@ const partySteps = (w: World, P: Machines): Array<Step> => {
     const p = w.procs[pid]!
     if (p.stopped) continue
     if (p.kind === "client") {
+      if (p.sb !== null && p.phase !== "dead") {
+        for (const [r, f] of standbyOutcomes(w, pid, p)) {
+          push(`${pid} standby ${p.sb._tag} → ${r._tag}`, (x) => {
+            const c = x.procs[pid] as ClientProc
+            const before = c.sb
+            f(x)
+            if (c.sb !== null && c.sb === before) {
+              c.sb = P.standby(c.sb, r)
+              if (c.sb._tag === "Supervise" || c.sb._tag === "End") c.sb = null
+            }
+          })
+        }
+      }
       if (p.phase === "acquiring") {
         for (const [r, f] of clientOutcomes(w, pid, p)) {
           push(`${pid} ${p.m._tag} → ${r._tag}`, (x) => {
             f(x)
             const c = x.procs[pid] as ClientProc
             c.m = P.client(c.m, r)
-            if (c.m._tag === "Done") c.phase = "holding"
+            if (c.m._tag === "Done") {
+              c.phase = "holding"
+              // A standby, unless this process supervises the generation itself.
+              if (x.standby && supervisorOf(x, c.m.gen)?.host !== pid) {
+                c.sb = Protocol.standbyStart(c.m.gen)
+                c.sbCancel = false
+              }
+            }
             if (c.m._tag === "Failed") c.phase = "failed"
           })
         }
@@ -582,6 +782,7 @@ const partySteps = (w: World, P: Machines): Array<Step> => {
           if (current(x, c.regEpoch)) x.set.count = x.set.count.filter((h) => h !== pid)
           if (x.set.lock === pid) x.set.lock = null
           c.rereg = 0
+          if (c.sb !== null) c.sbCancel = true
           c.phase = current(x, c.regEpoch) && x.set.count.length === 0 ? "releasing" : "released"
         })
         // The watchdog: the reference was lost with a removed set; register it again, under the lock.
@@ -606,7 +807,8 @@ const partySteps = (w: World, P: Machines): Array<Step> => {
             })
           }
         }
-      } else if (p.phase === "releasing") {
+      } else if (p.phase === "releasing" && p.sb === null) {
+        // (The releaser awaits its own standby's end before it tidies.)
         for (const [r, f] of tidyOutcomes(w, pid, p)) {
           push(`${pid} tidy ${p.tidy._tag} → ${r._tag}`, (x) => {
             f(x)
@@ -645,10 +847,12 @@ const adversary = (w: World): Array<Step> => {
     const alive = p.kind === "client" ? p.phase === "acquiring" || p.phase === "holding" || p.phase === "releasing" : p.alive
     if (!alive) continue
     if (w.budget.kill > 0) {
-      push(`SIGKILL ${pid}`, (x) => {
+      // An in-process supervisor is a fiber: SIGKILL is its host process's.
+      const victim = p.kind === "supervisor" && p.host !== null ? p.host : pid
+      push(`SIGKILL ${victim}`, (x) => {
         x.budget.kill--
         x.damaged = true
-        die(x, pid)
+        die(x, victim)
       })
     }
     if (p.stopped) {
@@ -689,16 +893,31 @@ export const check = (w: World) => {
   if (live.length > 1) fail(`two live instances: ${live.map((v) => `v${v.gen}`).join(", ")}`)
   for (const v of live) {
     const s = supervisorOf(w, v.gen)!
+    const supervised = s.alive && w.ownerPath >= 0 && s.ownerFd === w.ownerPath
+    if (w.inProcess) {
+      // A service outlives its in-process supervisor: then the hint must still name it, so that
+      // a standby adopts it or the next client sweeps it.
+      if (!supervised && (w.hint === null || w.hint.gen !== v.gen)) fail(`v${v.gen} is alive and nobody is responsible for it`)
+      continue
+    }
     if (!s.alive) fail(`v${v.gen} is alive without its supervisor`)
     // Exactly one party responsible for it: its supervisor, holding the current owner file.
-    if (w.ownerPath < 0 || s.ownerFd !== w.ownerPath) fail(`v${v.gen}'s supervisor does not hold the owner file`)
+    if (!supervised) fail(`v${v.gen}'s supervisor does not hold the owner file`)
+  }
+  // The owner of the name supervises the newest generation: a hint never names a newer one
+  // (a supervisor of an older generation holding the owner lock would be responsible for nothing).
+  for (const p of Object.values(w.procs)) {
+    if (p.kind === "supervisor" && p.alive && w.ownerPath >= 0 && p.ownerFd === w.ownerPath && w.hint !== null && w.hint.gen > p.gen) {
+      fail(`s${p.gen} holds the owner lock, but the hint names the newer generation ${w.hint.gen}`)
+    }
   }
   let lockHolders = 0
   for (const pid of Object.keys(w.procs)) {
     const p = w.procs[pid]!
     if (p.kind === "client" && p.phase === "acquiring" && Protocol.holdsLock(p.m) && w.set.lock === pid) lockHolders++
+    if (p.kind === "client" && p.sb !== null && Protocol.standbyHoldsLock(p.sb) && w.set.lock === standbyOf(pid)) lockHolders++
   }
-  if (lockHolders > 1) fail("two clients hold the startup lock")
+  if (lockHolders > 1) fail("two clients (or a client and its standby) hold the startup lock")
   // A client that finished acquiring holds a reference the supervisor can see (unless an ipcrm
   // took it, and then its watchdog registers it again).
   for (const pid of Object.keys(w.procs)) {
@@ -716,7 +935,7 @@ export const check = (w: World) => {
 export const settled = (w: World): boolean =>
   Object.values(w.procs).every((p) =>
     p.kind === "client"
-      ? p.phase !== "acquiring" && p.phase !== "holding" && p.phase !== "releasing"
+      ? p.phase !== "acquiring" && p.phase !== "holding" && p.phase !== "releasing" && (p.sb === null || p.phase === "dead")
       : p.kind === "supervisor" ? !p.alive : true
   )
 
@@ -737,17 +956,6 @@ export const withLateClient = (w: World): World => {
   const x = clone(w)
   x.budget = { kill: 0, stop: 0, ipcrm: 0, exit: 0, term: 0, refuse: 0 }
   for (const p of Object.values(x.procs)) if (p.kind !== "client" || p.phase !== "dead") p.stopped = false
-  x.procs["late"] = {
-    kind: "client",
-    m: Protocol.clientStart,
-    phase: "acquiring",
-    epoch: 0,
-    regEpoch: -1,
-    rereg: 0,
-    ownerFd: -1,
-    stopped: false,
-    gen: -1,
-    tidy: Protocol.tidyStart
-  }
+  x.procs["late"] = newClient()
   return x
 }
