@@ -53,6 +53,19 @@ const servicesOf = (runtime: string, name: string) => {
   return marked(runtime, name).filter((pid) => !sups.includes(pid))
 }
 
+/** The supervisors' logs of `name` (current and previous), for a failure's message. */
+const logsOf = (name: string) =>
+  [".log.1", ".log"].map((suffix) => {
+    try {
+      return readFileSync(join(dir, name + suffix), "utf8")
+    } catch {
+      return ""
+    }
+  }).join("")
+
+/** The fixture server itself (its argv[1]), not the shell whose `-c` names it. */
+const isServer = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[1]?.endsWith("server.mjs") === true
+
 const stopped = async (pid: number) => {
   process.kill(pid, "SIGSTOP")
   const state = () => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0]
@@ -76,7 +89,7 @@ describe("what the red team broke", () => {
       const gb = await b.request(`acquire ${name}`)
       assert.strictEqual(gb.ev, "acquired", JSON.stringify(gb))
       const live = starts(dir, name).filter(alive)
-      assert.isAtMost(live.length, 1, `live instances: ${live.join(", ")}`)
+      assert.isAtMost(live.length, 1, `live instances: ${live.join(", ")}\n${logsOf(name)}`)
       assert.include(live, gb.pid as number, "b holds the live one")
       await a.request(`release ${name}`)
       await b.request(`release ${name}`)
@@ -152,7 +165,7 @@ describe("what the red team broke", () => {
     const ga = await a.request(`acquire ${name}`)
     assert.strictEqual(ga.ev, "acquired", JSON.stringify(ga))
     await a.request(`release ${name}`)
-    const listener = servicesOf(dir, name).find((pid) => pid !== ga.pid && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("server.mjs"))
+    const listener = servicesOf(dir, name).find(isServer)
     assert.isDefined(listener)
     await stopped(listener!)
     const gb = await b.request(`acquire ${name}`, 30_000)
@@ -169,7 +182,7 @@ describe("what the red team broke", () => {
     await Promise.all([c.ready(), d.ready()])
     const gc = await c.request(`acquire ${other}`)
     assert.strictEqual(gc.ev, "acquired", JSON.stringify(gc))
-    const server = servicesOf(dir, other).find((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("server.mjs"))!
+    const server = servicesOf(dir, other).find(isServer)!
     process.kill(server, "SIGKILL")
     assert.isTrue(await eventually(() => !alive(server), 5000))
     const squatter = spawn("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", process.execPath, "-e",

@@ -210,13 +210,13 @@ describe("hostile environments", () => {
       "--ipc",
       "sh",
       "-c",
-      `echo 32000 1024000000 500 1 > /proc/sys/kernel/sem && printf 'count ${n1}\\ncount ${n2}\\n' | ` +
+      `echo 32000 1024000000 500 1 > /proc/sys/kernel/sem && printf 'acquire ${n1}\\nacquire ${n2}\\nrelease ${n1}\\nexit\\n' | ` +
       `exec ${JSON.stringify(process.execPath)} --conditions=@quiesce/source --no-warnings ${JSON.stringify(fixture("client.ts"))} '{}'`
     ], { encoding: "utf8", env: process.env, timeout: 30000 })
     const events = out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
-    const first = events.find((e) => e["name"] === n1)
-    const second = events.find((e) => e["name"] === n2)
-    assert.strictEqual(first?.["ev"], "count", out)
+    const outcome = (name: string) => events.find((e) => e["name"] === name && (e["ev"] === "acquired" || e["ev"] === "error"))
+    const [first, second] = [outcome(n1), outcome(n2)]
+    assert.strictEqual(first?.["ev"], "acquired", out)
     assert.strictEqual(second?.["ev"], "error", out)
     assert.strictEqual(second?.["tag"], "LimitExceeded")
     assert.match(String(second?.["message"]), /semget: ENOSPC \(errno 28\)/)

@@ -165,8 +165,9 @@ describe("RefCounter.postgres", () => {
       const [a, b] = [yield* counter(), yield* counter()]
       const { service } = recorded(uniqueName("pg-locked"), { lockTimeout: Duration.millis(1500) })
       // Create the name's row, then hold its startup lock from a foreign session.
-      yield* as(a)(SharedService.count(service))
+      yield* a.open(service.name)
       const q = yield* raw
+      assert.lengthOf(yield* q(`SELECT id FROM quiesce_shared_service WHERE name = $1`, [service.name]), 1)
       yield* q(`SELECT pg_advisory_lock((SELECT id FROM quiesce_shared_service WHERE name = $1), $2)`, [service.name, 0x51530001])
       const started = Date.now()
       const exit = yield* Effect.exit(as(b)(Effect.scoped(SharedService.acquire(service))))

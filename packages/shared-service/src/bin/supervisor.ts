@@ -158,6 +158,11 @@ const hintOfOurs = (): Hint.Hint | undefined => {
 }
 
 const stopTimeout = Duration.millis(config.stopTimeoutMillis)
+const adopted: Effect.Effect<void> = Effect.suspend(() =>
+  service.pending ? Effect.andThen(Effect.sleep("10 millis"), adopted) : Effect.void
+)
+/** How long a stop waits for a `make` start to report its service (then it stops what it knows). */
+const adoptBound = Duration.millis(config.startTimeoutMillis + 1000)
 
 const program = Effect.gen(function*() {
   const rc = config.kind === "flock" ? flock() : sysV()
@@ -191,10 +196,17 @@ const program = Effect.gen(function*() {
         if (config.mode === "command") {
           return Effect.tap(Generation.stopTree(markerText, commandPid, stopTimeout), () => Effect.sync(reap))
         }
-        const info = service.info
-        return info === undefined ? Effect.void : Effect.asVoid(
-          Process.stop(info.pid, { timeout: stopTimeout, startTime: info.startTime, group: info.processGroup })
-        )
+        // A request can come before the starter's `start` has returned: its service is stopped
+        // once known (the starter sends it, or closes the channel having failed or died).
+        return Effect.andThen(
+          Effect.timeout(adopted, adoptBound),
+          Effect.suspend(() => {
+            const info = service.info
+            return info === undefined ? Effect.void : Effect.asVoid(
+              Process.stop(info.pid, { timeout: stopTimeout, startTime: info.startTime, group: info.processGroup })
+            )
+          })
+        ).pipe(Effect.ignore)
       }),
     cleanup: Effect.sync(() => {
       Hint.remove(config.dir, config.name, config.generation)

@@ -21,10 +21,11 @@
  */
 import { Duration, Effect } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { closeSync, existsSync, writeSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import type { ServiceInfo } from "../ServiceInfo.ts"
 import { PortInUse, StartFailed } from "../SharedServiceError.ts"
+import * as L from "./linux.ts"
 import * as Proc from "./proc.ts"
 
 export const markerName = "QUIESCE_SERVICE_ID"
@@ -51,6 +52,8 @@ export interface SupervisorConfig {
   readonly generation: string
   /** `command`: the service is the supervisor's child; `adopt`: its `ServiceInfo` comes on stdin. */
   readonly mode: "command" | "adopt"
+  /** How long the starter's `start` may take (`adopt`: how long a stop waits for its info). */
+  readonly startTimeoutMillis: number
   readonly idleTimeToLiveMillis: number
   readonly stopTimeoutMillis: number
   readonly lockTimeoutMillis: number
@@ -107,17 +110,22 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     // would inherit it): the outer shell starts the inner one in the background and exits, so the
     // supervisor is reparented to init. The inner shell reports its own pid and the service's.
     // Until Node has installed its handlers a SIGUSR2 (retire) would kill the supervisor before it
-    // knows its service; ignored meanwhile, it loses nothing: retire requests are also written
-    // where the supervisor reads them (the hint, the owner file).
+    // knows its service, so it is only sent to one that catches it (`askToRetire`); meanwhile it
+    // loses nothing: retire requests are also written where the supervisor reads them (the hint,
+    // the owner file).
     const inner = config.mode === "command"
-      ? `trap '' USR2\nprintf '%s\\n' "$$" >&3\n` +
+      ? `printf '%s\\n' "$$" >&3\n` +
         `${launcher} /bin/sh -c "$QUIESCE_SERVICE_COMMAND" </dev/null >&4 2>&4 3>&- 4>&- &\n` +
         `echo "$$ $!"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@" "$!"\n`
-      : `trap '' USR2\nprintf '%s\\n' "$$" >&3\n` +
+      : `printf '%s\\n' "$$" >&3\n` +
         `echo "$$ 0"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@"\n`
-    const script = `/bin/sh -c ${quote(inner)} sh "$@" &\n`
+    // A background list's stdin is /dev/null unless redirected explicitly (POSIX): the adopt
+    // pipe goes through fd 5.
+    const script = config.mode === "adopt"
+      ? `exec 5<&0\n/bin/sh -c ${quote(inner)} sh "$@" <&5 5<&- &\n`
+      : `/bin/sh -c ${quote(inner)} sh "$@" &\n`
     const env: Record<string, string> = {
       ...process.env as Record<string, string>,
       ...options.env,
@@ -125,21 +133,39 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
       [markerName]: `${config.dir}/${config.name}`,
       ...(options.command === undefined ? {} : { QUIESCE_SERVICE_COMMAND: options.command })
     }
+    // The adopt channel is a pipe of our own, not the child's stdin stream: Node destroys that
+    // when the outer shell exits, which it does at once.
+    const lib = L.libc()
+    const channel = config.mode === "adopt" && !(lib instanceof Error) ? lib.pipe() : undefined
+    if (config.mode === "adopt" && channel === undefined) {
+      const errno = lib instanceof Error ? 0 : lib.errno()
+      return resume(Effect.fail(new StartFailed({ service: config.name, reason: `pipe2 failed (errno ${errno})` })))
+    }
+    const closeWriter = () => {
+      if (channel === undefined) return
+      try {
+        closeSync(channel[1])
+      } catch {
+        // closed already
+      }
+    }
     let child
     try {
       child = spawn("/bin/sh", ["-c", script, "sh", ...supervisorArgv(config)], {
         detached: true,
-        stdio: [config.mode === "adopt" ? "pipe" : "ignore", "pipe", "ignore", options.ownerFd, options.logFd],
+        stdio: [channel === undefined ? "ignore" : channel[0], "pipe", "ignore", options.ownerFd, options.logFd],
         env,
         ...(options.cwd === undefined ? {} : { cwd: options.cwd })
       })
     } catch (e) {
+      closeWriter()
       return resume(Effect.fail(new StartFailed({ service: config.name, reason: `spawn failed: ${String(e)}` })))
+    } finally {
+      if (channel !== undefined) closeSync(channel[0])
     }
     const pid = child.pid
     child.unref()
     child.once("exit", () => {})
-    child.stdin?.on("error", () => {})
     let line = ""
     let done = false
     const finish = (e: Effect.Effect<Spawned, StartFailed>) => {
@@ -151,7 +177,11 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
       resume(e)
     }
     child.once("error", (e) =>
-      finish(Effect.fail(new StartFailed({ service: config.name, reason: `spawn failed: ${e.message}` }))))
+      finishFailed(Effect.fail(new StartFailed({ service: config.name, reason: `spawn failed: ${e.message}` }))))
+    const finishFailed = (e: Effect.Effect<Spawned, StartFailed>) => {
+      if (!done) closeWriter()
+      finish(e)
+    }
     child.stdout!.on("data", (d: Buffer) => {
       line += d.toString()
       const nl = line.indexOf("\n")
@@ -163,17 +193,22 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
         supervisorStart: st?.startTime ?? 0,
         service: config.mode === "command" && service > 0 ? service : undefined,
         adopt: (info) => {
-          const stdin = child.stdin
-          if (stdin === null) return
-          stdin.end(info === undefined ? "" : JSON.stringify(info) + "\n")
-          ;(stdin as unknown as { unref?: () => void }).unref?.()
+          if (channel === undefined) return
+          try {
+            // One short line: a pipe takes it whole, at once (EPIPE: the supervisor is gone).
+            if (info !== undefined) writeSync(channel[1], JSON.stringify(info) + "\n")
+          } catch {
+            // the supervisor is gone: its successor sweeps
+          }
+          closeWriter()
         }
       }))
     })
     child.stdout!.once("end", () =>
-      finish(Effect.fail(new StartFailed({ service: config.name, reason: "the supervisor's shell exited before it started the service" }))))
+      finishFailed(Effect.fail(new StartFailed({ service: config.name, reason: "the supervisor's shell exited before it started the service" }))))
     return Effect.sync(() => {
       // Interrupted before the inner shell reported: its session (the outer shell's) goes.
+      if (!done) closeWriter()
       if (!done && pid !== undefined) {
         try {
           process.kill(-pid, "SIGKILL")
@@ -191,6 +226,23 @@ export const isSupervisor = (pid: number, dir: string, name: string): boolean =>
     cmdline.includes(`"name":${JSON.stringify(name)}`) && cmdline.includes(`"dir":${JSON.stringify(dir)}`)
 }
 
+const SIGUSR2 = 12
+
+/**
+ * Sends SIGUSR2 (retire), and SIGCONT (a stopped supervisor hears it), to a supervisor that has
+ * installed its handler: before that, SIGUSR2's default action would kill it (Node resets every
+ * disposition at startup), leaving an adopted service nobody else knows of.
+ */
+export const askToRetire = (pid: number): void => {
+  if (!Proc.catches(pid, SIGUSR2)) return
+  try {
+    process.kill(pid, "SIGUSR2")
+    process.kill(pid, "SIGCONT")
+  } catch {
+    // gone
+  }
+}
+
 /**
  * Ends whatever carries the marker: its supervisors are first asked to retire (SIGUSR2) and given
  * `grace` to stop what they supervise (an adopted `make` service carries no marker: only its
@@ -200,14 +252,7 @@ export const sweep = (markerText: string, dir: string, name: string, grace: Dura
   Effect.suspend(() => {
     let killed = 0
     const supervisors = Proc.tree(markerText).filter((pid) => isSupervisor(pid, dir, name))
-    for (const pid of supervisors) {
-      try {
-        process.kill(pid, "SIGUSR2")
-        process.kill(pid, "SIGCONT")
-      } catch {
-        // gone
-      }
-    }
+    for (const pid of supervisors) askToRetire(pid)
     const retired: Effect.Effect<void> = supervisors.length === 0 ? Effect.void : Effect.suspend(() => {
       const deadline = Date.now() + Duration.toMillis(grace)
       const wait: Effect.Effect<void> = Effect.suspend(() =>
@@ -228,9 +273,9 @@ export const sweep = (markerText: string, dir: string, name: string, grace: Dura
           // gone
         }
       }
-      return Effect.andThen(Effect.sleep(Duration.millis(10)), loop(round + 1))
+      return Effect.andThen(Effect.sleep(Duration.millis(10)), Effect.suspend(() => loop(round + 1)))
     }
-    return Effect.andThen(retired, loop(0))
+    return Effect.andThen(retired, Effect.suspend(() => loop(0)))
   })
 
 /**

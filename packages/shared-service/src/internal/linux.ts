@@ -33,6 +33,7 @@ export const EWOULDBLOCK = EAGAIN
 export const F_GETFD = 1
 export const F_SETFD = 2
 export const FD_CLOEXEC = 1
+export const O_CLOEXEC = 0o2000000
 export const WNOHANG = 1
 export const PR_SET_CHILD_SUBREAPER = 36
 
@@ -53,6 +54,8 @@ export interface Libc {
   readonly semctlPtr: (id: number, semnum: number, cmd: number, arg: Uint8Array) => number
   readonly flock: (fd: number, op: number) => number
   readonly fcntl: (fd: number, cmd: number, arg: number) => number
+  /** `pipe2(fds, O_CLOEXEC)`: `[read end, write end]`, or `undefined` (errno) when it failed. */
+  readonly pipe: () => readonly [number, number] | undefined
   /** `waitpid(pid, &status, options)`: `[pid or -1, status]`. */
   readonly waitpid: (pid: number, options: number) => readonly [number, number]
   readonly prctl: (option: number, arg: number) => number
@@ -94,6 +97,7 @@ export const libc = (): Libc | Error => {
       cb: (err: unknown, result: number) => void
     ) => void
     const waitpidRaw = lib.func("int waitpid(int pid, _Out_ int *status, int options)")
+    const pipe2 = lib.func("int pipe2(void *fds, int flags)")
     const prctlRaw = lib.func("int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)")
     const b: Libc = {
       semget: lib.func("int semget(int key, int nsems, int semflg)"),
@@ -107,6 +111,10 @@ export const libc = (): Libc | Error => {
       semctlPtr: lib.func("int semctl(int semid, int semnum, int cmd, void *arg)"),
       flock: lib.func("int flock(int fd, int operation)"),
       fcntl: lib.func("int fcntl(int fd, int cmd, int arg)"),
+      pipe: () => {
+        const fds = new Int32Array(2)
+        return pipe2(fds, O_CLOEXEC) === 0 ? [fds[0]!, fds[1]!] as const : undefined
+      },
       waitpid: (pid, options) => {
         const status = [0]
         const r = waitpidRaw(pid, status, options) as number

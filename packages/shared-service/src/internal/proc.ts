@@ -155,6 +155,19 @@ export const socketOwners = (inode: number, among?: ReadonlyArray<number>): Arra
   return out
 }
 
+/**
+ * Whether `pid` has a handler installed for signal `signo` (`SigCgt` in its status): a Node
+ * process resets every disposition at startup and installs its handlers only later.
+ */
+export const catches = (pid: number, signo: number): boolean => {
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("SigCgt:"))
+    return line !== undefined && (BigInt(`0x${line.slice(7).trim()}`) >> BigInt(signo - 1) & 1n) === 1n
+  } catch {
+    return false
+  }
+}
+
 /** The command line of `pid`, as far as it can be read. */
 export const commandLine = (pid: number): string | undefined => {
   try {

@@ -285,9 +285,9 @@ const signalLocal = (
   if (counter.kind === "memory" || what === "term") return
   if (startTime !== undefined && !Process.isAliveUnsafe(pid, startTime)) return
   if (!Generation.isSupervisor(pid, counter.dir, counter.name)) return
+  if (what === "retire") return Generation.askToRetire(pid)
   try {
-    process.kill(pid, what === "retire" ? "SIGUSR2" : "SIGKILL")
-    if (what === "retire") process.kill(pid, "SIGCONT")
+    process.kill(pid, "SIGKILL")
   } catch {
     // gone
   }
@@ -301,6 +301,9 @@ type Gen = Hint.Hint
 type Failure = SharedServiceError | unknown
 type State = Protocol.Client<Gen, Failure>
 type Result = Protocol.ClientResult<Gen, Failure>
+
+/** `QUIESCE_DEBUG=1`: every transition of an acquisition goes to stderr. */
+const debug = process.env["QUIESCE_DEBUG"] === "1"
 
 /** What one acquisition keeps between steps. */
 interface Context<E, R> {
@@ -359,9 +362,14 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   let state: State = Protocol.clientStart
   while (state._tag !== "Done" && state._tag !== "Failed") {
     const result: Result = yield* perform(ctx, state)
-    state = Protocol.client(state, result)
+    const next = Protocol.client(state, result)
+    if (debug) process.stderr.write(`[quiesce client ${process.pid}] ${self.name}: ${state._tag} → ${result._tag} → ${next._tag}\n`)
+    state = next
   }
   if (ctx.owned !== undefined) yield* ctx.owned.release
+  // A supervisor never told what a `make` start gave (it failed, or was interrupted) hears the
+  // channel close: it then reads the hint, and stops what that names.
+  ctx.adopt?.(undefined)
   if (state._tag === "Failed") {
     if (ctx.interrupted) return yield* Effect.interrupt
     return yield* Effect.fail(state.error as SharedServiceError | E)
@@ -816,6 +824,7 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
         kind: counter.kind === "flock" ? "flock" : "sysv",
         generation,
         mode: self.command === undefined ? "adopt" : "command",
+        startTimeoutMillis: Duration.toMillis(self.startTimeout),
         idleTimeToLiveMillis: Duration.toMillis(self.idleTimeToLive),
         stopTimeoutMillis: Duration.toMillis(self.stopTimeout),
         lockTimeoutMillis: Duration.toMillis(self.lockTimeout),
