@@ -13,7 +13,7 @@ import { readdirSync } from "node:fs"
 import { ServiceInfo } from "../ServiceInfo.ts"
 import { CorruptHint } from "../SharedServiceError.ts"
 import type { RuntimeDirectoryUnusable, SystemError } from "../SharedServiceError.ts"
-import { filePath, readSecure, unlinkIf, writeAtomic } from "./paths.ts"
+import { filePath, readSecureCached, unlinkIf, writeAtomic } from "./paths.ts"
 
 const Pid = Schema.Struct({ pid: Schema.Int, startTime: Schema.Number })
 const Supervisor = Schema.Struct({
@@ -61,9 +61,15 @@ export const hintPath = (dir: string, name: string): string => filePath(dir, nam
 /** The hint, `undefined` when there is none, `CorruptHint` when it cannot be used. */
 export const read = (dir: string, name: string): Hint | undefined | CorruptHint => {
   const path = hintPath(dir, name)
-  const text = readSecure(name, path)
-  if (text === undefined) return undefined
-  if (typeof text !== "string") return new CorruptHint({ service: name, path, reason: text.reason })
+  const got = readSecureCached(name, path, decoded, (text) => parse(name, path, text))
+  if (got === undefined || got instanceof Hint || got instanceof CorruptHint) return got
+  return new CorruptHint({ service: name, path, reason: got.reason })
+}
+
+/** Decoded hints by path, reused while the file is unchanged (see `readSecureCached`). */
+const decoded = new Map<string, { readonly dev: number; readonly ino: number; readonly size: number; readonly mtimeNs: bigint; readonly value: Hint | CorruptHint }>()
+
+const parse = (name: string, path: string, text: string): Hint | CorruptHint => {
   try {
     const hint = decode(text.trim())
     if (hint.name !== name) return new CorruptHint({ service: name, path, reason: `it names "${hint.name}"` })

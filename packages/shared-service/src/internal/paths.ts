@@ -27,7 +27,8 @@ import { tmpdir } from "node:os"
 import { dirname, isAbsolute, join } from "node:path"
 import { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
 
-const uid = (): number => (typeof process.getuid === "function" ? process.getuid() : 0)
+const UID = typeof process.getuid === "function" ? process.getuid() : 0
+const uid = (): number => UID
 
 const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY } = constants
 
@@ -93,16 +94,19 @@ export const runtimeDir = (service: string): string | RuntimeDirectoryUnusable =
   } catch {
     // No parent yet (QUIESCE_RUNTIME_DIR deeper than what exists): mkdir below decides.
   }
-  try {
-    mkdirSync(dir, { mode: 0o700, recursive: process.env["QUIESCE_RUNTIME_DIR"] !== undefined })
-  } catch (e) {
-    if (nodeCode(e) !== "EEXIST") return dirError(service, dir, "cannot be created", "mkdir", e)
-  }
-  let st
-  try {
-    st = lstatSync(dir)
-  } catch (e) {
-    return dirError(service, dir, "cannot be examined", "lstat", e)
+  // Created only when missing (the common case, existing, costs one lstat and no exception).
+  let st = lstatSync(dir, { throwIfNoEntry: false })
+  if (st === undefined) {
+    try {
+      mkdirSync(dir, { mode: 0o700, recursive: process.env["QUIESCE_RUNTIME_DIR"] !== undefined })
+    } catch (e) {
+      if (nodeCode(e) !== "EEXIST") return dirError(service, dir, "cannot be created", "mkdir", e)
+    }
+    try {
+      st = lstatSync(dir)
+    } catch (e) {
+      return dirError(service, dir, "cannot be examined", "lstat", e)
+    }
   }
   if (st.isSymbolicLink()) return dirError(service, dir, "is a symbolic link", "lstat", undefined, st.uid)
   if (!st.isDirectory()) return dirError(service, dir, "is not a directory", "lstat", undefined, st.uid)
@@ -151,17 +155,27 @@ export const openOrCreate = (
   service: string,
   path: string
 ): { readonly fd: number; readonly existed: boolean } | RuntimeDirectoryUnusable => {
-  let fd: number
-  let existed = false
+  let fd: number | undefined
+  let existed = true
+  // The file is usually there: opened first without O_CREAT (no exception on the common path).
   try {
-    fd = openSync(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+    fd = openSync(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK)
   } catch (e) {
-    if (nodeCode(e) !== "EEXIST") return refuseLink(service, path, e, "created")
-    existed = true
+    if (nodeCode(e) !== "ENOENT") return refuseLink(service, path, e, "opened")
+  }
+  if (fd === undefined) {
+    existed = false
     try {
-      fd = openSync(path, O_RDWR | O_NOFOLLOW)
-    } catch (e2) {
-      return refuseLink(service, path, e2, "opened")
+      fd = openSync(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
+    } catch (e) {
+      if (nodeCode(e) !== "EEXIST") return refuseLink(service, path, e, "created")
+      // Created meanwhile by another client.
+      existed = true
+      try {
+        fd = openSync(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK)
+      } catch (e2) {
+        return refuseLink(service, path, e2, "opened")
+      }
     }
   }
   const bad = checkFd(service, path, fd)
@@ -170,6 +184,58 @@ export const openOrCreate = (
     return bad
   }
   return { fd, existed }
+}
+
+/** What a file was when last read (its identity changes with every atomic write: a new inode). */
+interface Seen<A> {
+  readonly dev: number
+  readonly ino: number
+  readonly size: number
+  readonly mtimeNs: bigint
+  readonly value: A
+}
+
+/**
+ * `parse` of the content of `path` (see `readSecure`), reusing the last result while the file
+ * is the same one, unchanged (device, inode, size and mtime): a hint is read on every acquire.
+ */
+export const readSecureCached = <A>(
+  service: string,
+  path: string,
+  cache: Map<string, Seen<A>>,
+  parse: (text: string) => A
+): A | undefined | RuntimeDirectoryUnusable => {
+  let fd: number
+  try {
+    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+  } catch (e) {
+    if (nodeCode(e) === "ENOENT") return undefined
+    return refuseLink(service, path, e, "read")
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true })
+    if (!st.isFile()) return dirError(service, path, "is not a regular file", "fstat", undefined, Number(st.uid))
+    if (Number(st.uid) !== uid()) return dirError(service, path, `is owned by uid ${st.uid}`, "fstat", undefined, Number(st.uid))
+    if ((Number(st.mode) & 0o077) !== 0) return dirError(service, path, `has mode ${(Number(st.mode) & 0o777).toString(8)}, not 600`, "fstat")
+    const seen = cache.get(path)
+    const [dev, ino, size] = [Number(st.dev), Number(st.ino), Number(st.size)]
+    if (seen !== undefined && seen.dev === dev && seen.ino === ino && seen.size === size && seen.mtimeNs === st.mtimeNs) {
+      return seen.value
+    }
+    const value = parse(readAll(fd))
+    cache.set(path, { dev, ino, size, mtimeNs: st.mtimeNs, value })
+    return value
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const readAll = (fd: number): string => {
+  const chunks: Array<Buffer> = []
+  const buf = Buffer.allocUnsafe(8192)
+  let n: number
+  while ((n = readSync(fd, buf, 0, buf.length, null)) > 0) chunks.push(Buffer.from(buf.subarray(0, n)))
+  return Buffer.concat(chunks).toString("utf8")
 }
 
 /** The content of `path`, `undefined` when it does not exist; refused unless a file of ours. */
@@ -185,11 +251,7 @@ export const readSecure = (service: string, path: string): string | undefined | 
   try {
     const bad = checkFd(service, path, fd)
     if (bad !== undefined) return bad
-    const chunks: Array<Buffer> = []
-    const buf = Buffer.allocUnsafe(8192)
-    let n: number
-    while ((n = readSync(fd, buf, 0, buf.length, null)) > 0) chunks.push(Buffer.from(buf.subarray(0, n)))
-    return Buffer.concat(chunks).toString("utf8")
+    return readAll(fd)
   } finally {
     closeSync(fd)
   }

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs"
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from "node:fs"
 import { constants } from "node:os"
 
 export interface Stat {
@@ -20,13 +20,49 @@ export interface Stat {
   readonly exitCode: number
 }
 
-export const stat = (pid: number): Stat | undefined => {
-  let text: string
+/**
+ * Open descriptors of `/proc/<pid>/stat` (a few): a re-read is one `pread`. A descriptor stays
+ * bound to the process it was opened for; once that process is reaped reading it fails, and the
+ * path is opened again (the pid may have been reused by another process).
+ */
+const open = new Map<number, number>()
+const MAX_OPEN = 32
+const buf = Buffer.alloc(1024)
+
+const readStat = (pid: number): string | undefined => {
+  const cached = open.get(pid)
+  if (cached !== undefined) {
+    try {
+      return buf.toString("latin1", 0, readSync(cached, buf, 0, buf.length, 0))
+    } catch {
+      open.delete(pid)
+      closeSync(cached)
+    }
+  }
+  let fd: number
   try {
-    text = readFileSync(`/proc/${pid}/stat`, "latin1")
+    fd = openSync(`/proc/${pid}/stat`, "r")
   } catch {
     return undefined
   }
+  try {
+    const text = buf.toString("latin1", 0, readSync(fd, buf, 0, buf.length, 0))
+    if (open.size >= MAX_OPEN) {
+      const [oldest, ofd] = open.entries().next().value!
+      open.delete(oldest)
+      closeSync(ofd)
+    }
+    open.set(pid, fd)
+    return text
+  } catch {
+    closeSync(fd)
+    return undefined
+  }
+}
+
+export const stat = (pid: number): Stat | undefined => {
+  const text = readStat(pid)
+  if (text === undefined) return undefined
   // Fields are counted from the last ")": the command name may contain spaces and parentheses.
   const f = text.slice(text.lastIndexOf(")") + 2).split(" ")
   return {

@@ -363,7 +363,7 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
   while (state._tag !== "Done" && state._tag !== "Failed") {
     const result: Result = yield* perform(ctx, state)
     const next = Protocol.client(state, result)
-    if (debug) process.stderr.write(`[quiesce client ${process.pid}] ${self.name}: ${state._tag} → ${result._tag} → ${next._tag}\n`)
+    if (debug) process.stderr.write(`[quiesce client ${process.pid} ${performance.now().toFixed(1)}] ${self.name}: ${state._tag} → ${result._tag} → ${next._tag}\n`)
     state = next
   }
   if (ctx.owned !== undefined) yield* ctx.owned.release
