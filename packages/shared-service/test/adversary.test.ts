@@ -261,6 +261,16 @@ describe("what the red team broke", () => {
     rmSync(join(dir, `${name}.owner`))
   }, 30_000)
 
+  it("forceStop right after the start (the supervisor still booting) retires it: its service is stopped by it, not killed after the timeout", async () => {
+    const name = newName("early-stop")
+    const service = await run(SharedService.command({ name, command: "exec sleep 300", idleTimeToLive: "1 minute" }))
+    const handle = await run(Effect.scoped(SharedService.acquire(service)))
+    assert.isTrue(await run(SharedService.forceStop(name, { timeout: "30 seconds" })))
+    assert.isFalse(alive(handle.info.pid))
+    // A supervisor that was SIGKILLed after the timeout never writes this line.
+    assert.include(logsOf(name), "stopping (Retire)")
+  }, 60_000)
+
   it("count, like inspect, creates nothing", async () => {
     const name = newName("count")
     const service = await run(SharedService.command({ name, command: "exec sleep 1" }))

@@ -496,19 +496,7 @@ const perform = <E, R>(ctx: Context<E, R>, state: State): Effect.Effect<Result, 
     case "MarkReady":
       return recorded(counter, new Hint.Hint({ ...state.gen, state: "ready", readyAt: Date.now() }))
     case "Retire":
-      return Effect.gen(function*() {
-        // The request is in the hint when the hint describes the generation (in-process owners
-        // read only that); a detached supervisor also gets SIGUSR2, to hear it at once.
-        if (state.target._tag === "Gen") {
-          yield* Effect.ignore(counter.hints.write(new Hint.Hint({ ...state.target.gen, retire: true })))
-        } else {
-          // An owner the hint does not describe reads the request in the owner file.
-          yield* counter.owner.request("retire")
-        }
-        const target = yield* targetOf(counter, state.target)
-        if (target !== undefined) yield* signalSupervisor(counter, target.pid, target.startTime, "retire")
-        return ok
-      })
+      return Effect.as(requestRetire(counter, state.target), ok)
     case "Kill":
       return Effect.flatMap(targetOf(counter, state.target), (target) =>
         Effect.as(target === undefined ? Effect.void : signalSupervisor(counter, target.pid, target.startTime, "kill"), ok))
@@ -593,6 +581,23 @@ const recorded = (counter: Counter, gen: Gen): Effect.Effect<Result> =>
 const supervisorAlive = (counter: Counter, gen: Gen): boolean =>
   remote(counter) || inProcess.has(inProcessKey(counter, gen.supervisor.pid)) ||
   Process.isAliveUnsafe(gen.supervisor.pid, gen.supervisor.startTime)
+
+/**
+ * Asks the owner to retire, the requester holding the startup lock. The request is left where
+ * the owner reads it between its waits (it may still be booting, or stopped): in the hint when
+ * the hint describes the generation (in-process owners read only that), else in the owner file;
+ * a detached supervisor also gets SIGUSR2, to hear it at once.
+ */
+const requestRetire = (counter: Counter, target: Protocol.Target<Gen>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    if (target._tag === "Gen") {
+      yield* Effect.ignore(counter.hints.write(new Hint.Hint({ ...target.gen, retire: true })))
+    } else {
+      yield* counter.owner.request("retire")
+    }
+    const who = yield* targetOf(counter, target)
+    if (who !== undefined) yield* signalSupervisor(counter, who.pid, who.startTime, "retire")
+  })
 
 const targetOf = (
   counter: Counter,
@@ -1212,9 +1217,7 @@ export const forceStop = (
       const running = owned === undefined && hint instanceof Hint.Hint && hint.info !== undefined
       if (owned === undefined) {
         const pid = hint instanceof Hint.Hint ? hint.supervisor.pid : yield* counter.owner.stamp
-        if (pid !== undefined) {
-          yield* signalSupervisor(counter, pid, hint instanceof Hint.Hint ? hint.supervisor.startTime || undefined : undefined, "retire")
-        }
+        yield* requestRetire(counter, hint instanceof Hint.Hint ? { _tag: "Gen", gen: hint } : { _tag: "Stamp" })
         owned = yield* counter.owner.awaitFree(Duration.toMillis(timeout) + 2000)
         if (owned === undefined && pid !== undefined) {
           yield* signalSupervisor(counter, pid, undefined, "kill")
