@@ -111,29 +111,29 @@ export const tree = (marker: string, session?: number): Array<number> => {
   const needle = Buffer.from(`${marker}\0`)
   const me = uid()
   const out: Array<number> = []
+  // The cheap test first (one read of the environment; another user's is unreadable unless we
+  // are root), then the owner and state of the few that match.
+  const ours = (pid: number): boolean => {
+    try {
+      return statSync(`/proc/${pid}`).uid === me
+    } catch {
+      return false
+    }
+  }
   for (const pid of pids()) {
     if (pid === process.pid) continue
-    let st
+    let marked = false
     try {
-      st = statSync(`/proc/${pid}`)
+      const env = readFileSync(`/proc/${pid}/environ`)
+      const i = env.indexOf(needle)
+      marked = i === 0 || (i > 0 && env[i - 1] === 0)
     } catch {
-      continue
+      // gone, or not ours
     }
-    if (st.uid !== me) continue
+    if (!marked && session === undefined) continue
     const s = stat(pid)
-    if (isDead(s)) continue
-    if (session !== undefined && s!.session === session) {
-      out.push(pid)
-      continue
-    }
-    let env: Buffer
-    try {
-      env = readFileSync(`/proc/${pid}/environ`)
-    } catch {
-      continue
-    }
-    const i = env.indexOf(needle)
-    if (i === 0 || (i > 0 && env[i - 1] === 0)) out.push(pid)
+    if (isDead(s) || !(marked || s!.session === session) || !ours(pid)) continue
+    out.push(pid)
   }
   return out
 }
