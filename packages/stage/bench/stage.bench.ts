@@ -323,7 +323,7 @@ await compare({
 // mode runs the same Effect loop on this side (stamp, send, await a raw Atomics
 // pong), so only the ping differs; modes run in blocks, interleaved over rounds.
 type Mode = "stage" | "raw" | "postMessage"
-const sends: Record<Mode, Effect.Effect<unknown>> = {
+const sends: Record<Mode, Effect.Effect<unknown, unknown>> = {
   stage: notifyWorker,
   raw: Effect.sync(() => {
     Atomics.add(words, 0, 1)

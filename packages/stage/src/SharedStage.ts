@@ -46,7 +46,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/sharedStage.ts"
 import type * as Stage from "./Stage.ts"
-import type { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError } from "./StageError.ts"
+import type { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError, WorkerDeadError } from "./StageError.ts"
 
 /**
  * @category type ids
@@ -146,10 +146,21 @@ export interface Director<out R, in out T, out B, in out E> {
   readonly token: T
   readonly resource: R
   readonly buffer: B
-  /** Wakes the holder of `token`, in any worker (see `Stage.Director.notify`). */
-  readonly notify: (token: T) => Effect.Effect<boolean>
-  /** Sends `event` to the worker holding `token`, files it in that worker's buffer, and notifies the token. */
-  readonly deliver: (token: T, event: E) => Effect.Effect<boolean>
+  /**
+   * Wakes the holder of `token`, in any worker (see `Stage.Director.notify`).
+   * If the holder's inbox is full this waits for room; it fails with
+   * `WorkerDeadError` (after reaping it) if the holder's worker has died,
+   * so the wait is bounded by the lease.
+   */
+  readonly notify: (token: T) => Effect.Effect<boolean, WorkerDeadError>
+  /**
+   * Sends `event` to the worker holding `token`, files it in that worker's
+   * buffer, and notifies the token; `false` when nobody holds the token. Waits
+   * for room like `notify` (`WorkerDeadError` if the holder died); an event
+   * longer than an inbox can ever take fails with `StageCapacityError`
+   * (`"inbox"`).
+   */
+  readonly deliver: (token: T, event: E) => Effect.Effect<boolean, WorkerDeadError | StageCapacityError>
 }
 
 /**

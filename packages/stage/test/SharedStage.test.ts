@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Worker } from "node:worker_threads"
-import { SharedStage } from "@quiesce/stage"
+import { SharedStage, StageError } from "@quiesce/stage"
 import { makeSource } from "./fixtures/source.ts"
 
 /** Yields to the event loop (not the fiber scheduler) until `done()` or the bound runs out. */
@@ -345,6 +345,147 @@ describe("SharedStage (two attachments in one thread)", () => {
     }))
 })
 
+describe("SharedStage: scale and withdrawal (issue 10)", () => {
+  it.effect("2. withdrawing the ticket of a running head interrupts it; a head in another worker starts only once it has left", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      let readers = 0
+      const seen: Array<number> = []
+      const leaving = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
+      const ticketScope = yield* Scope.make()
+      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, ticketScope)
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
+        head: () =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => readers++),
+            () => Effect.never,
+            () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
+          )
+      }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(b, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(readers)) }))
+      yield* Effect.yieldNow
+      yield* Scope.close(ticketScope, Exit.void)
+      // Give b every chance to be (wrongly) promoted while a's head cleans up.
+      yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)
+      assert.deepStrictEqual(seen, [])
+      assert.isUndefined(head.pollUnsafe())
+      // The token is free at once, though its head has not left yet.
+      yield* Effect.scoped(SharedStage.ticket(b, "h"))
+      yield* Deferred.succeed(leaving, undefined)
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(head)))
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: 1 })
+      assert.deepStrictEqual(seen, [0])
+    }))
+
+  it.effect("2b. detaching a worker whose head cleans up slowly: its head is interrupted, the next head waits for it", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory()
+      const scopeA = yield* Scope.make()
+      const a = yield* Effect.provideService(SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }), Scope.Scope, scopeA)
+      const b = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      let readers = 0
+      const seen: Array<number> = []
+      const leaving = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
+      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, scopeA)
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
+        head: () =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => readers++),
+            () => Effect.never,
+            () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
+          )
+      }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(b, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(readers)) }))
+      yield* Effect.yieldNow
+      yield* Scope.close(scopeA, Exit.void)
+      yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)
+      assert.deepStrictEqual(seen, [])
+      yield* Deferred.succeed(leaving, undefined)
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(head)))
+      assert.deepStrictEqual(seen, [0])
+    }))
+
+  it.effect("4. a fiber woken during its worker's inbox read, heading and delivering to its own worker, never makes an event filed twice", () =>
+    Effect.gen(function*() {
+      const offered: Array<string> = []
+      const counting: SharedStage.Events<string, Buffer, string> = {
+        ...events,
+        offer: (buffer, token, event) => {
+          offered.push(`${token}=${event}`)
+          buffer.set(token, event)
+        }
+      }
+      const memory = SharedStage.makeMemory()
+      const a = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events: counting })
+      const b = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events: counting })
+      const h = yield* SharedStage.ticket(a, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
+        head: (d) => Effect.andThen(Deferred.await(gate), Effect.andThen(d.deliver("y", "for y"), d.deliver("w", "for w")))
+      }))
+      yield* Effect.yieldNow
+      const y = yield* SharedStage.ticket(b, "y")
+      const w = yield* SharedStage.ticket(b, "w")
+      yield* SharedStage.ticket(b, "z")
+      // y, woken first, finds no head and heads at once: it delivers to z, in its own worker, while b is still reading the records for y and w.
+      const fy = yield* Effect.forkChild(Effect.flatMap(
+        SharedStage.enter(b, y, { head: () => Effect.succeed("y headed") }),
+        (first) => Effect.map(SharedStage.enter(b, y, { head: (d) => d.deliver("z", "for z") }), (second) => [first._tag, second._tag])
+      ))
+      const fw = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.succeed("w headed") }))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      assert.isTrue(yield* eventually(() => done(fy)() && done(fw)()))
+      assert.deepStrictEqual(yield* Fiber.join(fy), ["Token", "Finished"])
+      assert.deepStrictEqual(yield* Fiber.join(fw), { _tag: "Token" })
+      // Later drains must not replay them either.
+      yield* eventually(() => false)
+      assert.deepStrictEqual(offered, ["y=for y", "w=for w", "z=for z"])
+    }))
+
+  it.effect("5. withdrawing a heading ticket is atomic: the waiter it promotes in the same worker sees the token free", () =>
+    Effect.gen(function*() {
+      const { a } = yield* twoWorkers()
+      const ticketScope = yield* Scope.make()
+      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, ticketScope)
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Effect.never }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(a, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(a, w, {
+        head: (d) =>
+          Effect.flatMap(Effect.exit(Effect.scoped(SharedStage.ticket(a, "h"))), (taken) =>
+            Effect.map(d.notify("h"), (notified) => ({ notified, taken: Exit.isSuccess(taken) })))
+      }))
+      yield* Effect.yieldNow
+      yield* Scope.close(ticketScope, Exit.void)
+      assert.isTrue(yield* eventually(() => done(waiter)() && done(head)()))
+      assert.isTrue(Exit.hasInterrupts(head.pollUnsafe()!))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: { notified: false, taken: true } }))
+    }))
+
+  it.effect("7. a sparse-array token is refused exactly as [undefined, 1] is", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory()
+      const a = yield* SharedStage.attach<null, unknown, null>(memory, { resource: null, buffer: null })
+      // eslint-disable-next-line no-sparse-arrays
+      const accepted: Array<string> = []
+      for (const bad of [[undefined, 1], [, 1], [1, , 2], new Array(2)]) {
+        const exit = yield* Effect.exit(Effect.scoped(SharedStage.ticket(a, bad)))
+        if (!(Exit.isFailure(exit) && Cause.squash(exit.cause) instanceof StageError.TokenEncodingError)) accepted.push(String(bad.length))
+      }
+      assert.deepStrictEqual(accepted, [])
+    }))
+})
+
 const spawn = (data: Record<string, unknown>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -380,6 +521,34 @@ const spawn = (data: Record<string, unknown>) =>
   )
 
 describe("SharedStage across worker_threads", () => {
+  it.live("1. a promotion chain of 10,000 waiters in one worker, heads finishing synchronously, runs in constant stack", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ capacity: 10_016, leaseMillis: 30_000 })
+      const { message } = yield* spawn({ mode: "chain", memory, source: makeSource(1), index: 0, fibers: 10_000, rounds: 0 })
+      const result = yield* message((m) => "done" in m || "failed" in m)
+      assert.isUndefined(result.failed, result.failed)
+      assert.deepStrictEqual(result.done, { parked: 10_000, headed: 10_000, inOrder: true, waiting: 0, head: -1 })
+    }), { timeout: 60_000 })
+
+  it.live("6. deliver to a full inbox of a terminated worker reaps it and fails with WorkerDeadError; it never spins", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ inboxBytes: 4096, leaseMillis: 300 })
+      const stage = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events })
+      const { worker, message } = yield* spawn({ mode: "hold-ticket", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 0 })
+      yield* message((m) => m.holding === true)
+      yield* Effect.promise(() => worker.terminate())
+      // The only fiber of this worker is the head: nobody parked here reaps the dead worker for it.
+      const h = yield* SharedStage.ticket(stage, "h")
+      const event = "x".repeat(200)
+      const exit = yield* SharedStage.enter(stage, h, {
+        head: (d) => Effect.flip(Effect.forever(d.deliver("idle-held", event)))
+      }).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(exit._tag, "Finished")
+      if (exit._tag === "Finished") assert.deepStrictEqual(exit.value, new StageError.WorkerDeadError({ token: "\"idle-held\"", leaseMillis: 300 }))
+      // The dead worker was reaped: its token is free.
+      yield* Effect.scoped(SharedStage.ticket(stage, "idle-held"))
+    }), { timeout: 60_000 })
+
   it.live("a token held by a worker that was terminated is free again once its lease runs out", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory({ leaseMillis: 1_000 })

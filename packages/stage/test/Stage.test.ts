@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Equal, Exit, Fiber, Hash, Layer, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Equal, Exit, Fiber, Hash, Layer, Queue, Scope } from "effect"
+import * as Scheduler from "effect/Scheduler"
 import { TestClock } from "effect/testing"
 import { Stage } from "@quiesce/stage"
 import { internals } from "./internals.ts"
@@ -411,5 +412,170 @@ describe("exit-left defects", () => {
       assert.deepStrictEqual(yield* Fiber.join(fb), { _tag: "Token" })
       // a was not woken by b's notify: it was promoted when the head left.
       assert.deepStrictEqual(yield* Fiber.join(fa), { _tag: "Finished", value: "a headed" })
+    }))
+})
+
+describe("scale and withdrawal (issue 10)", () => {
+  it.effect("1. a promotion chain of 100,000 waiters whose heads finish synchronously runs in constant stack", () =>
+    Effect.gen(function*() {
+      const stage = yield* Stage.make<null, number, null>({ resource: null, buffer: null })
+      const n = 100_000
+      const gate = yield* Deferred.make<void>()
+      const first = yield* Stage.ticket(stage, -1)
+      yield* Effect.forkChild(Stage.enter(stage, first, { head: () => Deferred.await(gate) }))
+      yield* settle
+      const order: Array<number> = []
+      for (let i = 0; i < n; i++) {
+        yield* Effect.forkChild(
+          Effect.scoped(Effect.flatMap(Stage.ticket(stage, i), (t) => Stage.enter(stage, t, { head: () => Effect.sync(() => order.push(i)) })))
+        )
+      }
+      yield* settle
+      assert.strictEqual(internals(stage).waiting, n)
+      // The first head leaves: each promoted head finishes at once and promotes the next.
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      assert.strictEqual(order.length, n)
+      assert.isTrue(order.every((v, i) => v === i))
+      assert.isUndefined(internals(stage).head)
+      assert.strictEqual(internals(stage).waiting, 0)
+    }), { timeout: 60_000 })
+
+  it.effect("1b. the quick start with 100,000 receivers whose events arrive in request order", () =>
+    Effect.gen(function*() {
+      const n = 100_000
+      const wire = yield* Queue.unbounded<number>()
+      const stage = yield* Stage.make<Queue.Queue<number>, number, Map<number, number>>({ resource: wire, buffer: new Map() })
+      const poll = (director: Stage.Director<Queue.Queue<number>, number, Map<number, number>>) =>
+        Effect.map(Queue.take(director.resource), (event) => {
+          director.buffer.set(event, event)
+          director.notifyUnsafe(event)
+        })
+      const take = (buffer: Map<number, number>, token: number) => {
+        const v = buffer.get(token)
+        buffer.delete(token)
+        return v
+      }
+      const receivers = yield* Effect.forkChild(Effect.forEach(
+        Array.from({ length: n }, (_, i) => i),
+        (token) => Stage.receive(stage, { token, take, poll }),
+        { concurrency: "unbounded" }
+      ))
+      yield* settle
+      assert.strictEqual(internals(stage).waiting, n - 1)
+      // Each head finds its own event first, leaves, and the next receiver heads.
+      yield* Queue.offerAll(wire, Array.from({ length: n }, (_, i) => i))
+      yield* settle
+      const received = receivers.pollUnsafe()
+      assert.isTrue(received !== undefined && Exit.isSuccess(received) && received.value.every((v, i) => v === i))
+    }), { timeout: 60_000 })
+
+  it.effect("2. withdrawing the ticket of a running head interrupts it; the next head starts only once it has left", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      let readers = 0
+      const seen: Array<number> = []
+      const leaving = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
+      const ticketScope = yield* Scope.make()
+      const a = yield* Effect.provideService(Stage.ticket(stage, "a"), Scope.Scope, ticketScope)
+      const head = yield* Effect.forkChild(Stage.enter(stage, a, {
+        // Reads until interrupted; its clean-up (uninterruptible) lasts until `leaving`.
+        head: () =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => readers++),
+            () => Effect.never,
+            () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
+          )
+      }))
+      yield* settle
+      const b = yield* Stage.ticket(stage, "b")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.sync(() => seen.push(readers)) }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      yield* settle
+      // a's head was interrupted and is cleaning up: b must not read beside it.
+      assert.deepStrictEqual(seen, [])
+      assert.isUndefined(waiter.pollUnsafe())
+      assert.isUndefined(head.pollUnsafe())
+      yield* Deferred.succeed(leaving, undefined)
+      yield* settle
+      assert.isTrue(Exit.hasInterrupts(head.pollUnsafe()!))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: 1 }))
+      assert.deepStrictEqual(seen, [0])
+    }))
+
+  it.effect("2b. a withdrawn head that never returns is interrupted, and headship passes on", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const ticketScope = yield* Scope.make()
+      const a = yield* Effect.provideService(Stage.ticket(stage, "a"), Scope.Scope, ticketScope)
+      const head = yield* Effect.forkChild(Stage.enter(stage, a, { head: () => Effect.never }))
+      yield* settle
+      const b = yield* Stage.ticket(stage, "b")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.succeed("b headed") }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      yield* settle
+      const headExit = head.pollUnsafe()
+      assert.isTrue(headExit !== undefined && Exit.hasInterrupts(headExit))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: "b headed" }))
+    }))
+
+  it.effect("3. a timed enter interrupted during a scheduler yield between joining the queue and parking never stays linked", () =>
+    Effect.gen(function*() {
+      // Operation budgets from 4 to 64: with some of them (4–11 at the time of writing) the yield falls between joining and parking.
+      const stranded: Array<number> = []
+      for (let budget = 4; budget <= 64; budget++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const stage = yield* makeStage
+          const h = yield* Stage.ticket(stage, "h")
+          const gate = yield* Deferred.make<void>()
+          const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Deferred.await(gate) }))
+          yield* settle
+          const w = yield* Stage.ticket(stage, "w")
+          const waiter = yield* Effect.forkChild(
+            Effect.provideService(Stage.enter(stage, w, { head: () => Effect.void, timeout: "1 minute" }), Scheduler.MaxOpsBeforeYield, budget),
+            { startImmediately: true }
+          )
+          // Interrupted wherever it is: parked, or yielding before it parked.
+          waiter.interruptUnsafe()
+          yield* settle
+          // The next waiter heads when the head leaves.
+          const next = yield* Stage.ticket(stage, "next")
+          const nextFiber = yield* Effect.forkChild(Stage.enter(stage, next, { head: () => Effect.succeed("next headed") }))
+          yield* settle
+          if (internals(stage).waiting !== 1) stranded.push(budget)
+          yield* Deferred.succeed(gate, undefined)
+          yield* settle
+          assert.isTrue(Exit.hasInterrupts(waiter.pollUnsafe()!))
+          assert.deepStrictEqual(head.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: undefined }))
+          if (nextFiber.pollUnsafe() === undefined) stranded.push(budget)
+        }))
+      }
+      assert.deepStrictEqual(stranded, [])
+    }))
+
+  it.effect("5. withdrawing a heading ticket is atomic: the waiter it promotes sees the token free", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const ticketScope = yield* Scope.make()
+      const a = yield* Effect.provideService(Stage.ticket(stage, "a"), Scope.Scope, ticketScope)
+      const head = yield* Effect.forkChild(Stage.enter(stage, a, { head: () => Effect.never }))
+      yield* settle
+      const b = yield* Stage.ticket(stage, "b")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, b, {
+        head: (d) =>
+          Effect.map(Effect.exit(Effect.scoped(Stage.ticket(stage, "a"))), (taken) => ({
+            notified: d.notifyUnsafe("a"),
+            taken: Exit.isSuccess(taken)
+          }))
+      }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      yield* settle
+      const headExit = head.pollUnsafe()
+      assert.isTrue(headExit !== undefined && Exit.hasInterrupts(headExit))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: { notified: false, taken: true } }))
     }))
 })

@@ -14,9 +14,15 @@
  *
  * Crash safety: every attached worker refreshes a heartbeat. A worker whose
  * heartbeat is older than the lease is reaped by whoever notices (a parked
- * worker checks every half lease): its tickets are withdrawn and, if one of
- * them headed, headship passes to the oldest waiter. A dead lock holder is
- * detected the same way and its lock is broken.
+ * worker checks every half lease; a `ticket` its tokens would refuse; a
+ * `deliver` waiting for room in its inbox): its tickets are withdrawn and, if
+ * one of them headed, headship passes to the oldest waiter. A dead lock holder
+ * is detected the same way and its lock is broken.
+ *
+ * One head at a time: a ticket withdrawn by its (live) owner while its head
+ * runs becomes `LEAVING`: its token is unregistered at once, but it keeps
+ * headship until its head has left (`leaveLocked`), so no second head is
+ * promoted beside it. Only a dead worker's heads lose headship at once.
  */
 
 // Spins politely where the engine has Atomics.pause (Node >= 24).
@@ -70,6 +76,8 @@ export const IDLE = 1
 export const WAITING_STATE = 2
 export const PROMOTED = 3
 export const HEADING = 4
+/** Withdrawn while its head runs: unregistered, but heading until the head leaves. */
+export const LEAVING = 5
 
 /** Inbox record kinds. */
 export const REC_EVENT = 1
@@ -234,13 +242,23 @@ export class SharedState {
     return Atomics.load(this.m, at + W_ALIVE) === 1 && Atomics.load(this.m, at + W_GEN) === gen
   }
 
-  /** Under the lock: withdraws every ticket of worker `w` and frees its slot. */
-  reapLocked(w: number): void {
+  /**
+   * Under the lock: withdraws every ticket of worker `w` but the one whose
+   * head still runs there (`runningHead`, a slot, or -1), which becomes
+   * `LEAVING`.
+   */
+  withdrawAllLocked(w: number, runningHead: number): void {
     const m = this.m
     for (let s = 0; s < this.l.capacity; s++) {
       const at = this.ticketAt(s)
-      if (m[at + T_STATE] !== FREE_SLOT && m[at + T_OWNER] === w) this.withdrawLocked(s, m[at + T_GEN]!)
+      if (m[at + T_STATE] !== FREE_SLOT && m[at + T_OWNER] === w) this.withdrawLocked(s, m[at + T_GEN]!, s === runningHead)
     }
+  }
+
+  /** Under the lock: withdraws every ticket of worker `w` and frees its slot (it is dead, or detaching with no head running). */
+  reapLocked(w: number): void {
+    const m = this.m
+    this.withdrawAllLocked(w, -1)
     const at = this.workerAt(w)
     Atomics.store(m, at + W_INBOX_HEAD, Atomics.load(m, at + W_INBOX_TAIL))
     Atomics.add(m, at + W_GEN, 1)
@@ -324,7 +342,7 @@ export class SharedState {
     const mask = indexSize - 1
     for (let s = 0; s < this.l.capacity; s++) {
       const at = this.ticketAt(s)
-      if (m[at + T_STATE] === FREE_SLOT) continue
+      if (m[at + T_STATE] === FREE_SLOT || m[at + T_STATE] === LEAVING) continue
       let p = m[at + T_HASH]! & mask
       while (m[indexAt + p] !== EMPTY) p = (p + 1) & mask
       m[indexAt + p] = s
@@ -364,18 +382,39 @@ export class SharedState {
     return Atomics.load(this.m, this.ticketAt(s) + T_GEN)
   }
 
-  /** Under the lock: withdraws slot `s` if it still has generation `gen` (no ABA). */
-  withdrawLocked(s: number, gen: number): void {
+  /**
+   * Under the lock: withdraws slot `s` if it still has generation `gen` (no
+   * ABA). Its token is free at once. If it heads and its head is still
+   * running (`headRunning`: the owner says so), it becomes `LEAVING` and keeps
+   * headship until `leaveLocked`; otherwise headship passes on now.
+   */
+  withdrawLocked(s: number, gen: number, headRunning = false): void {
     const m = this.m
     const at = this.ticketAt(s)
-    if (m[at + T_STATE] === FREE_SLOT || m[at + T_GEN] !== gen) return
-    if (m[at + T_STATE] === WAITING_STATE) this.unlinkLocked(s)
-    Atomics.store(m, at + T_STATE, FREE_SLOT)
-    if (m[HEAD] === s) this.handOnLocked()
+    const state = m[at + T_STATE]!
+    if (state === FREE_SLOT || m[at + T_GEN] !== gen) return
+    if (state === LEAVING) {
+      // Already unregistered; its head has left only if the owner no longer says it runs (or the owner is dead).
+      if (!headRunning) this.freeLocked(s)
+      return
+    }
+    if (state === WAITING_STATE) this.unlinkLocked(s)
+    const leaving = headRunning && state === HEADING && m[HEAD] === s
+    // The state first: a rebuild of the index below keeps only registered slots.
+    Atomics.store(m, at + T_STATE, leaving ? LEAVING : FREE_SLOT)
     m[this.l.indexAt + m[at + T_INDEX]!] = TOMBSTONE
     m[at + T_INDEX] = -1
     m[TOMBSTONES] = m[TOMBSTONES]! + 1
     if (m[TOMBSTONES]! > this.l.capacity >> 1) this.rebuildIndexLocked()
+    if (!leaving) this.freeLocked(s)
+  }
+
+  /** Under the lock: an unregistered slot goes back on the free list, passing headship on if it held it. */
+  private freeLocked(s: number): void {
+    const m = this.m
+    const at = this.ticketAt(s)
+    Atomics.store(m, at + T_STATE, FREE_SLOT)
+    if (m[HEAD] === s) this.handOnLocked()
     Atomics.add(m, at + T_GEN, 1)
     m[at + T_NEXT] = m[FREE]!
     m[FREE] = s
@@ -488,11 +527,15 @@ export class SharedState {
     return true
   }
 
-  /** Under the lock: the head `s` leaves. */
+  /** Under the lock: the head `s` leaves (a `LEAVING` one is freed now). */
   leaveLocked(s: number, gen: number): void {
     const m = this.m
     const at = this.ticketAt(s)
     if (m[HEAD] !== s || m[at + T_GEN] !== gen) return
+    if (m[at + T_STATE] === LEAVING) {
+      this.freeLocked(s)
+      return
+    }
     Atomics.store(m, at + T_STATE, IDLE)
     this.handOnLocked()
   }
@@ -555,7 +598,8 @@ export class SharedState {
   /**
    * Under the lock: notifies the holder of `key`, with an optional event for
    * its worker's buffer. Returns the owner worker (>= 0), -1 when no one holds
-   * the token, -2 when the owner's inbox has no room (retry later).
+   * the token, or `-2 - owner` when the owner's inbox has no room now (retry
+   * later, once it has drained, or reap it if it died).
    */
   notifyLocked(key: Uint8Array, hash: number, event: Uint8Array | undefined): number {
     const m = this.m
@@ -564,14 +608,19 @@ export class SharedState {
     const at = this.ticketAt(s)
     const owner = m[at + T_OWNER]!
     if (m[at + T_STATE] === WAITING_STATE) {
-      if (!this.postLocked(owner, REC_TOKEN, s, m[at + T_GEN]!, m[at + T_SEQ]!, event, false)) return -2
+      if (!this.postLocked(owner, REC_TOKEN, s, m[at + T_GEN]!, m[at + T_SEQ]!, event, false)) return -2 - owner
       this.unlinkLocked(s)
       Atomics.store(m, at + T_STATE, IDLE)
     } else {
-      if (event !== undefined && !this.postLocked(owner, REC_EVENT, s, m[at + T_GEN]!, 0, event, false)) return -2
+      if (event !== undefined && !this.postLocked(owner, REC_EVENT, s, m[at + T_GEN]!, 0, event, false)) return -2 - owner
       m[at + T_PENDING] = m[at + T_PENDING]! + 1
     }
     return owner
+  }
+
+  /** The longest event an inbox can ever take (a longer one could never be delivered). */
+  get maxEventBytes(): number {
+    return (this.l.inboxWords - SharedState.RESERVE - 5) * 4
   }
 
   // ---------------------------------------------------------------------------
@@ -579,7 +628,7 @@ export class SharedState {
   // ---------------------------------------------------------------------------
 
   /** Words kept free in every inbox for promotions, which cannot be refused. */
-  private static readonly RESERVE = 64
+  static readonly RESERVE = 64
 
   private postLocked(
     w: number,
@@ -624,7 +673,13 @@ export class SharedState {
     Atomics.notify(this.m, at)
   }
 
-  /** Worker `w` reads its inbox (no lock: it is the only reader). */
+  /**
+   * Worker `w` reads its inbox (no lock: it is the only reader). Each record is
+   * consumed (the head index advanced) before `onRecord` sees it, and the
+   * indices are read afresh for every record, so a read started from inside
+   * `onRecord` takes the records after it and the outer read resumes after
+   * those: no record is seen twice, and the head index never moves back.
+   */
   drain(
     w: number,
     onRecord: (kind: number, slot: number, gen: number, seq: number, event: Uint8Array | undefined) => void
@@ -634,9 +689,9 @@ export class SharedState {
     const size = this.l.inboxWords
     const mask = size - 1
     const base = this.l.inboxesAt + w * size
-    let head = m[wat + W_INBOX_HEAD]!
-    const tail = Atomics.load(m, wat + W_INBOX_TAIL)
-    while (head !== tail) {
+    for (;;) {
+      let head = m[wat + W_INBOX_HEAD]!
+      if (head === Atomics.load(m, wat + W_INBOX_TAIL)) return
       const kind = m[base + (head & mask)]!
       const s = m[base + ((head + 1) & mask)]!
       const gen = m[base + ((head + 2) & mask)]!
@@ -666,7 +721,7 @@ export class SharedState {
     let waiting = 0
     for (let s = 0; s < this.l.capacity; s++) {
       const st = m[this.ticketAt(s) + T_STATE]
-      if (st === HEADING || st === PROMOTED) heads++
+      if (st === HEADING || st === PROMOTED || st === LEAVING) heads++
       if (st === WAITING_STATE) waiting++
     }
     if (heads > 1) return `${heads} heads`

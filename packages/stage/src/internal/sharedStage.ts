@@ -1,9 +1,12 @@
 /**
  * One worker's view of a shared stage: the shared state machine lives in
  * `sharedMemory.ts`; this module keeps the worker-local side — its tickets
- * (slot → local ticket), the fibers parked on them, and the pump that waits on
- * the worker's doorbell with `Atomics.waitAsync` and turns inbox records into
- * buffered events and wake-ups.
+ * (slot → local ticket), the fibers parked on them, the fiber running `head`
+ * here if one does, and the pump that waits on the worker's doorbell with
+ * `Atomics.waitAsync` and turns inbox records into buffered events and
+ * wake-ups. Woken fibers are resumed through the trampoline
+ * (`trampoline.ts`): after the inbox read or transition that woke them, never
+ * inside it.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -14,11 +17,12 @@ import * as Scope from "effect/Scope"
 import type * as SharedStage from "../SharedStage.ts"
 import type * as Stage from "../Stage.ts"
 import type { ReceiveTimeoutError } from "../StageError.ts"
-import { StageCapacityError, TokenEncodingError, TokenInUseError } from "../StageError.ts"
+import { StageCapacityError, TokenEncodingError, TokenInUseError, WorkerDeadError } from "../StageError.ts"
 import { receiveWith, showToken } from "./receive.ts"
 import * as memory from "./sharedMemory.ts"
 import { durationMillis, finished, succeedTimeout, succeedToken } from "./stage.ts"
 import { TokenEncoder } from "./tokenCodec.ts"
+import * as trampoline from "./trampoline.ts"
 
 /** @internal */
 export const TypeId = "~@quiesce/stage/SharedStage"
@@ -36,6 +40,8 @@ export class LocalTicket<T> implements SharedStage.Ticket<T> {
   resume: ((wake: Wake) => void) | undefined = undefined
   parked = false
   withdrawn = false
+  /** The fiber running `head` while this ticket heads (interrupted if the ticket is withdrawn or the worker detaches meanwhile). */
+  headFiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
   /**
    * The canceller of an untimed `enter` parked on this ticket (one per ticket:
    * a ticket has one enter at a time, and `seq` is that enter's while parked).
@@ -86,6 +92,8 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
   parkedCount = 0
   pumping = false
   closed = false
+  /** The ticket whose head runs in this worker (at most one: there is one head). */
+  localHead: LocalTicket<T> | undefined = undefined
   heartbeat: ReturnType<typeof setInterval> | undefined
 
   constructor(shared: memory.SharedState, me: number, gen: number, options: SharedStage.AttachOptions<R, T, B, E>) {
@@ -111,29 +119,34 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     return pipeArguments(this, arguments)
   }
 
-  /** Runs `f` under the shared lock, then rings the doorbells its records need and reads this worker's own inbox. */
+  /**
+   * Runs `f` under the shared lock, then rings the doorbells its records need,
+   * reads this worker's own inbox, and resumes the fibers that woke.
+   */
   locked<A>(f: (state: memory.SharedState) => A): A {
+    const result = this.lockedQuiet(f)
+    this.flushRings()
+    trampoline.flush()
+    return result
+  }
+
+  /** `f` under the shared lock, leaving the doorbells to ring (`flushRings`) to the caller. */
+  lockedQuiet<A>(f: (state: memory.SharedState) => A): A {
     if (!this.shared.isCurrent(this.me, this.gen)) {
       throw new Error(
         `SharedStage: this worker was evicted (its heartbeat was older than the ${this.shared.lease} ms lease, so its tickets were withdrawn)`
       )
     }
     this.shared.lock(this.me)
-    let result: A
     try {
-      result = f(this.shared)
+      return f(this.shared)
     } finally {
       this.shared.unlock()
     }
-    this.flushRings()
-    return result
   }
 
-  flushRingsNow(): void {
-    this.flushRings()
-  }
-
-  private flushRings(): void {
+  /** Rings the doorbells the last transitions wrote records for; this worker's own inbox is read at once. */
+  flushRings(): void {
     const rings = this.shared.rings
     if (rings.length === 0) return
     let self = false
@@ -159,15 +172,17 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.wakeUp(ticket, kind === memory.REC_TOKEN ? "Token" : "Promoted")
   }
 
+  /** Reads this worker's inbox; the fibers it wakes are queued on the trampoline (the caller flushes it). */
   drain(): void {
     this.shared.drain(this.me, this.onRecord)
   }
 
+  /** Records why the parked fiber wakes and queues its resumption. */
   wakeUp(ticket: LocalTicket<T>, wake: Wake): void {
     ticket.wake = wake
     const resume = ticket.resume
     ticket.resume = undefined
-    resume?.(wake)
+    if (resume !== undefined) trampoline.defer(resume, wake)
   }
 
   startPump(): void {
@@ -183,6 +198,7 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
         }
         const seen = Atomics.load(m, index)
         this.drain()
+        trampoline.flush()
         const waited = Atomics.waitAsync(m, index, seen)
         if (!waited.async) continue
         waited.value.then(step)
@@ -194,28 +210,72 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
 
   checkLeases(): void {
     if (!this.shared.isCurrent(this.me, this.gen)) return
-    if (this.shared.reapDead(this.me) > 0) this.flushRings()
+    if (this.shared.reapDead(this.me) > 0) {
+      this.flushRings()
+      trampoline.flush()
+    }
   }
 
+  /** A ticket of this worker takes headship: `fiber` runs its head. */
+  startHead(ticket: LocalTicket<T>, fiber: Fiber.Fiber<unknown, unknown>): void {
+    ticket.headFiber = fiber
+    this.localHead = ticket
+  }
+
+  /**
+   * The head running here left, however it ended. Headship passes on now (a
+   * withdrawn ticket's slot is freed then); if the worker was detaching while
+   * it ran, the detach completes.
+   */
+  headLeft(ticket: LocalTicket<T>): void {
+    ticket.headFiber = undefined
+    if (this.localHead !== ticket) return
+    this.localHead = undefined
+    if (!this.shared.isCurrent(this.me, this.gen)) return
+    if (this.closed) {
+      this.release()
+      return
+    }
+    this.locked((s) => s.leaveLocked(ticket.slot, ticket.gen))
+  }
+
+  /**
+   * Detaching: parked enters are interrupted and every ticket is withdrawn. A
+   * head running here is interrupted and keeps headship until it has left;
+   * until then the worker stays attached (and heartbeating, so if it dies
+   * meanwhile it is reaped as usual), and `headLeft` completes the detach.
+   */
   close(): void {
     if (this.closed) return
     this.closed = true
-    if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
+    const head = this.localHead
     if (this.shared.isCurrent(this.me, this.gen)) {
-      this.shared.lock(this.me)
-      try {
-        this.shared.reapLocked(this.me)
-      } finally {
-        this.shared.unlock()
+      if (head === undefined) this.release()
+      else {
+        this.lockedQuiet((s) => s.withdrawAllLocked(this.me, head.slot))
+        this.ringOthers()
       }
-      const rings = this.shared.rings
-      for (const w of rings) if (w !== this.me) this.shared.ring(w)
-      rings.length = 0
-    }
+    } else if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
     this.shared.ring(this.me)
     for (const ticket of this.locals) {
       if (ticket !== undefined && ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
     }
+    if (head?.headFiber !== undefined) trampoline.defer(trampoline.interruptFiber, head.headFiber)
+    trampoline.flush()
+  }
+
+  /** Frees this worker's tickets and slot (nothing of it heads any more). */
+  private release(): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
+    this.lockedQuiet((s) => s.reapLocked(this.me))
+    this.ringOthers()
+  }
+
+  /** Rings the doorbells of other workers' records; this worker's own inbox is not read (it is detaching). */
+  private ringOthers(): void {
+    const rings = this.shared.rings
+    for (const w of rings) if (w !== this.me) this.shared.ring(w)
+    rings.length = 0
   }
 }
 
@@ -245,7 +305,8 @@ export const ticket = <R, T, B, E>(
     let slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
     if (slot < 0 && stage.shared.reapDead(stage.me) > 0) {
       // The token (or the slot) may have been held by a worker that died.
-      stage.flushRingsNow()
+      stage.flushRings()
+      trampoline.flush()
       slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
     }
     if (slot === -1) return Effect.fail(new TokenInUseError({ token: showToken(token) }))
@@ -259,14 +320,20 @@ export const ticket = <R, T, B, E>(
         scope,
         Effect.sync(() => {
           local.withdrawn = true
+          // A head running here keeps headship until it has left (`headLeft`): it is interrupted.
+          const headRunning = stage.localHead === local
           if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) {
-            stage.locked((s) => s.withdrawLocked(slot, local.gen))
+            stage.lockedQuiet((s) => s.withdrawLocked(slot, local.gen, headRunning))
           }
           if (stage.locals[slot] === local) stage.locals[slot] = undefined
           // Its scope closed under a parked enter: the enter is interrupted.
           if (local.parked && local.wake === undefined) stage.wakeUp(local, "Closed")
+          if (headRunning && local.headFiber !== undefined) trampoline.defer(trampoline.interruptFiber, local.headFiber)
           // The pump stops with the last ticket; ring our own doorbell so its pending wait returns.
           if (--stage.tickets === 0) stage.shared.ring(stage.me)
+          // Only now, with this worker's side up to date too, may the fibers it woke run.
+          stage.flushRings()
+          trampoline.flush()
         })
       ),
       local
@@ -286,32 +353,56 @@ class SharedDirector<R, T, B, E> implements SharedStage.Director<R, T, B, E> {
   get buffer(): B {
     return this.stage.buffer
   }
-  notify(token: T): Effect.Effect<boolean> {
+  notify(token: T): Effect.Effect<boolean, WorkerDeadError> {
     return send(this.stage, token, undefined)
   }
-  deliver(token: T, event: E): Effect.Effect<boolean> {
-    const events = this.stage.events
+  deliver(token: T, event: E): Effect.Effect<boolean, WorkerDeadError | StageCapacityError> {
+    const stage = this.stage
+    const events = stage.events
     if (events === undefined) return Effect.die(new Error("SharedStage: deliver needs the `events` codec given to attach"))
-    return Effect.suspend(() => send(this.stage, token, events.encode(event)))
+    return Effect.suspend((): Effect.Effect<boolean, WorkerDeadError | StageCapacityError> => {
+      const bytes = events.encode(event)
+      // No inbox could ever take it: waiting for room would wait forever.
+      if (bytes.length > stage.shared.maxEventBytes) {
+        return Effect.fail(new StageCapacityError({ resource: "inbox", limit: stage.shared.maxEventBytes }))
+      }
+      return send(stage, token, bytes)
+    })
   }
 }
 
 const succeedTrue: Effect.Effect<boolean> = Effect.succeed(true)
 const succeedFalse: Effect.Effect<boolean> = Effect.succeed(false)
 
-const send = <R, T, B, E>(stage: SharedStageImpl<R, T, B, E>, token: T, event: Uint8Array | undefined): Effect.Effect<boolean> =>
-  Effect.suspend(function attempt(): Effect.Effect<boolean> {
+/**
+ * Notifies `token`'s holder (with `event` for its buffer). When the holder's
+ * inbox is full, retries every millisecond while its worker lives (it drains
+ * on its next event-loop turn); once that worker's lease has run out it is
+ * reaped here (nobody else may be in a position to) and the notify fails with
+ * `WorkerDeadError`. So the wait is bounded by the lease.
+ */
+const send = <R, T, B, E>(
+  stage: SharedStageImpl<R, T, B, E>,
+  token: T,
+  event: Uint8Array | undefined
+): Effect.Effect<boolean, WorkerDeadError> =>
+  Effect.suspend(function attempt(): Effect.Effect<boolean, WorkerDeadError> {
     const encoded = stage.encoder.encode(token)
     // A token without an encoding cannot be held by anyone.
     if ("error" in encoded) return succeedFalse
     const owner = stage.locked((s) => s.notifyLocked(encoded.bytes, encoded.hash, event))
-    if (owner === -2) {
-      // The owner's inbox is full: it drains on its next turn of the event loop.
-      return Effect.flatMap(Effect.sleep(Duration.millis(1)), attempt)
+    if (owner >= 0) return succeedTrue
+    if (owner === -1) return succeedFalse
+    const worker = -2 - owner
+    if (!stage.shared.isDead(worker)) return Effect.flatMap(Effect.sleep(Duration.millis(1)), attempt)
+    if (stage.shared.reapDead(stage.me) > 0) {
+      stage.flushRings()
+      trampoline.flush()
     }
-    return owner >= 0 ? succeedTrue : succeedFalse
+    return Effect.fail(new WorkerDeadError({ token: showToken(token), leaseMillis: stage.shared.lease }))
   })
 
+/** Runs `head` for a ticket that has just taken headship (`startHead` was called); headship passes on however it ends. */
 const runHead = <R, T, B, E, A, EH, RH>(
   stage: SharedStageImpl<R, T, B, E>,
   ticket: LocalTicket<T>,
@@ -320,13 +411,44 @@ const runHead = <R, T, B, E, A, EH, RH>(
 ): Effect.Effect<Stage.StageExit<A>, EH, RH> =>
   Effect.onExit(
     Effect.map(restore(Effect.suspend(() => head(new SharedDirector(stage, ticket.token)))), finished),
-    () =>
-      Effect.sync(() => {
-        if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) {
-          stage.locked((s) => s.leaveLocked(ticket.slot, ticket.gen))
-        }
-      })
+    () => Effect.sync(() => stage.headLeft(ticket))
   )
+
+/**
+ * Takes headship under the lock with `take` (true when it did), for `fiber`:
+ * recorded before any fiber woken by `take` (an expired promotion passed on)
+ * can run.
+ */
+const takeHeadship = (
+  stage: SharedStageImpl<any, any, any, any>,
+  ticket: LocalTicket<any>,
+  fiber: Fiber.Fiber<unknown, unknown>,
+  take: (state: memory.SharedState) => boolean
+): boolean => {
+  const took = stage.lockedQuiet(take)
+  if (took) stage.startHead(ticket, fiber)
+  stage.flushRings()
+  trampoline.flush()
+  return took
+}
+
+/** Takes headship with `take` and, if that succeeded, runs `head` in this fiber. */
+const headWith = <R, T, B, E, A, EH, RH>(
+  stage: SharedStageImpl<R, T, B, E>,
+  ticket: LocalTicket<T>,
+  head: (director: SharedStage.Director<R, T, B, E>) => Effect.Effect<A, EH, RH>,
+  take: (state: memory.SharedState) => boolean,
+  otherwise: () => Effect.Effect<Stage.StageExit<A>, EH, RH>
+): Effect.Effect<Stage.StageExit<A>, EH, RH> =>
+  Effect.withFiber((fiber) =>
+    Effect.uninterruptibleMask((restore) =>
+      takeHeadship(stage, ticket, fiber, take) ? runHead(stage, ticket, head, restore) : otherwise()
+    )
+  )
+
+/** A promotion that was not taken: the ticket was withdrawn or the worker detached meanwhile (interrupted), or its deadline passed. */
+const promotionLost = (stage: SharedStageImpl<any, any, any, any>, ticket: LocalTicket<any>, retry: () => Effect.Effect<any, any, any>) =>
+  stage.closed || ticket.withdrawn ? Effect.interrupt : retry()
 
 const park = <T>(ticket: LocalTicket<T>): Effect.Effect<Wake> =>
   Effect.callback<Wake>((resume) => {
@@ -383,20 +505,20 @@ const enterNoTimeout = <R, T, B, E, A, EH, RH>(
           return succeedToken
         case "Pending":
           if (!stage.locked((s) => s.takePendingLocked(ticket.slot))) return enterNoTimeout(stage, ticket, head)
+          // Its event, if any, was written to our inbox before the notification was counted.
           stage.drain()
+          trampoline.flush()
           return succeedToken
         case "Free":
-          return Effect.uninterruptibleMask((restore) =>
-            stage.locked((s) => s.takeHeadLocked(ticket.slot))
-              ? runHead(stage, ticket, head, restore)
-              : enterNoTimeout(stage, ticket, head)
-          )
+          return headWith(stage, ticket, head, (s) => s.takeHeadLocked(ticket.slot), () => enterNoTimeout(stage, ticket, head))
         case "Promoted":
           unpark(stage, ticket)
-          return Effect.uninterruptibleMask((restore) =>
-            stage.locked((s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, false))
-              ? runHead(stage, ticket, head, restore)
-              : enterNoTimeout(stage, ticket, head)
+          return headWith(
+            stage,
+            ticket,
+            head,
+            (s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, false),
+            () => promotionLost(stage, ticket, () => enterNoTimeout(stage, ticket, head))
           )
         case "Retry":
           return enterNoTimeout(stage, ticket, head)
@@ -431,22 +553,25 @@ export const enter = <R, T, B, E, A, EH, RH>(
 ): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
   const stage = self as SharedStageImpl<R, T, B, E>
   const ticket = ticket_ as LocalTicket<T>
-  const timeout = options.timeout === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+  const timeout = durationMillis(options.timeout)
   if (timeout === undefined) return enterNoTimeout(stage, ticket, options.head)
-  return Effect.uninterruptibleMask((restore) =>
+  return Effect.withFiber((fiber) => Effect.uninterruptibleMask((restore) =>
     Effect.clockWith<Stage.StageExit<A>, EH, RH>((clock) => {
       if (stage.closed) return Effect.interrupt
       if (ticket.stage !== stage || ticket.withdrawn || ticket.parked) {
         return Effect.die(new Error("SharedStage.enter: the ticket is withdrawn, parked, or from another stage"))
       }
-      const deadline = timeout === undefined ? Infinity : clock.currentTimeMillisUnsafe() + timeout
-      const entered = stage.locked((s) => s.enterLocked(ticket.slot))
+      const deadline = clock.currentTimeMillisUnsafe() + timeout
+      let entered = 0
+      if (takeHeadship(stage, ticket, fiber, (s) => (entered = s.enterLocked(ticket.slot)) === 2)) {
+        return runHead(stage, ticket, options.head, restore)
+      }
       if (entered === 1) {
         // Its event, if any, was written to our inbox before the notification was counted.
         stage.drain()
+        trampoline.flush()
         return succeedToken
       }
-      if (entered === 2) return runHead(stage, ticket, options.head, restore)
       const seq = -entered - 3
       ticket.seq = seq
       ticket.wake = undefined
@@ -455,25 +580,20 @@ export const enter = <R, T, B, E, A, EH, RH>(
       stage.startPump()
       const expire = Effect.sync(() => {
         if (ticket.wake !== undefined || !ticket.parked) return
-        if (stage.locked((s) => s.expireLocked(ticket.slot, ticket.gen, seq))) stage.wakeUp(ticket, "Timeout")
+        if (stage.locked((s) => s.expireLocked(ticket.slot, ticket.gen, seq))) {
+          stage.wakeUp(ticket, "Timeout")
+          trampoline.flush()
+        }
         // Otherwise a wake-up is already in our inbox: it arrives with the next drain.
       })
-      const waitForWake: Effect.Effect<Wake> = timeout === undefined
-        ? restore(park(ticket))
-        : Effect.flatMap(
-          Effect.forkChild(Effect.andThen(Effect.sleep(Duration.millis(timeout)), expire), { startImmediately: true }),
-          (timer) => Effect.onExit(restore(park(ticket)), () => Fiber.interrupt(timer))
-        )
-      const unpark = () => {
-        if (ticket.parked) {
-          ticket.parked = false
-          stage.parkedCount--
-        }
-      }
+      const waitForWake: Effect.Effect<Wake> = Effect.flatMap(
+        Effect.forkChild(Effect.andThen(Effect.sleep(Duration.millis(timeout)), expire), { startImmediately: true }),
+        (timer) => Effect.onExit(restore(park(ticket)), () => Fiber.interrupt(timer))
+      )
       return Effect.flatMap(
         Effect.onExit(waitForWake, (exit) =>
           Effect.sync(() => {
-            unpark()
+            unpark(stage, ticket)
             if (Exit.isFailure(exit) && !stage.closed && !ticket.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
               stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq))
             }
@@ -492,15 +612,15 @@ export const enter = <R, T, B, E, A, EH, RH>(
               return Effect.interrupt
             case "Promoted": {
               const expired = clock.currentTimeMillisUnsafe() >= deadline
-              return stage.locked((s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, expired))
+              return takeHeadship(stage, ticket, fiber, (s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, expired))
                 ? runHead(stage, ticket, options.head, restore)
-                : succeedTimeout
+                : promotionLost(stage, ticket, () => succeedTimeout)
             }
           }
         }
       )
     })
-  )
+  ))
 }
 
 /** @internal */
