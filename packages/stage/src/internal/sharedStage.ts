@@ -250,6 +250,8 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.closed = true
     const head = this.localHead
     if (this.shared.isCurrent(this.me, this.gen)) {
+      // Wake-ups already in the inbox are taken first (see the ticket's finalizer).
+      this.drain()
       if (head === undefined) this.release()
       else {
         this.lockedQuiet((s) => s.withdrawAllLocked(this.me, head.slot))
@@ -319,6 +321,10 @@ export const ticket = <R, T, B, E>(
       Scope.addFinalizer(
         scope,
         Effect.sync(() => {
+          // A wake-up already written to our inbox (a notify that returned true) is taken first, as
+          // in one thread, where it would have resumed the waiter at once: only a waiter that is
+          // still parked afterwards is interrupted.
+          if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) stage.drain()
           local.withdrawn = true
           // A head running here keeps headship until it has left (`headLeft`): it is interrupted.
           const headRunning = stage.localHead === local
