@@ -29,10 +29,22 @@
  *   (`deliver` returns `false`): take the ticket before the event can arrive
  *   (`receive`'s `onTicket`, e.g. to send the request).
  * - A worker that dies (is terminated) stops its heartbeat; once its lease
- *   runs out, the first worker with a parked fiber reaps it: its tickets are
- *   withdrawn and, if it headed, the oldest waiter is promoted. A worker whose
- *   event loop is blocked for longer than the lease is treated as dead too:
- *   its later stage operations die with an "evicted" defect.
+ *   runs out, the first worker with a parked fiber reaps it (or a `ticket` its
+ *   tokens would refuse, or a `deliver` waiting for room in its inbox, which
+ *   then fails with `WorkerDeadError`): its tickets are withdrawn and, if it
+ *   headed, the oldest waiter is promoted. A worker whose event loop is
+ *   blocked for longer than the lease is treated as dead too: its later stage
+ *   operations die with an "evicted" defect (and a head it was running may
+ *   overlap with the one promoted in its place: a lease cannot tell a blocked
+ *   worker from a dead one).
+ * - One head at a time holds across workers too: withdrawing the ticket of a
+ *   head that runs (or detaching its worker) frees the token at once and
+ *   interrupts that head, and headship passes on only once it has left. A
+ *   wake-up already written to a worker's inbox when its ticket is withdrawn
+ *   is taken first, as it would have been in one thread.
+ * - Promotion chains inside one worker take constant stack (10,000 tested in
+ *   one worker), and a fiber woken while its worker reads its inbox runs only
+ *   after that read: no record is ever filed twice.
  *
  * @since 0.1.0
  */
@@ -179,7 +191,10 @@ export const makeMemory: (options?: MemoryOptions) => Memory = internal.makeMemo
 
 /**
  * Attaches this worker to a shared stage. Closing the scope detaches it: its
- * tickets are withdrawn (passing headship on if one of them headed).
+ * parked enters are interrupted and its tickets withdrawn. A head running in
+ * this worker is interrupted and keeps headship until it has left; the
+ * worker stays attached (heartbeating) until then, and headship passes on
+ * when it leaves.
  *
  * @example
  * ```ts
@@ -234,7 +249,9 @@ export const layer = <I, R, T, B, E = never, EO = never, RO = never>(
   )
 
 /**
- * Registers `token` across all workers (see `Stage.ticket`).
+ * Registers `token` across all workers (see `Stage.ticket`: the same
+ * withdrawal semantics, a running head interrupted and keeping headship until
+ * it has left).
  *
  * @category combinators
  * @since 0.1.0

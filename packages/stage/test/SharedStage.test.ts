@@ -530,6 +530,22 @@ describe("SharedStage across worker_threads", () => {
       assert.deepStrictEqual(result.done, { parked: 10_000, headed: 10_000, inOrder: true, waiting: 0, head: -1 })
     }), { timeout: 60_000 })
 
+  it.live("a worker blocked past its lease is evicted: once it runs again its head is interrupted, not left reading beside the new head", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ leaseMillis: 300 })
+      const stage = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const { message } = yield* spawn({ mode: "blocked-head", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 1_500 })
+      yield* message((m) => m.heading === true)
+      const w = yield* SharedStage.ticket(stage, "w")
+      // The blocked worker's lease runs out: this worker reaps it and its waiter heads.
+      const exit = yield* SharedStage.enter(stage, w, { head: () => Effect.succeed("promoted") }).pipe(Effect.timeout("20 seconds"))
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: "promoted" })
+      // When the blocked worker runs again, it finds itself evicted and stops its head.
+      const result = yield* message((m) => "done" in m || "failed" in m)
+      assert.isUndefined(result.failed, result.failed)
+      assert.strictEqual(result.done.headEnded, "interrupted")
+    }), { timeout: 60_000 })
+
   it.live("6. deliver to a full inbox of a terminated worker reaps it and fails with WorkerDeadError; it never spins", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory({ inboxBytes: 4096, leaseMillis: 300 })

@@ -106,9 +106,15 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.maxTokenBytes = shared.l.keyWords * 4
     this.encoder = new TokenEncoder(this.maxTokenBytes)
     // The heartbeat also checks, while fibers of this worker are parked, that
-    // the head's worker (and every other) is alive: a dead one is reaped.
+    // the head's worker (and every other) is alive: a dead one is reaped. And
+    // that this worker is still attached: one that was evicted (its loop was
+    // blocked past the lease) stops at once.
     let beats = 0
     this.heartbeat = setInterval(() => {
+      if (!shared.isCurrent(me, gen)) {
+        this.evicted()
+        return
+      }
       shared.heartbeat(me)
       if ((++beats & 1) === 0 && this.parkedCount > 0 && !this.closed) this.checkLeases()
     }, Math.max(1, Math.floor(shared.lease / 4)))
@@ -172,9 +178,30 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.wakeUp(ticket, kind === memory.REC_TOKEN ? "Token" : "Promoted")
   }
 
-  /** Reads this worker's inbox; the fibers it wakes are queued on the trampoline (the caller flushes it). */
+  /**
+   * Reads this worker's inbox; the fibers it wakes are queued on the
+   * trampoline (the caller flushes it). Not once evicted: the slot (and its
+   * inbox) may belong to another worker by then.
+   */
   drain(): void {
-    this.shared.drain(this.me, this.onRecord)
+    if (this.shared.isCurrent(this.me, this.gen)) this.shared.drain(this.me, this.onRecord)
+  }
+
+  /**
+   * This worker was evicted: its heartbeat was older than the lease, and
+   * another worker reaped its tickets (and may have promoted a head in place
+   * of this worker's). Whatever it still runs stops: parked enters and the
+   * head running here are interrupted; later stage operations die with the
+   * "evicted" defect.
+   */
+  evicted(): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
+    this.heartbeat = undefined
+    for (const ticket of this.locals) {
+      if (ticket !== undefined && ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
+    }
+    if (this.localHead?.headFiber !== undefined) trampoline.defer(trampoline.interruptFiber, this.localHead.headFiber)
+    trampoline.flush()
   }
 
   /** Records why the parked fiber wakes and queues its resumption. */
@@ -192,7 +219,7 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     const index = this.shared.doorbellIndex(this.me)
     const step = (): void => {
       for (;;) {
-        if (this.tickets === 0 || this.closed) {
+        if (this.tickets === 0 || this.closed || !this.shared.isCurrent(this.me, this.gen)) {
           this.pumping = false
           return
         }

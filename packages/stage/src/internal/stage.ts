@@ -64,6 +64,13 @@ const withdrawn: TicketState = { _tag: "Withdrawn" }
 /** Why a parked waiter was resumed. */
 type Wake = "Token" | "Promoted" | "Timeout" | "Closed"
 
+const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
+  Token: Effect.succeed("Token"),
+  Promoted: Effect.succeed("Promoted"),
+  Timeout: Effect.succeed("Timeout"),
+  Closed: Effect.succeed("Closed")
+}
+
 /**
  * A parked `enter`: a node of the stage's intrusive doubly-linked FIFO, so
  * that joining, leaving from the middle (time-out, interruption, notify) and
@@ -76,7 +83,13 @@ export class Waiter {
   next: Waiter | undefined = undefined
   linked = false
   wake: Wake | undefined = undefined
-  resume: ((wake: Effect.Effect<Wake>) => void) | undefined = undefined
+  resume: ((effect: Effect.Effect<any, any, any>) => void) | undefined = undefined
+  /**
+   * What the parked fiber is resumed with, per wake-up: the `Wake` itself for
+   * a timed enter, which acts on it in its continuation; the untimed enter's
+   * outcome directly (one continuation less on the hot path).
+   */
+  outcomes: Record<Wake, Effect.Effect<any, any, any>> = wakeEffects
   readonly ticket: TicketImpl<any>
   deadline: number
   /** Run when an untimed parked fiber is interrupted: undo or pass on what it was given. */
@@ -199,10 +212,15 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     if (ticket === undefined) return false
     const state = ticket.state
     if (state._tag === "Waiting") {
-      this.unlink(state.waiter)
+      const waiter = state.waiter
+      this.unlink(waiter)
       ticket.state = idle
-      this.wake(state.waiter, "Token")
-      trampoline.flush()
+      waiter.wake = "Token"
+      const resume = waiter.resume
+      if (resume !== undefined) {
+        waiter.resume = undefined
+        trampoline.run(resume, waiter.outcomes.Token)
+      }
     } else {
       // Idle (a notify before `enter`), Promoted, or Heading (the head's own
       // token): kept, and the next `enter` returns `Token` at once.
@@ -354,7 +372,7 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     const resume = waiter.resume
     if (resume === undefined) return
     waiter.resume = undefined
-    trampoline.defer(resume, wakeEffects[wake])
+    trampoline.defer(resume, waiter.outcomes[wake])
   }
 
   private link(waiter: Waiter): void {
@@ -449,13 +467,6 @@ const runHead = <R, T, B, A, E, R2>(
 const promotionLost = (ticket: TicketImpl<any>): Effect.Effect<Stage.StageExit<never>> =>
   ticket.state._tag === "Withdrawn" ? Effect.interrupt : succeedTimeout
 
-const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
-  Token: Effect.succeed("Token"),
-  Promoted: Effect.succeed("Promoted"),
-  Timeout: Effect.succeed("Timeout"),
-  Closed: Effect.succeed("Closed")
-}
-
 /**
  * The timed enter's wait: resumes at once when the waiter was woken before it
  * parked, otherwise when a transition resumes it. No canceller: the timed
@@ -465,7 +476,7 @@ const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
 const parkTimed = (waiter: Waiter): Effect.Effect<Wake> =>
   Effect.callback<Wake>((resume) => {
     if (waiter.wake !== undefined) return resume(wakeEffects[waiter.wake])
-    waiter.resume = resume
+    waiter.resume = resume as (effect: Effect.Effect<any, any, any>) => void
   })
 
 /** @internal */
@@ -479,10 +490,6 @@ const invalidTicket = (stage: StageImpl<any, any, any>, ticket: TicketImpl<any>)
     )
   )
 
-type Entered = Wake | "Pending" | "Free"
-const enteredPending: Effect.Effect<Entered> = Effect.succeed("Pending")
-const enteredFree: Effect.Effect<Entered> = Effect.succeed("Free")
-
 /**
  * The hot path: an `enter` without a timeout, with no clock read, no timer
  * fiber and no interruptibility regions around the wait.
@@ -491,55 +498,47 @@ const enteredFree: Effect.Effect<Entered> = Effect.succeed("Free")
  * registration, so no interruption can fall between joining the queue and
  * parking; interrupted while parked, the canceller leaves the queue (or hands
  * on what the waiter had just been given). A pending notification or a free
- * headship is only looked at there and taken by the continuation, which
- * re-checks it, so an interruption in between takes nothing. A wake-up
- * resumes the fiber in a fresh run of its loop, whose first step acts on it
- * (taking headship under `uninterruptibleMask`) before any scheduler yield
- * could let an interruption in.
+ * headship is only looked at there and taken by the effect it resumes with,
+ * which re-checks it, so an interruption in between takes nothing. A wake-up
+ * resumes the fiber with the enter's outcome (`Token`, or taking headship
+ * under `uninterruptibleMask`) in a fresh run of its loop, before any
+ * scheduler yield could let an interruption in.
  */
 const enterNoTimeout = <R, T, B, A, E, R2>(
   stage: StageImpl<R, T, B>,
   ticket: TicketImpl<T>,
   head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>
-): Effect.Effect<Stage.StageExit<A>, E, R2> =>
-  Effect.flatMap(
-    Effect.callback<Entered>((resume) => {
-      if (stage.state._tag === "Closed") return resume(wakeEffects.Closed)
-      if (ticket.stage !== stage || ticket.state._tag !== "Idle") return resume(invalidTicket(stage, ticket))
-      if (ticket.pending > 0) return resume(enteredPending)
-      if (stage.head === undefined) return resume(enteredFree)
-      const waiter = stage.wait(ticket, Infinity)
-      waiter.resume = resume
-      return waiter.cancel
-    }),
-    (entered): Effect.Effect<Stage.StageExit<A>, E, R2> => {
-      switch (entered) {
-        case "Token":
-          return succeedToken
-        case "Pending": {
-          if (ticket.pending === 0) return enterNoTimeout(stage, ticket, head)
-          ticket.pending--
-          return succeedToken
-        }
-        case "Free":
-          return Effect.withFiber((fiber) =>
-            Effect.uninterruptibleMask((restore) =>
-              stage.takeHead(ticket, fiber) ? runHead(stage, ticket, head, restore) : enterNoTimeout(stage, ticket, head)
-            )
-          )
-        case "Promoted":
-          return Effect.withFiber((fiber) =>
-            Effect.uninterruptibleMask((restore) =>
-              stage.takePromotion(ticket, false, fiber) ? runHead(stage, ticket, head, restore) : promotionLost(ticket)
-            )
-          )
-        case "Closed":
-          return Effect.interrupt
-        case "Timeout":
-          return succeedTimeout
-      }
-    }
+): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+  const self: Effect.Effect<Stage.StageExit<A>, E, R2> = Effect.callback<Stage.StageExit<A>, E, R2>((resume) => {
+    if (stage.state._tag === "Closed") return resume(Effect.interrupt)
+    if (ticket.stage !== stage || ticket.state._tag !== "Idle") return resume(invalidTicket(stage, ticket))
+    if (ticket.pending > 0) return resume(takePending)
+    if (stage.head === undefined) return resume(takeFree)
+    const waiter = stage.wait(ticket, Infinity)
+    waiter.outcomes = outcomes
+    waiter.resume = resume
+    return waiter.cancel
+  })
+  const takePending = Effect.suspend((): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+    if (ticket.pending === 0) return self
+    ticket.pending--
+    return succeedToken
+  })
+  const takeFree: Effect.Effect<Stage.StageExit<A>, E, R2> = Effect.withFiber((fiber) =>
+    Effect.uninterruptibleMask((restore) => stage.takeHead(ticket, fiber) ? runHead(stage, ticket, head, restore) : self)
   )
+  const outcomes: Record<Wake, Effect.Effect<Stage.StageExit<A>, E, R2>> = {
+    Token: succeedToken,
+    Promoted: Effect.withFiber((fiber) =>
+      Effect.uninterruptibleMask((restore) =>
+        stage.takePromotion(ticket, false, fiber) ? runHead(stage, ticket, head, restore) : promotionLost(ticket)
+      )
+    ),
+    Timeout: succeedTimeout,
+    Closed: Effect.interrupt
+  }
+  return self
+}
 
 /** @internal */
 export const enter = <R, T, B, A, E, R2>(

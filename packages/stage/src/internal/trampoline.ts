@@ -89,9 +89,25 @@ export const flush = (): void => {
   if (failed) throw failure
 }
 
-/** `defer` then `flush`: for a transition whose last step wakes one fiber. */
+/**
+ * `defer` then `flush`, for a transition whose last step wakes one fiber (a
+ * notify): with nothing else queued or running, it is resumed directly.
+ */
 export const run = <A>(fn: (arg: A) => void, arg: A): void => {
-  defer(fn, arg)
+  if (running || count > 0) {
+    defer(fn, arg)
+    flush()
+    return
+  }
+  running = true
+  try {
+    fn(arg)
+  } catch (error) {
+    running = false
+    flush()
+    throw error
+  }
+  running = false
   flush()
 }
 
