@@ -15,6 +15,7 @@
  * 4. Cross-worker bursts: 64 tokens of one worker woken at once, against a
  *    `postMessage` per token (and one message for all) + `Map<token, Deferred>`.
  */
+import { getHeapSpaceStatistics } from "node:v8"
 import { Worker } from "node:worker_threads"
 import { Deferred, Effect, Exit, PubSub, Scope } from "effect"
 import { compare } from "../../../bench/harness.ts"
@@ -141,6 +142,22 @@ const makePubSubRouter = async (): Promise<Router> => {
   }
   await new Promise((r) => setImmediate(r))
   return round
+}
+
+// Grow V8's young generation to its largest size before measuring. It grows
+// when many objects survive a scavenge; while it does, every allocation runs
+// several times slower for a few hundred milliseconds (the first touch of the
+// new pages: on this VM ×5 for ~300 ms, after ~1.2 million routed events),
+// which is the length of a whole comparison, so whichever side happened to
+// run then lost, by up to ×2, at random. Objects kept alive across a few
+// scavenges make it grow now, before either side runs.
+const youngGeneration = () => getHeapSpaceStatistics().find((space) => space.space_name === "new_space")!.space_size
+for (let round = 0, size = youngGeneration(); round < 8; round++) {
+  let survivors: Array<{ readonly i: number }> | undefined = []
+  for (let i = 0; i < 2_000_000; i++) survivors.push({ i })
+  survivors = undefined
+  if (round >= 2 && youngGeneration() === size) break
+  size = youngGeneration()
 }
 
 const stageRouter = await makeStageRouter()

@@ -534,7 +534,7 @@ describe("SharedStage across worker_threads", () => {
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory({ leaseMillis: 300 })
       const stage = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
-      const { message } = yield* spawn({ mode: "blocked-head", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 1_500 })
+      const { message } = yield* spawn({ mode: "blocked-head", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 30_000 })
       yield* message((m) => m.heading === true)
       const w = yield* SharedStage.ticket(stage, "w")
       // The blocked worker's lease runs out: this worker reaps it and its waiter heads.
