@@ -472,6 +472,25 @@ describe("SharedStage: scale and withdrawal (issue 10)", () => {
       assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: { notified: false, taken: true } }))
     }))
 
+  it.effect("a promoted waiter whose head is then interrupted leaves no notification behind", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Deferred.await(gate) }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(b, "w")
+      const heading = yield* Deferred.make<void>()
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.andThen(Deferred.succeed(heading, undefined), Effect.never) }))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      yield* Deferred.await(heading)
+      yield* Fiber.interrupt(waiter)
+      // Nobody notified w: its next enter heads (the stage is free), it does not return Token.
+      assert.deepStrictEqual(yield* SharedStage.enter(b, w, { head: () => Effect.succeed("headed") }), { _tag: "Finished", value: "headed" })
+    }))
+
   it.effect("7. a sparse-array token is refused exactly as [undefined, 1] is", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory()

@@ -572,6 +572,24 @@ describe("scale and withdrawal (issue 10)", () => {
       assert.deepStrictEqual(stranded, [])
     }))
 
+  it.effect("a promoted waiter whose head is then interrupted leaves no notification behind", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* headAfter(stage, h, gate, () => Effect.void)
+      const w = yield* Stage.ticket(stage, "w")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.never }))
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      yield* settle
+      assert.strictEqual(internals(stage).head?.token, "w")
+      yield* Fiber.interrupt(waiter)
+      // Nobody notified w: its next enter heads (the stage is free), it does not return Token.
+      assert.deepStrictEqual(yield* Stage.enter(stage, w, { head: () => Effect.succeed("headed") }), { _tag: "Finished", value: "headed" })
+    }))
+
   it.effect("5. withdrawing a heading ticket is atomic: the waiter it promotes sees the token free", () =>
     Effect.gen(function*() {
       const stage = yield* makeStage

@@ -29,6 +29,13 @@ export const TypeId = "~@quiesce/stage/SharedStage"
 
 type Wake = "Token" | "Promoted" | "Timeout" | "Closed"
 
+const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
+  Token: Effect.succeed("Token"),
+  Promoted: Effect.succeed("Promoted"),
+  Timeout: Effect.succeed("Timeout"),
+  Closed: Effect.succeed("Closed")
+}
+
 /** @internal */
 export class LocalTicket<T> implements SharedStage.Ticket<T> {
   readonly token: T
@@ -37,8 +44,12 @@ export class LocalTicket<T> implements SharedStage.Ticket<T> {
   readonly stage: SharedStageImpl<any, T, any, any>
   seq = -1
   wake: Wake | undefined = undefined
-  resume: ((wake: Wake) => void) | undefined = undefined
+  /** The parked fiber's resume, and what it is resumed with per wake-up (see `wakeUp`). */
+  resume: ((effect: Effect.Effect<any, any, any>) => void) | undefined = undefined
+  outcomes: Record<Wake, Effect.Effect<any, any, any>> = wakeEffects
   parked = false
+  /** Whether the current untimed wait was resumed with its promotion (see `abandonParked`). */
+  promotionTaken = false
   withdrawn = false
   /** The fiber running `head` while this ticket heads (interrupted if the ticket is withdrawn or the worker detaches meanwhile). */
   headFiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
@@ -47,6 +58,10 @@ export class LocalTicket<T> implements SharedStage.Ticket<T> {
    * a ticket has one enter at a time, and `seq` is that enter's while parked).
    */
   readonly abandonParked: Effect.Effect<void>
+  /** The canceller of a timed wait, which abandons the wait itself when it fails. */
+  readonly forgetResume: Effect.Effect<void> = Effect.sync(() => {
+    this.resume = undefined
+  })
   constructor(stage: SharedStageImpl<any, T, any, any>, token: T, slot: number, gen: number) {
     this.stage = stage
     this.token = token
@@ -54,6 +69,9 @@ export class LocalTicket<T> implements SharedStage.Ticket<T> {
     this.gen = gen
     this.abandonParked = Effect.sync(() => {
       unpark(stage, this)
+      // Effect also runs a callback's canceller when the effect it resumed with is interrupted:
+      // once this wait's promotion is being acted on, there is nothing of it left to abandon.
+      if (this.promotionTaken) return
       if (!stage.closed && !this.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
         stage.locked((s) => s.abandonLocked(slot, gen, this.seq))
       }
@@ -204,12 +222,17 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     trampoline.flush()
   }
 
-  /** Records why the parked fiber wakes and queues its resumption. */
+  /**
+   * Records why the parked fiber wakes (it is no longer parked: later records
+   * for its wait are ignored) and queues its resumption: with the `Wake` for a
+   * timed enter, with its outcome for an untimed one.
+   */
   wakeUp(ticket: LocalTicket<T>, wake: Wake): void {
     ticket.wake = wake
+    unpark(this, ticket)
     const resume = ticket.resume
     ticket.resume = undefined
-    if (resume !== undefined) trampoline.defer(resume, wake)
+    if (resume !== undefined) trampoline.defer(resume, ticket.outcomes[wake])
   }
 
   startPump(): void {
@@ -483,87 +506,68 @@ const headWith = <R, T, B, E, A, EH, RH>(
 const promotionLost = (stage: SharedStageImpl<any, any, any, any>, ticket: LocalTicket<any>, retry: () => Effect.Effect<any, any, any>) =>
   stage.closed || ticket.withdrawn ? Effect.interrupt : retry()
 
+/** The timed enter's wait: resumes at once when a wake-up came before it parked. */
 const park = <T>(ticket: LocalTicket<T>): Effect.Effect<Wake> =>
   Effect.callback<Wake>((resume) => {
-    if (ticket.wake !== undefined) return resume(Effect.succeed(ticket.wake))
-    ticket.resume = (wake) => resume(Effect.succeed(wake))
-    return Effect.sync(() => {
-      ticket.resume = undefined
-    })
+    if (ticket.wake !== undefined) return resume(wakeEffects[ticket.wake])
+    ticket.outcomes = wakeEffects
+    ticket.resume = resume as (effect: Effect.Effect<any, any, any>) => void
+    return ticket.forgetResume
   })
-
-type Entered = Wake | "Pending" | "Free" | "Retry"
-const enteredEffects: Record<Entered, Effect.Effect<Entered>> = {
-  Token: Effect.succeed("Token"),
-  Promoted: Effect.succeed("Promoted"),
-  Timeout: Effect.succeed("Timeout"),
-  Closed: Effect.succeed("Closed"),
-  Pending: Effect.succeed("Pending"),
-  Free: Effect.succeed("Free"),
-  Retry: Effect.succeed("Retry")
-}
 
 /**
  * The hot path, an `enter` without a timeout (the same argument as the
  * in-process stage's): joining the queue and parking happen in one callback
  * registration; a pending notification or a free headship is only looked at
- * there and taken, under the lock, by the continuation.
+ * there and taken, under the lock, by the effect it resumes with. A wake-up
+ * resumes the fiber with the enter's outcome directly.
  */
 const enterNoTimeout = <R, T, B, E, A, EH, RH>(
   stage: SharedStageImpl<R, T, B, E>,
   ticket: LocalTicket<T>,
   head: (director: SharedStage.Director<R, T, B, E>) => Effect.Effect<A, EH, RH>
 ): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
-  let seq = -1
-  return Effect.flatMap(
-    Effect.callback<Entered>((resume) => {
-      if (stage.closed) return resume(enteredEffects.Closed)
-      if (ticket.stage !== stage || ticket.withdrawn || ticket.parked) return resume(invalidTicket)
-      const entered = stage.locked((s) => s.waitLocked(ticket.slot))
-      if (entered === 1) return resume(enteredEffects.Pending)
-      if (entered === 2) return resume(enteredEffects.Free)
-      seq = -entered - 3
-      ticket.seq = seq
-      ticket.wake = undefined
-      ticket.parked = true
-      stage.parkedCount++
-      stage.startPump()
-      ticket.resume = (wake) => resume(enteredEffects[wake])
-      return ticket.abandonParked
-    }),
-    (entered): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
-      switch (entered) {
-        case "Token":
-          unpark(stage, ticket)
-          return succeedToken
-        case "Pending":
-          if (!stage.locked((s) => s.takePendingLocked(ticket.slot))) return enterNoTimeout(stage, ticket, head)
-          // Its event, if any, was written to our inbox before the notification was counted.
-          stage.drain()
-          trampoline.flush()
-          return succeedToken
-        case "Free":
-          return headWith(stage, ticket, head, (s) => s.takeHeadLocked(ticket.slot), () => enterNoTimeout(stage, ticket, head))
-        case "Promoted":
-          unpark(stage, ticket)
-          return headWith(
-            stage,
-            ticket,
-            head,
-            (s) => s.takePromotionLocked(ticket.slot, ticket.gen, seq, false),
-            () => promotionLost(stage, ticket, () => enterNoTimeout(stage, ticket, head))
-          )
-        case "Retry":
-          return enterNoTimeout(stage, ticket, head)
-        case "Closed":
-          unpark(stage, ticket)
-          return Effect.interrupt
-        case "Timeout":
-          unpark(stage, ticket)
-          return succeedTimeout
-      }
-    }
+  const self: Effect.Effect<Stage.StageExit<A>, EH, RH> = Effect.callback<Stage.StageExit<A>, EH, RH>((resume) => {
+    if (stage.closed) return resume(Effect.interrupt)
+    if (ticket.stage !== stage || ticket.withdrawn || ticket.parked) return resume(invalidTicket)
+    const entered = stage.locked((s) => s.waitLocked(ticket.slot))
+    if (entered === 1) return resume(takePending)
+    if (entered === 2) return resume(takeFree)
+    ticket.seq = -entered - 3
+    ticket.wake = undefined
+    ticket.promotionTaken = false
+    ticket.parked = true
+    stage.parkedCount++
+    stage.startPump()
+    ticket.outcomes = outcomes
+    ticket.resume = resume
+    return ticket.abandonParked
+  })
+  const takePending = Effect.suspend((): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
+    if (!stage.locked((s) => s.takePendingLocked(ticket.slot))) return self
+    // Its event, if any, was written to our inbox before the notification was counted.
+    stage.drain()
+    trampoline.flush()
+    return succeedToken
+  })
+  const takeFree = headWith(stage, ticket, head, (s) => s.takeHeadLocked(ticket.slot), () => self)
+  const takePromotion = headWith(
+    stage,
+    ticket,
+    head,
+    (s) => s.takePromotionLocked(ticket.slot, ticket.gen, ticket.seq, false),
+    () => promotionLost(stage, ticket, () => self)
   )
+  const outcomes: Record<Wake, Effect.Effect<Stage.StageExit<A>, EH, RH>> = {
+    Token: succeedToken,
+    Promoted: Effect.suspend(() => {
+      ticket.promotionTaken = true
+      return takePromotion
+    }),
+    Timeout: succeedTimeout,
+    Closed: Effect.interrupt
+  }
+  return self
 }
 
 const invalidTicket = Effect.die(new Error("SharedStage.enter: the ticket is withdrawn, parked, or from another stage"))
