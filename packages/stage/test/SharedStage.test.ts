@@ -4,6 +4,7 @@ import { TestClock } from "effect/testing"
 import { Worker } from "node:worker_threads"
 import { SharedStage, StageError } from "@quiesce/stage"
 import { makeSource } from "./fixtures/source.ts"
+import { keyOf, sharedInternals } from "./internals.ts"
 
 /** Yields to the event loop (not the fiber scheduler) until `done()` or the bound runs out. */
 const eventually = (done: () => boolean) =>
@@ -32,26 +33,15 @@ const twoWorkers = (options?: SharedStage.MemoryOptions) =>
     return { memory, a, b }
   })
 
-interface SharedInternals {
-  readonly head: number
-  readonly rings: Array<number>
-  registerLocked(w: number, key: Uint8Array, hash: number): number
-  enterLocked(s: number): number
-  leaveLocked(s: number, gen: number): void
-  expireLocked(s: number, gen: number, seq: number): boolean
-  takePromotionLocked(s: number, gen: number, seq: number, expired: boolean): boolean
-  genOf(s: number): number
-  checkLocked(): string | undefined
-}
-
-/** FNV-1a, as the shared stage hashes token encodings. */
-const hashOf = (bytes: Uint8Array): number => {
-  let h = 0x811c9dc5
-  for (const byte of bytes) h = Math.imul(h ^ byte, 0x01000193)
-  return h | 0
-}
-
 const done = (fiber: Fiber.Fiber<unknown, unknown>) => () => fiber.pollUnsafe() !== undefined
+
+/** A head that reads until it is interrupted, then cleans up (uninterruptibly) until `leaving`. */
+const slowToLeave = (reader: { readers: number }, leaving: Deferred.Deferred<void>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => reader.readers++),
+    () => Effect.never,
+    () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => reader.readers--))
+  )
 
 describe("SharedStage (two attachments in one thread)", () => {
   it.effect("a head in one worker delivers an event to a waiter in another; the event is buffered before it wakes", () =>
@@ -141,10 +131,9 @@ describe("SharedStage (two attachments in one thread)", () => {
       // The race (promotion in flight in the inbox while the timer fires) is
       // driven step by step on the shared state machine.
       const { a, b } = yield* twoWorkers()
-      const shared = (a as unknown as { shared: SharedInternals }).shared
-      const key = (t: string) => new TextEncoder().encode(JSON.stringify(t))
-      const slot = (w: number, t: string) => shared.registerLocked(w, key(t), hashOf(key(t)))
-      const [wa, wb] = [(a as unknown as { me: number }).me, (b as unknown as { me: number }).me]
+      const shared = sharedInternals(a).shared
+      const slot = (w: number, t: string) => shared.registerLocked(w, keyOf(t).bytes, keyOf(t).hash)
+      const [wa, wb] = [sharedInternals(a).me, sharedInternals(b).me]
       const h = slot(wa, "h"), late = slot(wb, "late"), next = slot(wa, "next")
       assert.strictEqual(shared.enterLocked(h), 2)
       const lateSeq = -shared.enterLocked(late) - 3
@@ -349,23 +338,16 @@ describe("SharedStage: scale and withdrawal (issue 10)", () => {
   it.effect("2. withdrawing the ticket of a running head interrupts it; a head in another worker starts only once it has left", () =>
     Effect.gen(function*() {
       const { a, b } = yield* twoWorkers()
-      let readers = 0
+      const reader = { readers: 0 }
       const seen: Array<number> = []
       const leaving = yield* Deferred.make<void>()
       yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
       const ticketScope = yield* Scope.make()
       const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, ticketScope)
-      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
-        head: () =>
-          Effect.acquireUseRelease(
-            Effect.sync(() => readers++),
-            () => Effect.never,
-            () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
-          )
-      }))
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => slowToLeave(reader, leaving) }))
       yield* Effect.yieldNow
       const w = yield* SharedStage.ticket(b, "w")
-      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(readers)) }))
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(reader.readers)) }))
       yield* Effect.yieldNow
       yield* Scope.close(ticketScope, Exit.void)
       // Give b every chance to be (wrongly) promoted while a's head cleans up.
@@ -387,22 +369,15 @@ describe("SharedStage: scale and withdrawal (issue 10)", () => {
       const scopeA = yield* Scope.make()
       const a = yield* Effect.provideService(SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }), Scope.Scope, scopeA)
       const b = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
-      let readers = 0
+      const reader = { readers: 0 }
       const seen: Array<number> = []
       const leaving = yield* Deferred.make<void>()
       yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
       const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, scopeA)
-      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
-        head: () =>
-          Effect.acquireUseRelease(
-            Effect.sync(() => readers++),
-            () => Effect.never,
-            () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
-          )
-      }))
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => slowToLeave(reader, leaving) }))
       yield* Effect.yieldNow
       const w = yield* SharedStage.ticket(b, "w")
-      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(readers)) }))
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(reader.readers)) }))
       yield* Effect.yieldNow
       yield* Scope.close(scopeA, Exit.void)
       yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)

@@ -27,6 +27,20 @@ const headAfter = <R, T, B, A, E>(
   )
 
 
+/** Forks a fiber that enters (and, the stage being free, heads) with a ticket in a scope of its own, which the test closes to withdraw it. */
+const headInOwnScope = <A>(
+  stage: Stage.Stage<Array<[string, string]>, string, Buffer>,
+  token: string,
+  head: () => Effect.Effect<A>
+) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const ticket = yield* Effect.provideService(Stage.ticket(stage, token), Scope.Scope, scope)
+    const fiber = yield* Effect.forkChild(Stage.enter(stage, ticket, { head }))
+    yield* settle
+    return { scope, fiber }
+  })
+
 describe("Stage", () => {
   it.effect("the first to enter heads and returns Finished", () =>
     Effect.gen(function*() {
@@ -493,18 +507,13 @@ describe("scale and withdrawal (issue 10)", () => {
       const seen: Array<number> = []
       const leaving = yield* Deferred.make<void>()
       yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
-      const ticketScope = yield* Scope.make()
-      const a = yield* Effect.provideService(Stage.ticket(stage, "a"), Scope.Scope, ticketScope)
-      const head = yield* Effect.forkChild(Stage.enter(stage, a, {
-        // Reads until interrupted; its clean-up (uninterruptible) lasts until `leaving`.
-        head: () =>
-          Effect.acquireUseRelease(
-            Effect.sync(() => readers++),
-            () => Effect.never,
-            () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
-          )
-      }))
-      yield* settle
+      // Reads until interrupted; its clean-up (uninterruptible) lasts until `leaving`.
+      const { fiber: head, scope: ticketScope } = yield* headInOwnScope(stage, "a", () =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => readers++),
+          () => Effect.never,
+          () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
+        ))
       const b = yield* Stage.ticket(stage, "b")
       const waiter = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.sync(() => seen.push(readers)) }))
       yield* settle
@@ -524,10 +533,7 @@ describe("scale and withdrawal (issue 10)", () => {
   it.effect("2b. a withdrawn head that never returns is interrupted, and headship passes on", () =>
     Effect.gen(function*() {
       const stage = yield* makeStage
-      const ticketScope = yield* Scope.make()
-      const a = yield* Effect.provideService(Stage.ticket(stage, "a"), Scope.Scope, ticketScope)
-      const head = yield* Effect.forkChild(Stage.enter(stage, a, { head: () => Effect.never }))
-      yield* settle
+      const { fiber: head, scope: ticketScope } = yield* headInOwnScope(stage, "a", () => Effect.never)
       const b = yield* Stage.ticket(stage, "b")
       const waiter = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.succeed("b headed") }))
       yield* settle
@@ -593,10 +599,7 @@ describe("scale and withdrawal (issue 10)", () => {
   it.effect("5. withdrawing a heading ticket is atomic: the waiter it promotes sees the token free", () =>
     Effect.gen(function*() {
       const stage = yield* makeStage
-      const ticketScope = yield* Scope.make()
-      const a = yield* Effect.provideService(Stage.ticket(stage, "a"), Scope.Scope, ticketScope)
-      const head = yield* Effect.forkChild(Stage.enter(stage, a, { head: () => Effect.never }))
-      yield* settle
+      const { fiber: head, scope: ticketScope } = yield* headInOwnScope(stage, "a", () => Effect.never)
       const b = yield* Stage.ticket(stage, "b")
       const waiter = yield* Effect.forkChild(Stage.enter(stage, b, {
         head: (d) =>

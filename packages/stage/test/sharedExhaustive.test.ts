@@ -32,44 +32,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SharedStage } from "@quiesce/stage"
-
-interface Shared {
-  readonly m: Int32Array
-  readonly rings: Array<number>
-  readonly head: number
-  registerLocked(w: number, key: Uint8Array, hash: number): number
-  withdrawLocked(s: number, gen: number, headRunning?: boolean): void
-  reapLocked(w: number): void
-  enterLocked(s: number): number
-  waitLocked(s: number): number
-  takePendingLocked(s: number): boolean
-  takeHeadLocked(s: number): boolean
-  leaveLocked(s: number, gen: number): void
-  expireLocked(s: number, gen: number, seq: number): boolean
-  takePromotionLocked(s: number, gen: number, seq: number, expired: boolean): boolean
-  abandonLocked(s: number, gen: number, seq: number): number
-  notifyLocked(key: Uint8Array, hash: number, event: Uint8Array | undefined): number
-  lookupLocked(key: Uint8Array, hash: number): number
-  drain(w: number, onRecord: (kind: number, slot: number, gen: number, seq: number, event: Uint8Array | undefined) => void): void
-  genOf(s: number): number
-  pendingOf(s: number): number
-  stateOf(s: number): number
-  checkLocked(): string | undefined
-  readonly l: { readonly workersAt: number; readonly inboxesAt: number; readonly inboxWords: number }
-}
-
-const REC_EVENT = 1
-const REC_TOKEN = 2
-
-const hashOf = (bytes: Uint8Array): number => {
-  let h = 0x811c9dc5
-  for (const byte of bytes) h = Math.imul(h ^ byte, 0x01000193)
-  return h | 0
-}
-const keyOf = (token: string) => {
-  const bytes = new TextEncoder().encode(JSON.stringify(token))
-  return { bytes, hash: hashOf(bytes) }
-}
+import { keyOf, REC_EVENT, REC_TOKEN, type SharedInternals, sharedInternals } from "./internals.ts"
 
 type Local =
   | { readonly _tag: "Idle" }
@@ -147,7 +110,7 @@ const EVENT = new Uint8Array(2_000)
 const NOBODY = "z"
 
 const explore = (
-  shared: Shared,
+  shared: SharedInternals,
   workers: ReadonlyArray<number>,
   tickets: ReadonlyArray<readonly [string, number, ReadonlyArray<Mode>]>,
   bounds: Bounds
@@ -283,6 +246,14 @@ const explore = (
     while (!inboxEmpty(w)) readRecord(world, w)
   }
 
+  /** The waiting fiber of actor `i` is interrupted: its canceller abandons the wait `seq`. */
+  const interrupted = (i: number, seq: number) => (w: World) => {
+    const x = w.actors[i]!
+    w.interrupts++
+    shared.abandonLocked(x.slot, x.gen, seq)
+    x.local = { _tag: "Idle" }
+  }
+
   type Step = readonly [string, (world: World) => void]
   const steps = (world: World): Array<Step> => {
     const out: Array<Step> = []
@@ -336,14 +307,7 @@ const explore = (
               else x.local = { ...parked, timedOut: true }
             }])
           }
-          if (world.interrupts < bounds.interrupts) {
-            out.push([name("interrupted"), (w) => {
-              const x = me(w)
-              w.interrupts++
-              shared.abandonLocked(x.slot, x.gen, parked.seq)
-              x.local = { _tag: "Idle" }
-            }])
-          }
+          if (world.interrupts < bounds.interrupts) out.push([name("interrupted"), interrupted(i, parked.seq)])
           if (outside) out.push([name("withdrawn while parked"), (w) => {
             w.withdrawals++
             withdraw(w, me(w))
@@ -364,15 +328,8 @@ const explore = (
               x.local = { _tag: "Idle" }
             } else waitUntimed(x)
           }])
-          if (world.interrupts < bounds.interrupts) {
-            // Interrupted after its wake-up was read, before it ran: the canceller gives the wake-up back or passes it on.
-            out.push([name("interrupted before it resumes"), (w) => {
-              const x = me(w)
-              w.interrupts++
-              shared.abandonLocked(x.slot, x.gen, woken.seq)
-              x.local = { _tag: "Idle" }
-            }])
-          }
+          // Interrupted after its wake-up was read, before it ran: the canceller gives the wake-up back or passes it on.
+          if (world.interrupts < bounds.interrupts) out.push([name("interrupted before it resumes"), interrupted(i, woken.seq)])
           if (outside) out.push([name("withdrawn while woken"), (w) => {
             w.withdrawals++
             withdraw(w, me(w))
@@ -520,8 +477,8 @@ describe("SharedStage protocol, every interleaving", () => {
         yield* SharedStage.attach(memory, { resource: null, buffer: null }),
         yield* SharedStage.attach(memory, { resource: null, buffer: null })
       ]
-      const shared = (views[0] as unknown as { shared: Shared }).shared
-      const workers = views.map((v) => (v as unknown as { me: number }).me)
+      const shared = sharedInternals(views[0]!).shared
+      const workers = views.map((v) => sharedInternals(v).me)
       const [w0, w1] = workers as [number, number]
       const both: ReadonlyArray<Mode> = ["timed", "untimed"]
       const untimed: ReadonlyArray<Mode> = ["untimed"]

@@ -635,7 +635,7 @@ export const enter = <R, T, B, E, A, EH, RH>(
               stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq))
             }
           })),
-        // The same dispatch as the in-process stage's `afterPark`, kept apart on purpose: here a
+        // The same dispatch as the in-process stage's timed enter, kept apart on purpose: here a
         // promotion is taken under the shared lock, by slot, generation and wait sequence (the
         // wake-up came from another thread's record); sharing the switch would put an indirect
         // call on every wake-up of both stages' enter path.
