@@ -302,7 +302,10 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
 
   /**
    * The waiting fiber exited without observing its wake-up (interrupted while
-   * parked, or before it could park). Runs once per wait.
+   * parked, or before it could park). Runs once per wait. Effect also runs an
+   * untimed wait's canceller when the outcome it was resumed with is
+   * interrupted (a head interrupted after taking its promotion): by then the
+   * head has left, and there is nothing left to undo.
    */
   abandon(waiter: Waiter): void {
     const ticket = waiter.ticket
