@@ -147,7 +147,7 @@ const makePubSubRouter = async (): Promise<Router> => {
 // Grow V8's young generation to its largest size before measuring. It grows
 // when many objects survive a scavenge; while it does, every allocation runs
 // several times slower for a few hundred milliseconds (the first touch of the
-// new pages: on this VM ×5 for ~300 ms, after ~1.2 million routed events),
+// new pages: on this VM ×5 for ~300 ms, after ~0.5 million routed events),
 // which is the length of a whole comparison, so whichever side happened to
 // run then lost, by up to ×2, at random. Objects kept alive across a few
 // scavenges make it grow now, before either side runs.
@@ -168,6 +168,9 @@ await compare({
   subject: { name: "Stage (head: buffer + notify)", run: stageRouter.run },
   baseline: { name: "reader + Map<token, Deferred>", run: mapRouter.run },
   iterations: 20 * TOKENS,
+  // More rounds than the default 15: a round is ~10 ms, and on a shared machine a stall of another
+  // process's making can take several in a row.
+  rounds: 31,
   goal: { maxRatio: 1.0 }
 })
 

@@ -469,7 +469,7 @@ describe("scale and withdrawal (issue 10)", () => {
       assert.strictEqual(internals(stage).waiting, 0)
       assert.strictEqual(depths.length, n / 1_000)
       assert.isAtMost(Math.max(...depths) - Math.min(...depths), 0, `stack depths ${Math.min(...depths)}..${Math.max(...depths)}`)
-    }), { timeout: 60_000 })
+    }), { timeout: 120_000 })
 
   it.effect("1b. the quick start with 20,000 receivers whose events arrive in request order", () =>
     Effect.gen(function*() {
@@ -498,7 +498,7 @@ describe("scale and withdrawal (issue 10)", () => {
       yield* settle
       const received = receivers.pollUnsafe()
       assert.isTrue(received !== undefined && Exit.isSuccess(received) && received.value.every((v, i) => v === i))
-    }), { timeout: 60_000 })
+    }), { timeout: 120_000 })
 
   it.effect("2. withdrawing the ticket of a running head interrupts it; the next head starts only once it has left", () =>
     Effect.gen(function*() {
