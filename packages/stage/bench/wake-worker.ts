@@ -138,7 +138,7 @@ Effect.runFork(SharedStage.enter(stageB, headTicketB, {
 await new Promise((r) => setImmediate(r))
 const notifyMain = directorB!.notify("main")
 const ticketA = await Effect.runPromise(Scope.provide(SharedStage.ticket(stageA, "worker"), scope))
-const server: Effect.Effect<never, StageError.WorkerDeadError> = Effect.flatMap(
+const server: Effect.Effect<never, StageError.WorkerDeadError | StageError.WorkerEvictedError> = Effect.flatMap(
   SharedStage.enter(stageA, ticketA, { head: () => Effect.die("the worker must not head stage A") }),
   (exit) => {
     if (exit._tag !== "Token") return Effect.die(`expected Token, got ${exit._tag}`)

@@ -28,15 +28,27 @@
  *   before the waiter wakes. A token nobody holds is not delivered
  *   (`deliver` returns `false`): take the ticket before the event can arrive
  *   (`receive`'s `onTicket`, e.g. to send the request).
- * - A worker that dies (is terminated) stops its heartbeat; once its lease
- *   runs out, the first worker with a parked fiber reaps it (or a `ticket` its
- *   tokens would refuse, or a `deliver` waiting for room in its inbox, which
- *   then fails with `WorkerDeadError`): its tickets are withdrawn and, if it
- *   headed, the oldest waiter is promoted. A worker whose event loop is
- *   blocked for longer than the lease is treated as dead too: its later stage
- *   operations die with an "evicted" defect (and a head it was running may
- *   overlap with the one promoted in its place: a lease cannot tell a blocked
- *   worker from a dead one).
+ * - A worker that dies (is terminated) stops its heartbeat, a counter it
+ *   bumps every quarter lease. Once another worker has watched that counter
+ *   stand still for the lease, it reaps the dead one (a worker with a parked
+ *   fiber watches every quarter lease; a `ticket` its tokens would refuse, or
+ *   a `deliver` waiting for room in its inbox, which then fails with
+ *   `WorkerDeadError`, watch while they retry): its tickets are withdrawn
+ *   and, if it headed, the oldest waiter is promoted. The silence is timed on
+ *   the watcher's monotonic clock and counts only while the watcher itself
+ *   ran, so a wall-clock jump, or a stall of the watcher (a GC pause, its own
+ *   blocked loop, the process stopped with SIGSTOP), reaps nobody.
+ * - A worker whose event loop is blocked for longer than the lease looks
+ *   dead, and is reaped too (a lease cannot tell a blocked worker from a dead
+ *   one): it is evicted. The guarantee is that an evicted worker never
+ *   touches the shared state again (it checks under the lock, which reaping
+ *   takes), and stops as if detached once it runs again: its parked and later
+ *   enters are interrupted, a head it runs is interrupted, and `ticket`,
+ *   `notify` and `deliver` fail with `WorkerEvictedError`. What it cannot
+ *   stop is the code of its head that runs before it notices (the rest of the
+ *   step that blocked it, up to its next heartbeat or stage call): that may
+ *   overlap with the head promoted in its place. Keep heads from blocking for
+ *   the lease (default 2 s), or raise `leaseMillis`.
  * - One head at a time holds across workers too: withdrawing the ticket of a
  *   head that runs (or detaching its worker) frees the token at once and
  *   interrupts that head, and headship passes on only once it has left. A
@@ -58,7 +70,14 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/sharedStage.ts"
 import type * as Stage from "./Stage.ts"
-import type { ReceiveTimeoutError, StageCapacityError, TokenEncodingError, TokenInUseError, WorkerDeadError } from "./StageError.ts"
+import type {
+  ReceiveTimeoutError,
+  StageCapacityError,
+  TokenEncodingError,
+  TokenInUseError,
+  WorkerDeadError,
+  WorkerEvictedError
+} from "./StageError.ts"
 
 /**
  * @category type ids
@@ -164,7 +183,7 @@ export interface Director<out R, in out T, out B, in out E> {
    * `WorkerDeadError` (after reaping it) if the holder's worker has died,
    * so the wait is bounded by the lease.
    */
-  readonly notify: (token: T) => Effect.Effect<boolean, WorkerDeadError>
+  readonly notify: (token: T) => Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError>
   /**
    * Sends `event` to the worker holding `token`, files it in that worker's
    * buffer, and notifies the token; `false` when nobody holds the token. Waits
@@ -172,7 +191,7 @@ export interface Director<out R, in out T, out B, in out E> {
    * longer than an inbox can ever take fails with `StageCapacityError`
    * (`"inbox"`).
    */
-  readonly deliver: (token: T, event: E) => Effect.Effect<boolean, WorkerDeadError | StageCapacityError>
+  readonly deliver: (token: T, event: E) => Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError | StageCapacityError>
 }
 
 /**
@@ -261,11 +280,11 @@ export const ticket: {
     token: T
   ): <R, B, E>(
     self: SharedStage<R, T, B, E>
-  ) => Effect.Effect<Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError, Scope.Scope>
+  ) => Effect.Effect<Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError, Scope.Scope>
   <R, T, B, E>(
     self: SharedStage<R, T, B, E>,
     token: T
-  ): Effect.Effect<Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError, Scope.Scope>
+  ): Effect.Effect<Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError, Scope.Scope>
 } = dual(2, internal.ticket)
 
 /**
@@ -320,9 +339,9 @@ export const receive: {
     options: ReceiveOptions<R, T, B, E, A, EP, RP>
   ): (
     self: SharedStage<R, T, B, E>
-  ) => Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP>
+  ) => Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError | ReceiveTimeoutError, RP>
   <R, T, B, E, A, EP, RP>(
     self: SharedStage<R, T, B, E>,
     options: ReceiveOptions<R, T, B, E, A, EP, RP>
-  ): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP>
+  ): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError | ReceiveTimeoutError, RP>
 } = dual(2, internal.receive)

@@ -98,3 +98,25 @@ export class WorkerDeadError extends Schema.TaggedError<WorkerDeadError>()("Work
     return `the worker holding token ${this.token} died (no heartbeat for over ${this.leaseMillis} ms); it was reaped and the event not delivered`
   }
 }
+
+/**
+ * This worker was evicted from a shared stage: other workers watched its
+ * heartbeat stand still for longer than the lease (its event loop was blocked,
+ * or its thread was not scheduled, for that long) and reaped it, as they reap
+ * a worker that died. Its tickets were withdrawn, and headship passed on if it
+ * headed. An evicted worker never touches the shared state again: its parked
+ * and later enters are interrupted, a head running in it is interrupted, and
+ * `ticket`, `notify` and `deliver` fail with this error. Attach again (a new
+ * scope) to take part once more.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkerEvictedError extends Schema.TaggedError<WorkerEvictedError>()("WorkerEvictedError", {
+  /** The stage's lease: how long a worker may go without a heartbeat. */
+  leaseMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `this worker was evicted from the shared stage (its heartbeat stood still for over ${this.leaseMillis} ms); attach again`
+  }
+}

@@ -480,6 +480,122 @@ describe("SharedStage: scale and withdrawal (issue 10)", () => {
     }))
 })
 
+/** The lease-keeping internals of an attachment. */
+const leaseInternals = (stage: { readonly [SharedStage.TypeId]: SharedStage.TypeId }) =>
+  stage as unknown as {
+    readonly me: number
+    readonly gen: number
+    readonly heartbeat: ReturnType<typeof setInterval> | undefined
+    locked(f: (state: { reapLocked(w: number): void }) => void, ifEvicted: undefined): void
+    readonly shared: {
+      readonly m: Int32Array
+      readonly l: { readonly inboxesAt: number }
+      isCurrent(w: number, gen: number): boolean
+      reapDead(me: number): number
+      checkLocked(): string | undefined
+    }
+  }
+
+/** Blocks this thread (its event loop, its timers, every fiber) for `millis` of its monotonic clock. */
+const blockThread = (millis: number) => {
+  const until = performance.now() + millis
+  while (performance.now() < until) {
+    // blocked
+  }
+}
+
+describe("SharedStage leases: a monotonic watch, stall-safe on the watching side", () => {
+  it.effect("a wall-clock jump reaps nobody", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers({ leaseMillis: 1_000 })
+      const ai = leaseInternals(a)
+      const bi = leaseInternals(b)
+      const realNow = Date.now
+      try {
+        // The wall clock jumps an hour ahead between two looks (NTP, a VM resumed, a manual change).
+        assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+        Date.now = () => realNow() + 3_600_000
+        assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+        assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+      } finally {
+        Date.now = realNow
+      }
+      assert.isTrue(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.effect("a stall of the watching thread is not counted as the other worker's silence", () =>
+    Effect.gen(function*() {
+      // Both attachments live in this thread: blocking it stalls the watcher and the watched
+      // alike, as a stopped process (SIGSTOP), a GC pause or a blocked loop does.
+      const { a, b } = yield* twoWorkers({ leaseMillis: 200 })
+      const ai = leaseInternals(a)
+      const bi = leaseInternals(b)
+      assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+      blockThread(600)
+      // The first look after the stall, before b's heartbeat could run: the watch starts over.
+      assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+      assert.isTrue(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.live("a worker whose heartbeat stops is reaped once watched silent for the lease, not before", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers({ leaseMillis: 200 })
+      const ai = leaseInternals(a)
+      const bi = leaseInternals(b)
+      clearInterval(bi.heartbeat)
+      const started = performance.now()
+      let reaped = 0
+      // Watched continuously (as deliver's retries and the lock's spin watch), with a bound.
+      for (let i = 0; i < 2_000 && reaped === 0; i++) {
+        reaped = ai.shared.reapDead(ai.me)
+        if (reaped === 0) yield* Effect.sleep("5 millis")
+      }
+      assert.strictEqual(reaped, 1)
+      assert.isAtLeast(performance.now() - started, 200)
+      assert.isFalse(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.effect("an evicted worker fails its operations with WorkerEvictedError and never writes the shared state again", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers({ leaseMillis: 60_000 })
+      const ai = leaseInternals(a)
+      const bi = leaseInternals(b)
+      // b heads (and keeps its director) and has a waiter parked.
+      let director: SharedStage.Director<null, string, Buffer, string> | undefined
+      const h = yield* SharedStage.ticket(b, "h")
+      const head = yield* Effect.forkChild(SharedStage.enter(b, h, {
+        head: (d) => Effect.andThen(Effect.sync(() => (director = d)), Effect.never)
+      }))
+      const p = yield* SharedStage.ticket(b, "p")
+      const parked = yield* Effect.forkChild(SharedStage.enter(b, p, { head: () => Effect.succeed("p headed") }))
+      const w = yield* SharedStage.ticket(a, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(a, w, { head: () => Effect.succeed("a headed") }))
+      yield* Effect.yieldNow
+      assert.isDefined(director)
+      // a reaps b, as it does once it has watched b's heartbeat stand still for the lease; b has not noticed.
+      ai.locked((s) => s.reapLocked(bi.me), undefined)
+      // a's waiter is promoted in b's place.
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "a headed" })
+      const w2 = yield* SharedStage.ticket(a, "w2")
+      const before = ai.shared.m.slice(0, ai.shared.l.inboxesAt)
+      // b's operations fail, typed, and change nothing.
+      assert.deepStrictEqual(yield* Effect.flip(director!.notify("w2")), new StageError.WorkerEvictedError({ leaseMillis: 60_000 }))
+      assert.deepStrictEqual(yield* Effect.flip(director!.deliver("w2", "late")), new StageError.WorkerEvictedError({ leaseMillis: 60_000 }))
+      assert.deepStrictEqual(yield* Effect.flip(Effect.scoped(SharedStage.ticket(b, "x"))), new StageError.WorkerEvictedError({ leaseMillis: 60_000 }))
+      // Its head and its parked enter are interrupted; an enter after the eviction is too.
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(head)))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(parked)))
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(SharedStage.enter(b, p, { head: () => Effect.succeed("late") }))))
+      assert.deepStrictEqual(ai.shared.m.slice(0, ai.shared.l.inboxesAt), before)
+      assert.isUndefined(ai.shared.checkLocked())
+      // b's tokens are free; its notifies reached nobody: w2 enters and heads, with nothing pending.
+      yield* Effect.scoped(SharedStage.ticket(a, "h"))
+      yield* Effect.scoped(SharedStage.ticket(a, "p"))
+      assert.deepStrictEqual(yield* SharedStage.enter(a, w2, { head: () => Effect.succeed("w2 headed") }), { _tag: "Finished", value: "w2 headed" })
+      assert.strictEqual(a.buffer.size, 0)
+    }))
+})
+
 const spawn = (data: Record<string, unknown>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -524,7 +640,7 @@ describe("SharedStage across worker_threads", () => {
       assert.deepStrictEqual(result.done, { parked: 10_000, headed: 10_000, inOrder: true, waiting: 0, head: -1 })
     }), { timeout: 60_000 })
 
-  it.live("a worker blocked past its lease is evicted: once it runs again its head is interrupted, not left reading beside the new head", () =>
+  it.live("a worker blocked past its lease is evicted: once it runs again its head is interrupted and its operations fail with WorkerEvictedError, the shared state intact", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory({ leaseMillis: 300 })
       const stage = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
@@ -538,6 +654,13 @@ describe("SharedStage across worker_threads", () => {
       const result = yield* message((m) => "done" in m || "failed" in m)
       assert.isUndefined(result.failed, result.failed)
       assert.strictEqual(result.done.headEnded, "interrupted")
+      assert.strictEqual(result.done.ticketAfter, "WorkerEvictedError")
+      assert.strictEqual(result.done.notifyAfter, "WorkerEvictedError")
+      // Its token is free, its late operations reached nobody, and the structure is consistent.
+      yield* Effect.scoped(SharedStage.ticket(stage, "blocked"))
+      yield* Effect.scoped(SharedStage.ticket(stage, "after"))
+      assert.isUndefined(leaseInternals(stage).shared.checkLocked())
+      assert.deepStrictEqual(yield* SharedStage.enter(stage, w, { head: () => Effect.succeed("again") }), { _tag: "Finished", value: "again" })
     }), { timeout: 60_000 })
 
   it.live("6. deliver to a full inbox of a terminated worker reaps it and fails with WorkerDeadError; it never spins", () =>

@@ -469,28 +469,73 @@ const explore = (
   return { states: seen.size, finals, violations, covered }
 }
 
+const both: ReadonlyArray<Mode> = ["timed", "untimed"]
+const untimed: ReadonlyArray<Mode> = ["untimed"]
+const timed: ReadonlyArray<Mode> = ["timed"]
+
+/** Two attachments' view of one small memory, and the explorations run on it. */
+const setup = Effect.gen(function*() {
+  const memory = SharedStage.makeMemory({ capacity: 4, maxWorkers: 2, maxTokenBytes: 8, inboxBytes: 4096 })
+  const views = [
+    yield* SharedStage.attach(memory, { resource: null, buffer: null }),
+    yield* SharedStage.attach(memory, { resource: null, buffer: null })
+  ]
+  const shared = sharedInternals(views[0]!).shared
+  const workers = views.map((v) => sharedInternals(v).me)
+  const [w0, w1] = workers as [number, number]
+  const runs = [
+    // Withdrawal of a head (and of waiters) from outside, three tickets over two workers.
+    { tickets: [["a", w0, untimed], ["b", w1, both], ["c", w0, timed]] as const, bounds: { enters: 1, notifies: 1, interrupts: 0, withdrawals: 1, deaths: 0, events: false } },
+    // Interruption, re-entry, and a second notify per head.
+    { tickets: [["a", w0, both], ["b", w1, both]] as const, bounds: { enters: 2, notifies: 1, interrupts: 1, withdrawals: 1, deaths: 0, events: false } },
+    // The second worker dies (heading, waiting, or with an inbox full of deliveries) and is reaped.
+    { tickets: [["a", w0, untimed], ["b", w1, both]] as const, bounds: { enters: 1, notifies: 2, interrupts: 0, withdrawals: 0, deaths: 1, events: true } }
+  ]
+  return { shared, workers, runs }
+})
+
+/**
+ * Broken variants of the protocol (one transition changed each, on a view
+ * whose other transitions are the real ones): the exploration must find a
+ * violation in every one, or it could not find the bug it was written for.
+ */
+const mutants: ReadonlyArray<readonly [string, (real: SharedInternals) => Partial<SharedInternals>]> = [
+  // Issue 10 item 2, as it was: a withdrawn head loses headship at once, while it still runs.
+  ["a withdrawn running head passes headship on at once", (real) => ({
+    withdrawLocked: (s, gen) => real.withdrawLocked.call(mutant, s, gen, false)
+  })],
+  // A notification read by a waiter interrupted before it ran is dropped instead of kept pending.
+  ["an abandoned wake-up is dropped", (real) => ({
+    abandonLocked: (s, gen, seq) => {
+      const given = real.abandonLocked.call(mutant, s, gen, seq)
+      if (given === 1) mutant.m[ticketAt(real, s) + 3]!--
+      return given
+    }
+  })],
+  // A pending notification is taken without being consumed: seen twice.
+  ["a pending notification taken twice", (real) => ({
+    takePendingLocked: (s) => real.pendingOf.call(mutant, s) > 0
+  })],
+  // A timed-out waiter is marked idle but left linked in the queue (the shape of item 3).
+  ["an expired waiter left in the queue", (real) => ({
+    expireLocked: (s, gen, seq) => {
+      const at = ticketAt(real, s)
+      const m = mutant.m
+      if (m[at + 2] !== gen || m[at + 8] !== seq || m[at] !== 2) return false
+      m[at] = 1
+      return true
+    }
+  })]
+]
+let mutant: SharedInternals
+
+/** A ticket slot's first word (its words: state, owner, gen, pending, prev, next, hash, key length, seq, index). */
+const ticketAt = (real: SharedInternals, s: number) => (real as unknown as { ticketAt(s: number): number }).ticketAt(s)
+
 describe("SharedStage protocol, every interleaving", () => {
   it.effect("two workers, three tickets: one head, no stranded waiter, exactly-once delivery, withdrawn tokens free at once", () =>
     Effect.gen(function*() {
-      const memory = SharedStage.makeMemory({ capacity: 4, maxWorkers: 2, maxTokenBytes: 8, inboxBytes: 4096 })
-      const views = [
-        yield* SharedStage.attach(memory, { resource: null, buffer: null }),
-        yield* SharedStage.attach(memory, { resource: null, buffer: null })
-      ]
-      const shared = sharedInternals(views[0]!).shared
-      const workers = views.map((v) => sharedInternals(v).me)
-      const [w0, w1] = workers as [number, number]
-      const both: ReadonlyArray<Mode> = ["timed", "untimed"]
-      const untimed: ReadonlyArray<Mode> = ["untimed"]
-      const timed: ReadonlyArray<Mode> = ["timed"]
-      const runs = [
-        // Withdrawal of a head (and of waiters) from outside, three tickets over two workers.
-        { tickets: [["a", w0, untimed], ["b", w1, both], ["c", w0, timed]] as const, bounds: { enters: 1, notifies: 1, interrupts: 0, withdrawals: 1, deaths: 0, events: false } },
-        // Interruption, re-entry, and a second notify per head.
-        { tickets: [["a", w0, both], ["b", w1, both]] as const, bounds: { enters: 2, notifies: 1, interrupts: 1, withdrawals: 1, deaths: 0, events: false } },
-        // The second worker dies (heading, waiting, or with an inbox full of deliveries) and is reaped.
-        { tickets: [["a", w0, untimed], ["b", w1, both]] as const, bounds: { enters: 1, notifies: 2, interrupts: 0, withdrawals: 0, deaths: 1, events: true } }
-      ]
+      const { runs, shared, workers } = yield* setup
       const covered: Record<string, number> = {}
       let states = 0
       for (const { bounds, tickets } of runs) {
@@ -511,5 +556,20 @@ describe("SharedStage protocol, every interleaving", () => {
         "a wake-up read by the withdrawal itself",
         "a withdrawn head leaves with others still there"
       ])
+    }), { timeout: 120_000 })
+
+  it.effect("finds a violation in every broken variant of the protocol (mutants)", () =>
+    Effect.gen(function*() {
+      const { runs, shared, workers } = yield* setup
+      for (const [name, change] of mutants) {
+        mutant = Object.assign(Object.create(shared) as SharedInternals, change(shared))
+        let found: string | undefined
+        for (const { bounds, tickets } of runs) {
+          found = explore(mutant, workers, tickets, bounds).violations[0]
+          if (found !== undefined) break
+        }
+        assert.isDefined(found, `mutant "${name}" went unnoticed`)
+        console.log(`exhaustive: mutant "${name}" caught: ${found!.slice(0, 160)}`)
+      }
     }), { timeout: 120_000 })
 })

@@ -12,12 +12,19 @@
  * sequentially consistent, so the record's plain writes are visible to the
  * owner once it sees the tail.
  *
- * Crash safety: every attached worker refreshes a heartbeat. A worker whose
- * heartbeat is older than the lease is reaped by whoever notices (a parked
- * worker checks every half lease; a `ticket` its tokens would refuse; a
- * `deliver` waiting for room in its inbox): its tickets are withdrawn and, if
- * one of them headed, headship passes to the oldest waiter. A dead lock holder
- * is detected the same way and its lock is broken.
+ * Crash safety: every attached worker bumps a heartbeat counter (a quarter
+ * lease apart). A worker whose counter another thread has watched stand still
+ * for longer than the lease is reaped by that thread (a parked worker watches
+ * every quarter lease; a `ticket` its tokens would refuse; a `deliver` waiting
+ * for room in its inbox): its tickets are withdrawn and, if one of them
+ * headed, headship passes to the oldest waiter. A dead lock holder is detected
+ * the same way and its lock is broken. No clock is shared: each watcher times
+ * the silence on its own monotonic clock (`performance.now()`), so a
+ * wall-clock jump reaps nobody, and a silence counts only while the watcher
+ * itself was running (see `isDead`), so a stall of the watcher (its event loop
+ * blocked, a GC pause, the whole process stopped) is not taken for the
+ * other's. A reaped worker that still runs finds out under the lock
+ * (`isCurrent`) and stops: it never writes the shared state again.
  *
  * One head at a time: a ticket withdrawn by its (live) owner while its head
  * runs becomes `LEAVING`: its token is unregistered at once, but it keeps
@@ -42,14 +49,14 @@ const MAX_WORKERS = 9
 const KEY_WORDS = 10
 const INBOX_WORDS = 11
 const LEASE = 12
-const BASE_HI = 13
-const BASE_LO = 14
-const MAGIC = 15
+const MAGIC = 13
+// Words 14 and 15 are spare.
 const HEADER_WORDS = 16
 const MAGIC_VALUE = 0x53746167 // "Stag"
 
 // Worker slot words.
 const W_ALIVE = 0
+/** A counter its worker bumps; never a time (threads share no clock worth trusting). */
 const W_HEARTBEAT = 1
 const W_DOORBELL = 2
 const W_INBOX_HEAD = 3
@@ -135,9 +142,6 @@ export const initialize = (
   m[KEY_WORDS] = l.keyWords
   m[INBOX_WORDS] = l.inboxWords
   m[LEASE] = options.leaseMillis
-  const base = Date.now()
-  m[BASE_HI] = Math.floor(base / 0x1_0000_0000)
-  m[BASE_LO] = base % 0x1_0000_0000 | 0
   for (let s = 0; s < l.capacity; s++) {
     const at = l.ticketsAt + s * l.ticketWords
     m[at + T_NEXT] = s + 1 < l.capacity ? s + 1 : -1
@@ -165,18 +169,25 @@ export class SharedState {
   readonly lease: number
   /** Workers whose inbox got records under the current lock hold; rung after it is released. */
   readonly rings: Array<number> = []
-  private readonly base: number
+  /**
+   * This thread's watch of each worker's heartbeat (see `isDead`): the
+   * counter and generation last seen, since when (this thread's monotonic
+   * clock) they have stood still, and when this thread last looked.
+   */
+  private readonly watchBeat: Int32Array
+  private readonly watchGen: Int32Array
+  private readonly watchSince: Float64Array
+  private readonly watchLooked: Float64Array
 
   constructor(buffer: SharedArrayBuffer) {
     this.m = new Int32Array(buffer)
     if (Atomics.load(this.m, MAGIC) !== MAGIC_VALUE) throw new Error("SharedStage: the buffer is not an initialized shared stage")
     this.l = layout(this.m[CAPACITY]!, this.m[MAX_WORKERS]!, this.m[KEY_WORDS]!, this.m[INBOX_WORDS]!)
     this.lease = this.m[LEASE]!
-    this.base = this.m[BASE_HI]! * 0x1_0000_0000 + (this.m[BASE_LO]! >>> 0)
-  }
-
-  now(): number {
-    return Date.now() - this.base
+    this.watchBeat = new Int32Array(this.l.maxWorkers)
+    this.watchGen = new Int32Array(this.l.maxWorkers)
+    this.watchSince = new Float64Array(this.l.maxWorkers)
+    this.watchLooked = new Float64Array(this.l.maxWorkers).fill(-Infinity)
   }
 
   // ---------------------------------------------------------------------------
@@ -214,12 +225,35 @@ export class SharedState {
   }
 
   heartbeat(w: number): void {
-    Atomics.store(this.m, this.workerAt(w) + W_HEARTBEAT, this.now())
+    Atomics.add(this.m, this.workerAt(w) + W_HEARTBEAT, 1)
   }
 
+  /**
+   * Whether worker `w` is presumed dead: attached, and its heartbeat counter
+   * has stood still for longer than the lease while this thread watched. A
+   * look more than half a lease after this thread's previous look at `w`
+   * starts the watch over: this thread was not running in between (its loop
+   * was blocked, it was paused, or the process was stopped, in which case `w`
+   * was stopped too), so that time is not counted as `w`'s silence. Watchers
+   * look a quarter lease apart (the heartbeat's period), or continuously
+   * (`deliver`'s retries, the lock's spin).
+   */
   isDead(w: number): boolean {
+    const m = this.m
     const at = this.workerAt(w)
-    return Atomics.load(this.m, at + W_ALIVE) === 1 && this.now() - Atomics.load(this.m, at + W_HEARTBEAT) > this.lease
+    if (Atomics.load(m, at + W_ALIVE) !== 1) return false
+    const beat = Atomics.load(m, at + W_HEARTBEAT)
+    const gen = Atomics.load(m, at + W_GEN)
+    const now = performance.now()
+    const looked = this.watchLooked[w]!
+    this.watchLooked[w] = now
+    if (beat !== this.watchBeat[w] || gen !== this.watchGen[w] || now - looked > this.lease / 2) {
+      this.watchBeat[w] = beat
+      this.watchGen[w] = gen
+      this.watchSince[w] = now
+      return false
+    }
+    return now - this.watchSince[w]! > this.lease
   }
 
   /** Attaches a worker: returns its slot and generation, or -1 when all slots are taken. */
@@ -227,9 +261,8 @@ export class SharedState {
     const m = this.m
     for (let w = 0; w < this.l.maxWorkers; w++) {
       const at = this.workerAt(w)
-      m[at + W_HEARTBEAT] = this.now()
       if (Atomics.compareExchange(m, at + W_ALIVE, 0, 1) === 0) {
-        Atomics.store(m, at + W_HEARTBEAT, this.now())
+        // A new generation: watchers start their watch of this slot over.
         const gen = Atomics.add(m, at + W_GEN, 1) + 1
         return [w, gen]
       }

@@ -17,7 +17,7 @@ import * as Scope from "effect/Scope"
 import type * as SharedStage from "../SharedStage.ts"
 import type * as Stage from "../Stage.ts"
 import type { ReceiveTimeoutError } from "../StageError.ts"
-import { StageCapacityError, TokenEncodingError, TokenInUseError, WorkerDeadError } from "../StageError.ts"
+import { StageCapacityError, TokenEncodingError, TokenInUseError, WorkerDeadError, WorkerEvictedError } from "../StageError.ts"
 import { receiveWith, showToken } from "./receive.ts"
 import * as memory from "./sharedMemory.ts"
 import { durationMillis, finished, succeedTimeout, succeedToken } from "./stage.ts"
@@ -72,9 +72,7 @@ export class LocalTicket<T> implements SharedStage.Ticket<T> {
       // Effect also runs a callback's canceller when the effect it resumed with is interrupted:
       // once this wait's promotion is being acted on, there is nothing of it left to abandon.
       if (this.promotionTaken) return
-      if (!stage.closed && !this.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
-        stage.locked((s) => s.abandonLocked(slot, gen, this.seq))
-      }
+      if (!stage.closed && !this.withdrawn) stage.locked((s) => s.abandonLocked(slot, gen, this.seq), 0)
     })
   }
   pipe() {
@@ -110,6 +108,8 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
   parkedCount = 0
   pumping = false
   closed = false
+  /** Another worker reaped this one (see `stopEvicted`). */
+  evicted = false
   /** The ticket whose head runs in this worker (at most one: there is one head). */
   localHead: LocalTicket<T> | undefined = undefined
   heartbeat: ReturnType<typeof setInterval> | undefined
@@ -123,18 +123,20 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     this.events = options.events
     this.maxTokenBytes = shared.l.keyWords * 4
     this.encoder = new TokenEncoder(this.maxTokenBytes)
-    // The heartbeat also checks, while fibers of this worker are parked, that
-    // the head's worker (and every other) is alive: a dead one is reaped. And
-    // that this worker is still attached: one that was evicted (its loop was
+    // The heartbeat also watches, while fibers of this worker are parked, that
+    // the head's worker (and every other) is alive: a dead one is reaped. It
+    // watches every beat, a quarter lease apart: a look more than half a lease
+    // after the last one starts the watch over (`isDead`). And it checks that
+    // this worker is still attached: one that was evicted (its loop was
     // blocked past the lease) stops at once.
-    let beats = 0
     this.heartbeat = setInterval(() => {
       if (!shared.isCurrent(me, gen)) {
-        this.evicted()
+        this.stopEvicted()
+        trampoline.flush()
         return
       }
       shared.heartbeat(me)
-      if ((++beats & 1) === 0 && this.parkedCount > 0 && !this.closed) this.checkLeases()
+      if (this.parkedCount > 0 && !this.closed) this.checkLeases()
     }, Math.max(1, Math.floor(shared.lease / 4)))
     this.heartbeat.unref?.()
   }
@@ -147,26 +149,38 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
    * Runs `f` under the shared lock, then rings the doorbells its records need,
    * reads this worker's own inbox, and resumes the fibers that woke.
    */
-  locked<A>(f: (state: memory.SharedState) => A): A {
-    const result = this.lockedQuiet(f)
+  locked<A>(f: (state: memory.SharedState) => A, ifEvicted: A): A {
+    const result = this.lockedQuiet(f, ifEvicted)
     this.flushRings()
     trampoline.flush()
     return result
   }
 
-  /** `f` under the shared lock, leaving the doorbells to ring (`flushRings`) to the caller. */
-  lockedQuiet<A>(f: (state: memory.SharedState) => A): A {
-    if (!this.shared.isCurrent(this.me, this.gen)) {
-      throw new Error(
-        `SharedStage: this worker was evicted (its heartbeat was older than the ${this.shared.lease} ms lease, so its tickets were withdrawn)`
-      )
-    }
+  /**
+   * `f` under the shared lock, leaving the doorbells to ring (`flushRings`)
+   * and the trampoline to flush to the caller. If this worker was reaped,
+   * `f` is not run (its slots may be another worker's by now): the worker
+   * stops (`stopEvicted`) and `ifEvicted` is returned. The check is made
+   * under the lock, which reaping takes too, so no transition of an evicted
+   * worker ever reaches the shared state.
+   */
+  lockedQuiet<A>(f: (state: memory.SharedState) => A, ifEvicted: A): A {
+    if (this.evicted) return ifEvicted
     this.shared.lock(this.me)
+    if (!this.shared.isCurrent(this.me, this.gen)) {
+      this.shared.unlock()
+      this.stopEvicted()
+      return ifEvicted
+    }
     try {
       return f(this.shared)
     } finally {
       this.shared.unlock()
     }
+  }
+
+  evictedError(): WorkerEvictedError {
+    return new WorkerEvictedError({ leaseMillis: this.shared.lease })
   }
 
   /** Rings the doorbells the last transitions wrote records for; this worker's own inbox is read at once. */
@@ -202,24 +216,33 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
    * inbox) may belong to another worker by then.
    */
   drain(): void {
-    if (this.shared.isCurrent(this.me, this.gen)) this.shared.drain(this.me, this.onRecord)
+    if (!this.evicted && this.shared.isCurrent(this.me, this.gen)) this.shared.drain(this.me, this.onRecord)
   }
 
   /**
-   * This worker was evicted: its heartbeat was older than the lease, and
-   * another worker reaped its tickets (and may have promoted a head in place
-   * of this worker's). Whatever it still runs stops: parked enters and the
-   * head running here are interrupted; later stage operations die with the
-   * "evicted" defect.
+   * This worker was evicted: another worker watched its heartbeat stand
+   * still for longer than the lease and reaped it (withdrew its tickets, and
+   * may have promoted a head in place of this worker's). Whatever it still
+   * runs stops, as if detached: parked enters and the head running here are
+   * interrupted (queued on the trampoline: the caller flushes it), later
+   * enters are interrupted, and `ticket`, `notify` and `deliver` fail with
+   * `WorkerEvictedError`. Nothing of it touches the shared state again.
    */
-  evicted(): void {
+  stopEvicted(): void {
+    if (this.evicted) return
+    this.evicted = true
+    this.closed = true
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
     this.heartbeat = undefined
     for (const ticket of this.locals) {
-      if (ticket !== undefined && ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
+      if (ticket === undefined) continue
+      ticket.withdrawn = true
+      if (ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
     }
+    this.locals.length = 0
     if (this.localHead?.headFiber !== undefined) trampoline.defer(trampoline.interruptFiber, this.localHead.headFiber)
-    trampoline.flush()
+    this.localHead = undefined
+    this.shared.rings.length = 0
   }
 
   /**
@@ -259,7 +282,7 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
   }
 
   checkLeases(): void {
-    if (!this.shared.isCurrent(this.me, this.gen)) return
+    if (this.evicted || !this.shared.isCurrent(this.me, this.gen)) return
     if (this.shared.reapDead(this.me) > 0) {
       this.flushRings()
       trampoline.flush()
@@ -281,12 +304,12 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     ticket.headFiber = undefined
     if (this.localHead !== ticket) return
     this.localHead = undefined
-    if (!this.shared.isCurrent(this.me, this.gen)) return
+    if (this.evicted) return
     if (this.closed) {
       this.release()
       return
     }
-    this.locked((s) => s.leaveLocked(ticket.slot, ticket.gen))
+    this.locked((s) => s.leaveLocked(ticket.slot, ticket.gen), undefined)
   }
 
   /**
@@ -299,16 +322,15 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     if (this.closed) return
     this.closed = true
     const head = this.localHead
-    if (this.shared.isCurrent(this.me, this.gen)) {
-      // Wake-ups already in the inbox are taken first (see the ticket's finalizer).
-      this.drain()
-      if (head === undefined) this.release()
-      else {
-        this.lockedQuiet((s) => s.withdrawAllLocked(this.me, head.slot))
-        this.ringOthers()
-      }
-    } else if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
-    this.shared.ring(this.me)
+    // Wake-ups already in the inbox are taken first (see the ticket's finalizer).
+    this.drain()
+    if (head === undefined) this.release()
+    else {
+      this.lockedQuiet((s) => s.withdrawAllLocked(this.me, head.slot), undefined)
+      this.ringOthers()
+    }
+    // Stops the pump (an evicted worker's slot may be another's: its doorbell is not rung).
+    if (!this.evicted) this.shared.ring(this.me)
     for (const ticket of this.locals) {
       if (ticket !== undefined && ticket.parked && ticket.wake === undefined) this.wakeUp(ticket, "Closed")
     }
@@ -319,7 +341,7 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
   /** Frees this worker's tickets and slot (nothing of it heads any more). */
   private release(): void {
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat)
-    this.lockedQuiet((s) => s.reapLocked(this.me))
+    this.lockedQuiet((s) => s.reapLocked(this.me), undefined)
     this.ringOthers()
   }
 
@@ -348,19 +370,21 @@ export const attach = <R, T, B, E = never>(
 export const ticket = <R, T, B, E>(
   self: SharedStage.SharedStage<R, T, B, E>,
   token: T
-): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError, Scope.Scope> =>
-  Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError> => {
+): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError, Scope.Scope> =>
+  Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope): Effect.Effect<SharedStage.Ticket<T>, TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError> => {
     const stage = self as SharedStageImpl<R, T, B, E>
+    if (stage.evicted) return Effect.fail(stage.evictedError())
     if (stage.closed) return Effect.interrupt
     const encoded = stage.encoder.encode(token)
     if ("error" in encoded) return Effect.fail(new TokenEncodingError({ reason: encoded.error }))
-    let slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
-    if (slot < 0 && stage.shared.reapDead(stage.me) > 0) {
+    let slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash), -3)
+    if (slot < 0 && slot !== -3 && stage.shared.reapDead(stage.me) > 0) {
       // The token (or the slot) may have been held by a worker that died.
       stage.flushRings()
       trampoline.flush()
-      slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash))
+      slot = stage.locked((s) => s.registerLocked(stage.me, encoded.bytes, encoded.hash), -3)
     }
+    if (slot === -3) return Effect.fail(stage.evictedError())
     if (slot === -1) return Effect.fail(new TokenInUseError({ token: showToken(token) }))
     if (slot === -2) return Effect.fail(new StageCapacityError({ resource: "tickets", limit: stage.shared.l.capacity }))
     const local = new LocalTicket<T>(stage, token, slot, stage.shared.genOf(slot))
@@ -374,19 +398,17 @@ export const ticket = <R, T, B, E>(
           // A wake-up already written to our inbox (a notify that returned true) is taken first, as
           // in one thread, where it would have resumed the waiter at once: only a waiter that is
           // still parked afterwards is interrupted.
-          if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) stage.drain()
+          if (!stage.closed) stage.drain()
           local.withdrawn = true
           // A head running here keeps headship until it has left (`headLeft`): it is interrupted.
           const headRunning = stage.localHead === local
-          if (!stage.closed && stage.shared.isCurrent(stage.me, stage.gen)) {
-            stage.lockedQuiet((s) => s.withdrawLocked(slot, local.gen, headRunning))
-          }
+          if (!stage.closed) stage.lockedQuiet((s) => s.withdrawLocked(slot, local.gen, headRunning), undefined)
           if (stage.locals[slot] === local) stage.locals[slot] = undefined
           // Its scope closed under a parked enter: the enter is interrupted.
           if (local.parked && local.wake === undefined) stage.wakeUp(local, "Closed")
           if (headRunning && local.headFiber !== undefined) trampoline.defer(trampoline.interruptFiber, local.headFiber)
           // The pump stops with the last ticket; ring our own doorbell so its pending wait returns.
-          if (--stage.tickets === 0) stage.shared.ring(stage.me)
+          if (--stage.tickets === 0 && !stage.evicted) stage.shared.ring(stage.me)
           // Only now, with this worker's side up to date too, may the fibers it woke run.
           stage.flushRings()
           trampoline.flush()
@@ -409,14 +431,14 @@ class SharedDirector<R, T, B, E> implements SharedStage.Director<R, T, B, E> {
   get buffer(): B {
     return this.stage.buffer
   }
-  notify(token: T): Effect.Effect<boolean, WorkerDeadError> {
+  notify(token: T): Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError> {
     return send(this.stage, token, undefined)
   }
-  deliver(token: T, event: E): Effect.Effect<boolean, WorkerDeadError | StageCapacityError> {
+  deliver(token: T, event: E): Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError | StageCapacityError> {
     const stage = this.stage
     const events = stage.events
     if (events === undefined) return Effect.die(new Error("SharedStage: deliver needs the `events` codec given to attach"))
-    return Effect.suspend((): Effect.Effect<boolean, WorkerDeadError | StageCapacityError> => {
+    return Effect.suspend((): Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError | StageCapacityError> => {
       const bytes = events.encode(event)
       // No inbox could ever take it: waiting for room would wait forever.
       if (bytes.length > stage.shared.maxEventBytes) {
@@ -428,6 +450,8 @@ class SharedDirector<R, T, B, E> implements SharedStage.Director<R, T, B, E> {
 }
 
 const succeedTrue: Effect.Effect<boolean> = Effect.succeed(true)
+/** What `notifyLocked` "returns" in an evicted worker (it never returns this itself). */
+const EVICTED = Number.MIN_SAFE_INTEGER
 const succeedFalse: Effect.Effect<boolean> = Effect.succeed(false)
 
 /**
@@ -435,18 +459,21 @@ const succeedFalse: Effect.Effect<boolean> = Effect.succeed(false)
  * inbox is full, retries every millisecond while its worker lives (it drains
  * on its next event-loop turn); once that worker's lease has run out it is
  * reaped here (nobody else may be in a position to) and the notify fails with
- * `WorkerDeadError`. So the wait is bounded by the lease.
+ * `WorkerDeadError`. So the wait is bounded by the lease (as this thread
+ * watches it: retrying every millisecond, it watches continuously). A worker
+ * that was itself evicted fails with `WorkerEvictedError`.
  */
 const send = <R, T, B, E>(
   stage: SharedStageImpl<R, T, B, E>,
   token: T,
   event: Uint8Array | undefined
-): Effect.Effect<boolean, WorkerDeadError> =>
-  Effect.suspend(function attempt(): Effect.Effect<boolean, WorkerDeadError> {
+): Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError> =>
+  Effect.suspend(function attempt(): Effect.Effect<boolean, WorkerDeadError | WorkerEvictedError> {
     const encoded = stage.encoder.encode(token)
     // A token without an encoding cannot be held by anyone.
     if ("error" in encoded) return succeedFalse
-    const owner = stage.locked((s) => s.notifyLocked(encoded.bytes, encoded.hash, event))
+    const owner = stage.locked((s) => s.notifyLocked(encoded.bytes, encoded.hash, event), EVICTED)
+    if (owner === EVICTED) return Effect.fail(stage.evictedError())
     if (owner >= 0) return succeedTrue
     if (owner === -1) return succeedFalse
     const worker = -2 - owner
@@ -481,7 +508,7 @@ const takeHeadship = (
   fiber: Fiber.Fiber<unknown, unknown>,
   take: (state: memory.SharedState) => boolean
 ): boolean => {
-  const took = stage.lockedQuiet(take)
+  const took = stage.lockedQuiet(take, false)
   if (took) stage.startHead(ticket, fiber)
   stage.flushRings()
   trampoline.flush()
@@ -530,7 +557,8 @@ const enterNoTimeout = <R, T, B, E, A, EH, RH>(
   const self: Effect.Effect<Stage.StageExit<A>, EH, RH> = Effect.callback<Stage.StageExit<A>, EH, RH>((resume) => {
     if (stage.closed) return resume(Effect.interrupt)
     if (ticket.stage !== stage || ticket.withdrawn || ticket.parked) return resume(invalidTicket)
-    const entered = stage.locked((s) => s.waitLocked(ticket.slot))
+    const entered = stage.locked((s) => s.waitLocked(ticket.slot), 0)
+    if (entered === 0) return resume(Effect.interrupt)
     if (entered === 1) return resume(takePending)
     if (entered === 2) return resume(takeFree)
     ticket.seq = -entered - 3
@@ -544,7 +572,7 @@ const enterNoTimeout = <R, T, B, E, A, EH, RH>(
     return ticket.abandonParked
   })
   const takePending = Effect.suspend((): Effect.Effect<Stage.StageExit<A>, EH, RH> => {
-    if (!stage.locked((s) => s.takePendingLocked(ticket.slot))) return self
+    if (!stage.locked((s) => s.takePendingLocked(ticket.slot), false)) return self
     // Its event, if any, was written to our inbox before the notification was counted.
     stage.drain()
     trampoline.flush()
@@ -603,6 +631,8 @@ export const enter = <R, T, B, E, A, EH, RH>(
       if (takeHeadship(stage, ticket, fiber, (s) => (entered = s.enterLocked(ticket.slot)) === 2)) {
         return runHead(stage, ticket, options.head, restore)
       }
+      // Evicted: the transition did not run.
+      if (entered === 0) return Effect.interrupt
       if (entered === 1) {
         // Its event, if any, was written to our inbox before the notification was counted.
         stage.drain()
@@ -617,7 +647,7 @@ export const enter = <R, T, B, E, A, EH, RH>(
       stage.startPump()
       const expire = Effect.sync(() => {
         if (ticket.wake !== undefined || !ticket.parked) return
-        if (stage.locked((s) => s.expireLocked(ticket.slot, ticket.gen, seq))) {
+        if (stage.locked((s) => s.expireLocked(ticket.slot, ticket.gen, seq), false)) {
           stage.wakeUp(ticket, "Timeout")
           trampoline.flush()
         }
@@ -631,8 +661,8 @@ export const enter = <R, T, B, E, A, EH, RH>(
         Effect.onExit(waitForWake, (exit) =>
           Effect.sync(() => {
             unpark(stage, ticket)
-            if (Exit.isFailure(exit) && !stage.closed && !ticket.withdrawn && stage.shared.isCurrent(stage.me, stage.gen)) {
-              stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq))
+            if (Exit.isFailure(exit) && !stage.closed && !ticket.withdrawn) {
+              stage.locked((s) => s.abandonLocked(ticket.slot, ticket.gen, seq), 0)
             }
           })),
         // The same dispatch as the in-process stage's timed enter, kept apart on purpose: here a
@@ -664,7 +694,7 @@ export const enter = <R, T, B, E, A, EH, RH>(
 export const receive = <R, T, B, E, A, EP, RP>(
   self: SharedStage.SharedStage<R, T, B, E>,
   options: SharedStage.ReceiveOptions<R, T, B, E, A, EP, RP>
-): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | ReceiveTimeoutError, RP> =>
+): Effect.Effect<A, EP | TokenInUseError | TokenEncodingError | StageCapacityError | WorkerEvictedError | ReceiveTimeoutError, RP> =>
   receiveWith({
     token: options.token,
     buffer: self.buffer,
