@@ -217,28 +217,54 @@ export const makeMemory: (options?: MemoryOptions) => Memory = internal.makeMemo
  *
  * @example
  * ```ts
- * // main thread
- * const memory = SharedStage.makeMemory({ capacity: 4096, maxWorkers: 8 })
- * new Worker(new URL("./worker.ts", import.meta.url), { workerData: { memory } })
+ * // main thread (examples/shared.ts): the memory and the shared resource, sent to each worker
+ * import { Worker } from "node:worker_threads"
+ * import { SharedStage } from "@quiesce/stage"
+ * import { makeSource } from "./source.ts"
  *
- * // worker.ts: each worker files delivered events in its own buffer
- * const program = Effect.gen(function*() {
- *   const stage = yield* SharedStage.attach<Source, string, Map<string, string>, string>(workerData.memory, {
+ * const memory = SharedStage.makeMemory({ capacity: 64, maxWorkers: 4 })
+ * const requests = makeSource(64)
+ * new Worker(new URL("./sharedWorker.ts", import.meta.url), { workerData: { memory, requests, index: 0, fibers: 8 } })
+ *
+ * // examples/sharedWorker.ts: each worker attaches with its own buffer
+ * import { workerData } from "node:worker_threads"
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ * import { Source } from "./source.ts"
+ *
+ * const encoder = new TextEncoder()
+ * const decoder = new TextDecoder()
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const source = new Source(workerData.requests)
+ *   const stage = yield* SharedStage.attach<Source, number, Map<number, string>, string>(workerData.memory, {
  *     resource: source, // this worker's handle on what the head polls
- *     buffer: new Map(),
- *     events: { encode: (e) => encoder.encode(e), decode: (b) => decoder.decode(b), offer: (buf, t, e) => void buf.set(t, e) }
+ *     buffer: new Map(), // this worker's own buffer
+ *     events: {
+ *       encode: (answer) => encoder.encode(answer),
+ *       decode: (bytes) => decoder.decode(bytes),
+ *       offer: (buffer, token, answer) => void buffer.set(token, answer)
+ *     }
  *   })
+ *   const token = workerData.index * 1000
  *   return yield* SharedStage.receive(stage, {
- *     token: "request-42",
- *     onTicket: sendRequest("request-42"), // the reply cannot arrive before the ticket is held
- *     poll: (director) => Effect.flatMap(readOne(director.resource), ([token, reply]) => director.deliver(token, reply)),
- *     take: (buf, token) => { const v = buf.get(token); buf.delete(token); return v },
- *     timeout: "5 seconds"
+ *     token,
+ *     // The answer cannot arrive before the ticket is held: send the request only then.
+ *     onTicket: Effect.sync(() => source.push(token)),
+ *     // The head's work: one request from the shared queue, its answer to whichever worker waits for it.
+ *     poll: (director) => Effect.flatMap(director.resource.pop, (id) => director.deliver(id, `answer to ${id}`)),
+ *     take: (buffer, token) => {
+ *       const answer = buffer.get(token)
+ *       buffer.delete(token)
+ *       return answer
+ *     },
+ *     timeout: "10 seconds"
  *   })
- * })
+ * }))
  * ```
  *
- * The tested version of this is `test/fixtures/sharedWorker.ts`.
+ * The runnable version (several fibers per worker, two workers) is
+ * `examples/shared.ts` with `examples/sharedWorker.ts`, run by
+ * `test/examples.test.ts`.
  *
  * @category constructors
  * @since 0.1.0

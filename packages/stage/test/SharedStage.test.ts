@@ -3,7 +3,7 @@ import { Cause, Context, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "
 import { TestClock } from "effect/testing"
 import { Worker } from "node:worker_threads"
 import { SharedStage, StageError } from "@quiesce/stage"
-import { makeSource } from "./fixtures/source.ts"
+import { makeSource } from "../examples/source.ts"
 import { keyOf, sharedInternals } from "./internals.ts"
 
 /** Yields to the event loop (not the fiber scheduler) until `done()` or the bound runs out. */
