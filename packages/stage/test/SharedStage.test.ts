@@ -43,6 +43,29 @@ const slowToLeave = (reader: { readers: number }, leaving: Deferred.Deferred<voi
     () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => reader.readers--))
   )
 
+/**
+ * A head in `a` (ticket "h", taken in `scope`) that reads until interrupted and then cleans up
+ * until `leaving`, and a waiter "w" in `b` that records, when it heads, how many read then.
+ */
+const slowHeadAndWaiter = <B, E>(
+  a: SharedStage.SharedStage<null, string, B, E>,
+  b: SharedStage.SharedStage<null, string, B, E>,
+  scope: Scope.Scope
+) =>
+  Effect.gen(function*() {
+    const reader = { readers: 0 }
+    const seen: Array<number> = []
+    const leaving = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
+    const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, scope)
+    const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => slowToLeave(reader, leaving) }))
+    yield* Effect.yieldNow
+    const w = yield* SharedStage.ticket(b, "w")
+    const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(reader.readers)) }))
+    yield* Effect.yieldNow
+    return { head, leaving, seen, waiter }
+  })
+
 describe("SharedStage (two attachments in one thread)", () => {
   it.effect("a head in one worker delivers an event to a waiter in another; the event is buffered before it wakes", () =>
     Effect.gen(function*() {
@@ -338,17 +361,8 @@ describe("SharedStage: scale and withdrawal (issue 10)", () => {
   it.effect("2. withdrawing the ticket of a running head interrupts it; a head in another worker starts only once it has left", () =>
     Effect.gen(function*() {
       const { a, b } = yield* twoWorkers()
-      const reader = { readers: 0 }
-      const seen: Array<number> = []
-      const leaving = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
       const ticketScope = yield* Scope.make()
-      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, ticketScope)
-      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => slowToLeave(reader, leaving) }))
-      yield* Effect.yieldNow
-      const w = yield* SharedStage.ticket(b, "w")
-      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(reader.readers)) }))
-      yield* Effect.yieldNow
+      const { head, leaving, seen, waiter } = yield* slowHeadAndWaiter(a, b, ticketScope)
       yield* Scope.close(ticketScope, Exit.void)
       // Give b every chance to be (wrongly) promoted while a's head cleans up.
       yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)
@@ -369,16 +383,7 @@ describe("SharedStage: scale and withdrawal (issue 10)", () => {
       const scopeA = yield* Scope.make()
       const a = yield* Effect.provideService(SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }), Scope.Scope, scopeA)
       const b = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
-      const reader = { readers: 0 }
-      const seen: Array<number> = []
-      const leaving = yield* Deferred.make<void>()
-      yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
-      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, scopeA)
-      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => slowToLeave(reader, leaving) }))
-      yield* Effect.yieldNow
-      const w = yield* SharedStage.ticket(b, "w")
-      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(reader.readers)) }))
-      yield* Effect.yieldNow
+      const { head, leaving, seen, waiter } = yield* slowHeadAndWaiter(a, b, scopeA)
       yield* Scope.close(scopeA, Exit.void)
       yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)
       assert.deepStrictEqual(seen, [])
@@ -496,6 +501,10 @@ const leaseInternals = (stage: { readonly [SharedStage.TypeId]: SharedStage.Type
     }
   }
 
+/** Two attachments in this thread with the given lease, and their lease-keeping internals. */
+const twoWatched = (leaseMillis: number) =>
+  Effect.map(twoWorkers({ leaseMillis }), ({ a, b }) => ({ a, ai: leaseInternals(a), b, bi: leaseInternals(b) }))
+
 /** Blocks this thread (its event loop, its timers, every fiber) for `millis` of its monotonic clock. */
 const blockThread = (millis: number) => {
   const until = performance.now() + millis
@@ -507,9 +516,7 @@ const blockThread = (millis: number) => {
 describe("SharedStage leases: a monotonic watch, stall-safe on the watching side", () => {
   it.effect("a wall-clock jump reaps nobody", () =>
     Effect.gen(function*() {
-      const { a, b } = yield* twoWorkers({ leaseMillis: 1_000 })
-      const ai = leaseInternals(a)
-      const bi = leaseInternals(b)
+      const { ai, bi } = yield* twoWatched(1_000)
       const realNow = Date.now
       try {
         // The wall clock jumps an hour ahead between two looks (NTP, a VM resumed, a manual change).
@@ -527,9 +534,7 @@ describe("SharedStage leases: a monotonic watch, stall-safe on the watching side
     Effect.gen(function*() {
       // Both attachments live in this thread: blocking it stalls the watcher and the watched
       // alike, as a stopped process (SIGSTOP), a GC pause or a blocked loop does.
-      const { a, b } = yield* twoWorkers({ leaseMillis: 200 })
-      const ai = leaseInternals(a)
-      const bi = leaseInternals(b)
+      const { ai, bi } = yield* twoWatched(200)
       assert.strictEqual(ai.shared.reapDead(ai.me), 0)
       blockThread(600)
       // The first look after the stall, before b's heartbeat could run: the watch starts over.
@@ -539,9 +544,7 @@ describe("SharedStage leases: a monotonic watch, stall-safe on the watching side
 
   it.live("a worker whose heartbeat stops is reaped once watched silent for the lease, not before", () =>
     Effect.gen(function*() {
-      const { a, b } = yield* twoWorkers({ leaseMillis: 200 })
-      const ai = leaseInternals(a)
-      const bi = leaseInternals(b)
+      const { ai, bi } = yield* twoWatched(200)
       clearInterval(bi.heartbeat)
       const started = performance.now()
       let reaped = 0
@@ -557,9 +560,7 @@ describe("SharedStage leases: a monotonic watch, stall-safe on the watching side
 
   it.effect("an evicted worker fails its operations with WorkerEvictedError and never writes the shared state again", () =>
     Effect.gen(function*() {
-      const { a, b } = yield* twoWorkers({ leaseMillis: 60_000 })
-      const ai = leaseInternals(a)
-      const bi = leaseInternals(b)
+      const { a, ai, b, bi } = yield* twoWatched(60_000)
       // b heads (and keeps its director) and has a waiter parked.
       let director: SharedStage.Director<null, string, Buffer, string> | undefined
       const h = yield* SharedStage.ticket(b, "h")
