@@ -497,6 +497,7 @@ const leaseInternals = (stage: { readonly [SharedStage.TypeId]: SharedStage.Type
       readonly l: { readonly inboxesAt: number }
       isCurrent(w: number, gen: number): boolean
       reapDead(me: number): number
+      unlock(me: number): void
       checkLocked(): string | undefined
     }
   }
@@ -540,6 +541,18 @@ describe("SharedStage leases: a monotonic watch, stall-safe on the watching side
       // The first look after the stall, before b's heartbeat could run: the watch starts over.
       assert.strictEqual(ai.shared.reapDead(ai.me), 0)
       assert.isTrue(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.effect("a holder whose lock was broken does not release the lock of whoever took it since", () =>
+    Effect.gen(function*() {
+      const { ai, bi } = yield* twoWatched(60_000)
+      const m = ai.shared.m
+      // b's lock was broken (it looked dead) and a holds the lock now; b then finishes its section.
+      Atomics.store(m, 0, ai.me + 1)
+      bi.shared.unlock(bi.me)
+      assert.strictEqual(Atomics.load(m, 0), ai.me + 1)
+      ai.shared.unlock(ai.me)
+      assert.strictEqual(Atomics.load(m, 0), 0)
     }))
 
   it.live("a worker whose heartbeat stops is reaped once watched silent for the lease, not before", () =>

@@ -208,8 +208,13 @@ export class SharedState {
     }
   }
 
-  unlock(): void {
-    Atomics.store(this.m, LOCK, 0)
+  /**
+   * Releases the lock if `me` still holds it. A holder whose lock was broken
+   * (it looked dead for the lease, see `lock`) must not release the lock of
+   * whoever took it since.
+   */
+  unlock(me: number): void {
+    Atomics.compareExchange(this.m, LOCK, me + 1, 0)
   }
 
   // ---------------------------------------------------------------------------
@@ -313,7 +318,7 @@ export class SharedState {
         dead++
       }
     }
-    this.unlock()
+    this.unlock(me)
     return dead
   }
 

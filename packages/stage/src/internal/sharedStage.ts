@@ -168,14 +168,14 @@ export class SharedStageImpl<R, T, B, E> implements SharedStage.SharedStage<R, T
     if (this.evicted) return ifEvicted
     this.shared.lock(this.me)
     if (!this.shared.isCurrent(this.me, this.gen)) {
-      this.shared.unlock()
+      this.shared.unlock(this.me)
       this.stopEvicted()
       return ifEvicted
     }
     try {
       return f(this.shared)
     } finally {
-      this.shared.unlock()
+      this.shared.unlock(this.me)
     }
   }
 
