@@ -15,6 +15,7 @@
  * 4. Cross-worker bursts: 64 tokens of one worker woken at once, against a
  *    `postMessage` per token (and one message for all) + `Map<token, Deferred>`.
  */
+import { getHeapSpaceStatistics } from "node:v8"
 import { Worker } from "node:worker_threads"
 import { Deferred, Effect, Exit, PubSub, Scope } from "effect"
 import { compare } from "../../../bench/harness.ts"
@@ -143,6 +144,22 @@ const makePubSubRouter = async (): Promise<Router> => {
   return round
 }
 
+// Grow V8's young generation to its largest size before measuring. It grows
+// when many objects survive a scavenge; while it does, every allocation runs
+// several times slower for a few hundred milliseconds (the first touch of the
+// new pages: on this VM ×5 for ~300 ms, after ~0.5 million routed events),
+// which is the length of a whole comparison, so whichever side happened to
+// run then lost, by up to ×2, at random. Objects kept alive across a few
+// scavenges make it grow now, before either side runs.
+const youngGeneration = () => getHeapSpaceStatistics().find((space) => space.space_name === "new_space")!.space_size
+for (let round = 0, size = youngGeneration(); round < 8; round++) {
+  let survivors: Array<{ readonly i: number }> | undefined = []
+  for (let i = 0; i < 2_000_000; i++) survivors.push({ i })
+  survivors = undefined
+  if (round >= 2 && youngGeneration() === size) break
+  size = youngGeneration()
+}
+
 const stageRouter = await makeStageRouter()
 const mapRouter = await makeMapRouter()
 
@@ -151,6 +168,9 @@ await compare({
   subject: { name: "Stage (head: buffer + notify)", run: stageRouter.run },
   baseline: { name: "reader + Map<token, Deferred>", run: mapRouter.run },
   iterations: 20 * TOKENS,
+  // More rounds than the default 15: a round is ~10 ms, and on a shared machine a stall of another
+  // process's making can take several in a row.
+  rounds: 31,
   goal: { maxRatio: 1.0 }
 })
 
@@ -323,7 +343,7 @@ await compare({
 // mode runs the same Effect loop on this side (stamp, send, await a raw Atomics
 // pong), so only the ping differs; modes run in blocks, interleaved over rounds.
 type Mode = "stage" | "raw" | "postMessage"
-const sends: Record<Mode, Effect.Effect<unknown>> = {
+const sends: Record<Mode, Effect.Effect<unknown, unknown>> = {
   stage: notifyWorker,
   raw: Effect.sync(() => {
     Atomics.add(words, 0, 1)

@@ -14,7 +14,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { SharedStage } from "@quiesce/stage"
+import { SharedStage, type StageError } from "@quiesce/stage"
 
 const { memoryA, memoryB, shared } = workerData as {
   memoryA: SharedStage.Memory
@@ -138,7 +138,7 @@ Effect.runFork(SharedStage.enter(stageB, headTicketB, {
 await new Promise((r) => setImmediate(r))
 const notifyMain = directorB!.notify("main")
 const ticketA = await Effect.runPromise(Scope.provide(SharedStage.ticket(stageA, "worker"), scope))
-const server: Effect.Effect<never> = Effect.flatMap(
+const server: Effect.Effect<never, StageError.WorkerDeadError | StageError.WorkerEvictedError> = Effect.flatMap(
   SharedStage.enter(stageA, ticketA, { head: () => Effect.die("the worker must not head stage A") }),
   (exit) => {
     if (exit._tag !== "Token") return Effect.die(`expected Token, got ${exit._tag}`)

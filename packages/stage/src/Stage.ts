@@ -12,17 +12,23 @@
  * call.
  *
  * Guarantees (all transitions are synchronous and so atomic with respect to
- * other fibers):
- * - at most one head at a time; when the head leaves — returning, failing,
- *   dying or interrupted — the oldest waiter is promoted at once (FIFO, O(1)),
- *   so no waiter is ever parked while there is no head;
+ * other fibers; the fibers a transition wakes run only once it is complete):
+ * - at most one head at a time — one reader of the resource; when the head
+ *   leaves — returning, failing, dying or interrupted — the oldest waiter is
+ *   promoted at once (FIFO, O(1)), so no waiter is ever parked while there is
+ *   no head;
+ * - promotion takes constant stack: a chain of heads that each finish at once
+ *   (100,000 tested) runs one after the other, not one inside the other;
  * - a notify to a registered token is delivered exactly once: it wakes the
  *   waiter, or, if the token is not parked (not entered yet, promoted, heading,
  *   or just timed out), the next `enter` with that ticket returns `Token` at
  *   once;
  * - a waiter never returns `Token` without a notify, nor `Timeout` before its
  *   timeout elapsed;
- * - withdrawing a ticket only ever removes its own registration.
+ * - withdrawing a ticket only ever removes its own registration, and its
+ *   token is free as soon as the withdrawal returns; withdrawing the ticket of
+ *   a running head interrupts that head, and headship passes on only once it
+ *   has left (its clean-up included), never while it still runs.
  *
  * For several worker threads sharing one stage, see `SharedStage`.
  *
@@ -235,10 +241,14 @@ export const layer = <I, R, T, B, E = never, RIn = never>(
 /**
  * Registers `token`. Refused with `TokenInUseError` when another participant
  * (a waiter, a ticket that has not entered, or the current head) holds an
- * equal token. Closing the scope withdraws the ticket: an `enter` parked on
- * it is interrupted (it leaves the queue), if it was heading headship passes
- * on, and only this ticket's own registration is removed — a later holder of
- * the same token is never affected. A ticket serves one `enter` at a time.
+ * equal token. Closing the scope withdraws the ticket, and the token is free
+ * at once (no fiber the withdrawal wakes sees it held): an `enter` parked on
+ * it is interrupted (it leaves the queue); if it is heading, the fiber
+ * running `head` is interrupted and keeps headship until it has left (so the
+ * next head never runs beside it: a head that cleans up uninterruptibly
+ * delays the next one); only this ticket's own registration is removed — a
+ * later holder of the same token is never affected. A ticket serves one
+ * `enter` at a time.
  *
  * @category combinators
  * @since 0.1.0
@@ -272,9 +282,11 @@ export interface EnterOptions<R, T, B, A, E, R2> {
  *   headship straight on and returns `Timeout`. A notify that loses the race
  *   against the timeout is kept for the next `enter`.
  *
- * Interrupting a parked `enter` removes it from the queue; a wake-up it had
- * already been given is not lost (a notification is kept, headship passes on).
- * On a closed stage, `enter` is interrupted.
+ * Interrupting a parked `enter` removes it from the queue — also a timed one
+ * interrupted before it could park (a scheduler yield in between); a wake-up
+ * it had already been given is not lost (a notification is kept, headship
+ * passes on). Withdrawing its ticket interrupts it, heading or not (see
+ * `ticket`). On a closed stage, `enter` is interrupted.
  *
  * @category combinators
  * @since 0.1.0

@@ -58,19 +58,65 @@ export class TokenEncodingError extends Schema.TaggedError<TokenEncodingError>()
 }
 
 /**
- * The shared stage has no free slot left: `capacity` tickets are held at once
- * across all workers, or `maxWorkers` workers are attached.
+ * The shared stage has no room: `capacity` tickets are held at once across all
+ * workers, `maxWorkers` workers are attached, or (`"inbox"`) an event to
+ * deliver is longer than any inbox can take (`limit` is then the longest
+ * event, in bytes, that `inboxBytes` allows).
  *
  * @category errors
  * @since 0.1.0
  */
 export class StageCapacityError extends Schema.TaggedError<StageCapacityError>()("StageCapacityError", {
-  /** What ran out: `"tickets"` or `"workers"`. */
-  resource: Schema.Literals(["tickets", "workers"]),
+  /** What ran out: `"tickets"`, `"workers"` or `"inbox"`. */
+  resource: Schema.Literals(["tickets", "workers", "inbox"]),
   /** The configured limit. */
   limit: Schema.Number
 }) {
   override get message(): string {
-    return `the shared stage has no free ${this.resource} (limit ${this.limit})`
+    return this.resource === "inbox"
+      ? `the event is longer than a shared stage inbox can take (at most ${this.limit} bytes)`
+      : `the shared stage has no free ${this.resource} (limit ${this.limit})`
+  }
+}
+
+/**
+ * A `deliver` or `notify` across workers found the inbox of the worker holding
+ * the token full, and that worker dead: no heartbeat for longer than the lease.
+ * It was reaped (its tickets withdrawn, headship passed on if it headed) and
+ * the event was not delivered.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkerDeadError extends Schema.TaggedError<WorkerDeadError>()("WorkerDeadError", {
+  /** The token whose holder died, as the stage printed it. */
+  token: Schema.String,
+  /** The stage's lease: how long a worker may go without a heartbeat. */
+  leaseMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `the worker holding token ${this.token} died (no heartbeat for over ${this.leaseMillis} ms); it was reaped and the event not delivered`
+  }
+}
+
+/**
+ * This worker was evicted from a shared stage: other workers watched its
+ * heartbeat stand still for longer than the lease (its event loop was blocked,
+ * or its thread was not scheduled, for that long) and reaped it, as they reap
+ * a worker that died. Its tickets were withdrawn, and headship passed on if it
+ * headed. An evicted worker never touches the shared state again: its parked
+ * and later enters are interrupted, a head running in it is interrupted, and
+ * `ticket`, `notify` and `deliver` fail with this error. Attach again (a new
+ * scope) to take part once more.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class WorkerEvictedError extends Schema.TaggedError<WorkerEvictedError>()("WorkerEvictedError", {
+  /** The stage's lease: how long a worker may go without a heartbeat. */
+  leaseMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `this worker was evicted from the shared stage (its heartbeat stood still for over ${this.leaseMillis} ms); attach again`
   }
 }

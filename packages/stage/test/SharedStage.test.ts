@@ -1,9 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Worker } from "node:worker_threads"
-import { SharedStage } from "@quiesce/stage"
-import { makeSource } from "./fixtures/source.ts"
+import { SharedStage, StageError } from "@quiesce/stage"
+import { makeSource } from "../examples/source.ts"
+import { keyOf, sharedInternals } from "./internals.ts"
 
 /** Yields to the event loop (not the fiber scheduler) until `done()` or the bound runs out. */
 const eventually = (done: () => boolean) =>
@@ -32,26 +33,38 @@ const twoWorkers = (options?: SharedStage.MemoryOptions) =>
     return { memory, a, b }
   })
 
-interface SharedInternals {
-  readonly head: number
-  readonly rings: Array<number>
-  registerLocked(w: number, key: Uint8Array, hash: number): number
-  enterLocked(s: number): number
-  leaveLocked(s: number, gen: number): void
-  expireLocked(s: number, gen: number, seq: number): boolean
-  takePromotionLocked(s: number, gen: number, seq: number, expired: boolean): boolean
-  genOf(s: number): number
-  checkLocked(): string | undefined
-}
-
-/** FNV-1a, as the shared stage hashes token encodings. */
-const hashOf = (bytes: Uint8Array): number => {
-  let h = 0x811c9dc5
-  for (const byte of bytes) h = Math.imul(h ^ byte, 0x01000193)
-  return h | 0
-}
-
 const done = (fiber: Fiber.Fiber<unknown, unknown>) => () => fiber.pollUnsafe() !== undefined
+
+/** A head that reads until it is interrupted, then cleans up (uninterruptibly) until `leaving`. */
+const slowToLeave = (reader: { readers: number }, leaving: Deferred.Deferred<void>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => reader.readers++),
+    () => Effect.never,
+    () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => reader.readers--))
+  )
+
+/**
+ * A head in `a` (ticket "h", taken in `scope`) that reads until interrupted and then cleans up
+ * until `leaving`, and a waiter "w" in `b` that records, when it heads, how many read then.
+ */
+const slowHeadAndWaiter = <B, E>(
+  a: SharedStage.SharedStage<null, string, B, E>,
+  b: SharedStage.SharedStage<null, string, B, E>,
+  scope: Scope.Scope
+) =>
+  Effect.gen(function*() {
+    const reader = { readers: 0 }
+    const seen: Array<number> = []
+    const leaving = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
+    const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, scope)
+    const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => slowToLeave(reader, leaving) }))
+    yield* Effect.yieldNow
+    const w = yield* SharedStage.ticket(b, "w")
+    const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.sync(() => seen.push(reader.readers)) }))
+    yield* Effect.yieldNow
+    return { head, leaving, seen, waiter }
+  })
 
 describe("SharedStage (two attachments in one thread)", () => {
   it.effect("a head in one worker delivers an event to a waiter in another; the event is buffered before it wakes", () =>
@@ -141,10 +154,9 @@ describe("SharedStage (two attachments in one thread)", () => {
       // The race (promotion in flight in the inbox while the timer fires) is
       // driven step by step on the shared state machine.
       const { a, b } = yield* twoWorkers()
-      const shared = (a as unknown as { shared: SharedInternals }).shared
-      const key = (t: string) => new TextEncoder().encode(JSON.stringify(t))
-      const slot = (w: number, t: string) => shared.registerLocked(w, key(t), hashOf(key(t)))
-      const [wa, wb] = [(a as unknown as { me: number }).me, (b as unknown as { me: number }).me]
+      const shared = sharedInternals(a).shared
+      const slot = (w: number, t: string) => shared.registerLocked(w, keyOf(t).bytes, keyOf(t).hash)
+      const [wa, wb] = [sharedInternals(a).me, sharedInternals(b).me]
       const h = slot(wa, "h"), late = slot(wb, "late"), next = slot(wa, "next")
       assert.strictEqual(shared.enterLocked(h), 2)
       const lateSeq = -shared.enterLocked(late) - 3
@@ -345,6 +357,259 @@ describe("SharedStage (two attachments in one thread)", () => {
     }))
 })
 
+describe("SharedStage: scale and withdrawal (issue 10)", () => {
+  it.effect("2. withdrawing the ticket of a running head interrupts it; a head in another worker starts only once it has left", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const ticketScope = yield* Scope.make()
+      const { head, leaving, seen, waiter } = yield* slowHeadAndWaiter(a, b, ticketScope)
+      yield* Scope.close(ticketScope, Exit.void)
+      // Give b every chance to be (wrongly) promoted while a's head cleans up.
+      yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)
+      assert.deepStrictEqual(seen, [])
+      assert.isUndefined(head.pollUnsafe())
+      // The token is free at once, though its head has not left yet.
+      yield* Effect.scoped(SharedStage.ticket(b, "h"))
+      yield* Deferred.succeed(leaving, undefined)
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(head)))
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: 1 })
+      assert.deepStrictEqual(seen, [0])
+    }))
+
+  it.effect("2b. detaching a worker whose head cleans up slowly: its head is interrupted, the next head waits for it", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory()
+      const scopeA = yield* Scope.make()
+      const a = yield* Effect.provideService(SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null }), Scope.Scope, scopeA)
+      const b = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const { head, leaving, seen, waiter } = yield* slowHeadAndWaiter(a, b, scopeA)
+      yield* Scope.close(scopeA, Exit.void)
+      yield* eventually(() => seen.length > 0 || waiter.pollUnsafe() !== undefined)
+      assert.deepStrictEqual(seen, [])
+      yield* Deferred.succeed(leaving, undefined)
+      assert.isTrue(yield* eventually(done(waiter)))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(head)))
+      assert.deepStrictEqual(seen, [0])
+    }))
+
+  it.effect("4. a fiber woken during its worker's inbox read, heading and delivering to its own worker, never makes an event filed twice", () =>
+    Effect.gen(function*() {
+      const offered: Array<string> = []
+      const counting: SharedStage.Events<string, Buffer, string> = {
+        ...events,
+        offer: (buffer, token, event) => {
+          offered.push(`${token}=${event}`)
+          buffer.set(token, event)
+        }
+      }
+      const memory = SharedStage.makeMemory()
+      const a = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events: counting })
+      const b = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events: counting })
+      const h = yield* SharedStage.ticket(a, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, {
+        head: (d) => Effect.andThen(Deferred.await(gate), Effect.andThen(d.deliver("y", "for y"), d.deliver("w", "for w")))
+      }))
+      yield* Effect.yieldNow
+      const y = yield* SharedStage.ticket(b, "y")
+      const w = yield* SharedStage.ticket(b, "w")
+      yield* SharedStage.ticket(b, "z")
+      // y, woken first, finds no head and heads at once: it delivers to z, in its own worker, while b is still reading the records for y and w.
+      const fy = yield* Effect.forkChild(Effect.flatMap(
+        SharedStage.enter(b, y, { head: () => Effect.succeed("y headed") }),
+        (first) => Effect.map(SharedStage.enter(b, y, { head: (d) => d.deliver("z", "for z") }), (second) => [first._tag, second._tag])
+      ))
+      const fw = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.succeed("w headed") }))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      assert.isTrue(yield* eventually(() => done(fy)() && done(fw)()))
+      assert.deepStrictEqual(yield* Fiber.join(fy), ["Token", "Finished"])
+      assert.deepStrictEqual(yield* Fiber.join(fw), { _tag: "Token" })
+      // Later drains must not replay them either.
+      yield* eventually(() => false)
+      assert.deepStrictEqual(offered, ["y=for y", "w=for w", "z=for z"])
+    }))
+
+  it.effect("5. withdrawing a heading ticket is atomic: the waiter it promotes in the same worker sees the token free", () =>
+    Effect.gen(function*() {
+      const { a } = yield* twoWorkers()
+      const ticketScope = yield* Scope.make()
+      const h = yield* Effect.provideService(SharedStage.ticket(a, "h"), Scope.Scope, ticketScope)
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Effect.never }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(a, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(a, w, {
+        head: (d) =>
+          Effect.flatMap(Effect.exit(Effect.scoped(SharedStage.ticket(a, "h"))), (taken) =>
+            Effect.map(d.notify("h"), (notified) => ({ notified, taken: Exit.isSuccess(taken) })))
+      }))
+      yield* Effect.yieldNow
+      yield* Scope.close(ticketScope, Exit.void)
+      assert.isTrue(yield* eventually(() => done(waiter)() && done(head)()))
+      assert.isTrue(Exit.hasInterrupts(head.pollUnsafe()!))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: { notified: false, taken: true } }))
+    }))
+
+  it.effect("a promoted waiter whose head is then interrupted leaves no notification behind", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoWorkers()
+      const h = yield* SharedStage.ticket(a, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* Effect.forkChild(SharedStage.enter(a, h, { head: () => Deferred.await(gate) }))
+      yield* Effect.yieldNow
+      const w = yield* SharedStage.ticket(b, "w")
+      const heading = yield* Deferred.make<void>()
+      const waiter = yield* Effect.forkChild(SharedStage.enter(b, w, { head: () => Effect.andThen(Deferred.succeed(heading, undefined), Effect.never) }))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      yield* Deferred.await(heading)
+      yield* Fiber.interrupt(waiter)
+      // Nobody notified w: its next enter heads (the stage is free), it does not return Token.
+      assert.deepStrictEqual(yield* SharedStage.enter(b, w, { head: () => Effect.succeed("headed") }), { _tag: "Finished", value: "headed" })
+    }))
+
+  it.effect("7. a sparse-array token is refused exactly as [undefined, 1] is", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory()
+      const a = yield* SharedStage.attach<null, unknown, null>(memory, { resource: null, buffer: null })
+      // eslint-disable-next-line no-sparse-arrays
+      const accepted: Array<string> = []
+      for (const bad of [[undefined, 1], [, 1], [1, , 2], new Array(2)]) {
+        const exit = yield* Effect.exit(Effect.scoped(SharedStage.ticket(a, bad)))
+        if (!(Exit.isFailure(exit) && Cause.squash(exit.cause) instanceof StageError.TokenEncodingError)) accepted.push(String(bad.length))
+      }
+      assert.deepStrictEqual(accepted, [])
+    }))
+})
+
+/** The lease-keeping internals of an attachment. */
+const leaseInternals = (stage: { readonly [SharedStage.TypeId]: SharedStage.TypeId }) =>
+  stage as unknown as {
+    readonly me: number
+    readonly gen: number
+    readonly heartbeat: ReturnType<typeof setInterval> | undefined
+    locked(f: (state: { reapLocked(w: number): void }) => void, ifEvicted: undefined): void
+    readonly shared: {
+      readonly m: Int32Array
+      readonly l: { readonly inboxesAt: number }
+      isCurrent(w: number, gen: number): boolean
+      reapDead(me: number): number
+      unlock(me: number): void
+      checkLocked(): string | undefined
+    }
+  }
+
+/** Two attachments in this thread with the given lease, and their lease-keeping internals. */
+const twoWatched = (leaseMillis: number) =>
+  Effect.map(twoWorkers({ leaseMillis }), ({ a, b }) => ({ a, ai: leaseInternals(a), b, bi: leaseInternals(b) }))
+
+/** Blocks this thread (its event loop, its timers, every fiber) for `millis` of its monotonic clock. */
+const blockThread = (millis: number) => {
+  const until = performance.now() + millis
+  while (performance.now() < until) {
+    // blocked
+  }
+}
+
+describe("SharedStage leases: a monotonic watch, stall-safe on the watching side", () => {
+  it.effect("a wall-clock jump reaps nobody", () =>
+    Effect.gen(function*() {
+      const { ai, bi } = yield* twoWatched(1_000)
+      const realNow = Date.now
+      try {
+        // The wall clock jumps an hour ahead between two looks (NTP, a VM resumed, a manual change).
+        assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+        Date.now = () => realNow() + 3_600_000
+        assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+        assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+      } finally {
+        Date.now = realNow
+      }
+      assert.isTrue(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.effect("a stall of the watching thread is not counted as the other worker's silence", () =>
+    Effect.gen(function*() {
+      // Both attachments live in this thread: blocking it stalls the watcher and the watched
+      // alike, as a stopped process (SIGSTOP), a GC pause or a blocked loop does.
+      const { ai, bi } = yield* twoWatched(200)
+      assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+      blockThread(600)
+      // The first look after the stall, before b's heartbeat could run: the watch starts over.
+      assert.strictEqual(ai.shared.reapDead(ai.me), 0)
+      assert.isTrue(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.effect("a holder whose lock was broken does not release the lock of whoever took it since", () =>
+    Effect.gen(function*() {
+      const { ai, bi } = yield* twoWatched(60_000)
+      const m = ai.shared.m
+      // b's lock was broken (it looked dead) and a holds the lock now; b then finishes its section.
+      Atomics.store(m, 0, ai.me + 1)
+      bi.shared.unlock(bi.me)
+      assert.strictEqual(Atomics.load(m, 0), ai.me + 1)
+      ai.shared.unlock(ai.me)
+      assert.strictEqual(Atomics.load(m, 0), 0)
+    }))
+
+  it.live("a worker whose heartbeat stops is reaped once watched silent for the lease, not before", () =>
+    Effect.gen(function*() {
+      const { ai, bi } = yield* twoWatched(200)
+      clearInterval(bi.heartbeat)
+      const started = performance.now()
+      let reaped = 0
+      // Watched continuously (as deliver's retries and the lock's spin watch), with a bound.
+      for (let i = 0; i < 2_000 && reaped === 0; i++) {
+        reaped = ai.shared.reapDead(ai.me)
+        if (reaped === 0) yield* Effect.sleep("5 millis")
+      }
+      assert.strictEqual(reaped, 1)
+      assert.isAtLeast(performance.now() - started, 200)
+      assert.isFalse(bi.shared.isCurrent(bi.me, bi.gen))
+    }))
+
+  it.effect("an evicted worker fails its operations with WorkerEvictedError and never writes the shared state again", () =>
+    Effect.gen(function*() {
+      const { a, ai, b, bi } = yield* twoWatched(60_000)
+      // b heads (and keeps its director) and has a waiter parked.
+      let director: SharedStage.Director<null, string, Buffer, string> | undefined
+      const h = yield* SharedStage.ticket(b, "h")
+      const head = yield* Effect.forkChild(SharedStage.enter(b, h, {
+        head: (d) => Effect.andThen(Effect.sync(() => (director = d)), Effect.never)
+      }))
+      const p = yield* SharedStage.ticket(b, "p")
+      const parked = yield* Effect.forkChild(SharedStage.enter(b, p, { head: () => Effect.succeed("p headed") }))
+      const w = yield* SharedStage.ticket(a, "w")
+      const waiter = yield* Effect.forkChild(SharedStage.enter(a, w, { head: () => Effect.succeed("a headed") }))
+      yield* Effect.yieldNow
+      assert.isDefined(director)
+      // a reaps b, as it does once it has watched b's heartbeat stand still for the lease; b has not noticed.
+      ai.locked((s) => s.reapLocked(bi.me), undefined)
+      // a's waiter is promoted in b's place.
+      assert.deepStrictEqual(yield* Fiber.join(waiter), { _tag: "Finished", value: "a headed" })
+      const w2 = yield* SharedStage.ticket(a, "w2")
+      const before = ai.shared.m.slice(0, ai.shared.l.inboxesAt)
+      // b's operations fail, typed, and change nothing.
+      assert.deepStrictEqual(yield* Effect.flip(director!.notify("w2")), new StageError.WorkerEvictedError({ leaseMillis: 60_000 }))
+      assert.deepStrictEqual(yield* Effect.flip(director!.deliver("w2", "late")), new StageError.WorkerEvictedError({ leaseMillis: 60_000 }))
+      assert.deepStrictEqual(yield* Effect.flip(Effect.scoped(SharedStage.ticket(b, "x"))), new StageError.WorkerEvictedError({ leaseMillis: 60_000 }))
+      // Its head and its parked enter are interrupted; an enter after the eviction is too.
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(head)))
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(parked)))
+      assert.isTrue(Exit.hasInterrupts(yield* Effect.exit(SharedStage.enter(b, p, { head: () => Effect.succeed("late") }))))
+      assert.deepStrictEqual(ai.shared.m.slice(0, ai.shared.l.inboxesAt), before)
+      assert.isUndefined(ai.shared.checkLocked())
+      // b's tokens are free; its notifies reached nobody: w2 enters and heads, with nothing pending.
+      yield* Effect.scoped(SharedStage.ticket(a, "h"))
+      yield* Effect.scoped(SharedStage.ticket(a, "p"))
+      assert.deepStrictEqual(yield* SharedStage.enter(a, w2, { head: () => Effect.succeed("w2 headed") }), { _tag: "Finished", value: "w2 headed" })
+      assert.strictEqual(a.buffer.size, 0)
+    }))
+})
+
 const spawn = (data: Record<string, unknown>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -380,6 +645,57 @@ const spawn = (data: Record<string, unknown>) =>
   )
 
 describe("SharedStage across worker_threads", () => {
+  it.live("1. a promotion chain of 10,000 waiters in one worker, heads finishing synchronously, runs in constant stack", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ capacity: 10_016, leaseMillis: 30_000 })
+      const { message } = yield* spawn({ mode: "chain", memory, source: makeSource(1), index: 0, fibers: 10_000, rounds: 0 })
+      const result = yield* message((m) => "done" in m || "failed" in m)
+      assert.isUndefined(result.failed, result.failed)
+      assert.deepStrictEqual(result.done, { parked: 10_000, headed: 10_000, inOrder: true, waiting: 0, head: -1 })
+    }), { timeout: 60_000 })
+
+  it.live("a worker blocked past its lease is evicted: once it runs again its head is interrupted and its operations fail with WorkerEvictedError, the shared state intact", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ leaseMillis: 300 })
+      const stage = yield* SharedStage.attach<null, string, null>(memory, { resource: null, buffer: null })
+      const { message } = yield* spawn({ mode: "blocked-head", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 30_000 })
+      yield* message((m) => m.heading === true)
+      const w = yield* SharedStage.ticket(stage, "w")
+      // The blocked worker's lease runs out: this worker reaps it and its waiter heads.
+      const exit = yield* SharedStage.enter(stage, w, { head: () => Effect.succeed("promoted") }).pipe(Effect.timeout("20 seconds"))
+      assert.deepStrictEqual(exit, { _tag: "Finished", value: "promoted" })
+      // When the blocked worker runs again, it finds itself evicted and stops its head.
+      const result = yield* message((m) => "done" in m || "failed" in m)
+      assert.isUndefined(result.failed, result.failed)
+      assert.strictEqual(result.done.headEnded, "interrupted")
+      assert.strictEqual(result.done.ticketAfter, "WorkerEvictedError")
+      assert.strictEqual(result.done.notifyAfter, "WorkerEvictedError")
+      // Its token is free, its late operations reached nobody, and the structure is consistent.
+      yield* Effect.scoped(SharedStage.ticket(stage, "blocked"))
+      yield* Effect.scoped(SharedStage.ticket(stage, "after"))
+      assert.isUndefined(leaseInternals(stage).shared.checkLocked())
+      assert.deepStrictEqual(yield* SharedStage.enter(stage, w, { head: () => Effect.succeed("again") }), { _tag: "Finished", value: "again" })
+    }), { timeout: 60_000 })
+
+  it.live("6. deliver to a full inbox of a terminated worker reaps it and fails with WorkerDeadError; it never spins", () =>
+    Effect.gen(function*() {
+      const memory = SharedStage.makeMemory({ inboxBytes: 4096, leaseMillis: 300 })
+      const stage = yield* SharedStage.attach<null, string, Buffer, string>(memory, { resource: null, buffer: new Map(), events })
+      const { worker, message } = yield* spawn({ mode: "hold-ticket", memory, source: makeSource(1), index: 0, fibers: 0, rounds: 0 })
+      yield* message((m) => m.holding === true)
+      yield* Effect.promise(() => worker.terminate())
+      // The only fiber of this worker is the head: nobody parked here reaps the dead worker for it.
+      const h = yield* SharedStage.ticket(stage, "h")
+      const event = "x".repeat(200)
+      const exit = yield* SharedStage.enter(stage, h, {
+        head: (d) => Effect.flip(Effect.forever(d.deliver("idle-held", event)))
+      }).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(exit._tag, "Finished")
+      if (exit._tag === "Finished") assert.deepStrictEqual(exit.value, new StageError.WorkerDeadError({ token: "\"idle-held\"", leaseMillis: 300 }))
+      // The dead worker was reaped: its token is free.
+      yield* Effect.scoped(SharedStage.ticket(stage, "idle-held"))
+    }), { timeout: 60_000 })
+
   it.live("a token held by a worker that was terminated is free again once its lease runs out", () =>
     Effect.gen(function*() {
       const memory = SharedStage.makeMemory({ leaseMillis: 1_000 })

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Equal, Exit, Fiber, Hash, Layer, Scope } from "effect"
+import { Cause, Context, Deferred, Effect, Equal, Exit, Fiber, Hash, Layer, Queue, Scope } from "effect"
+import * as Scheduler from "effect/Scheduler"
 import { TestClock } from "effect/testing"
 import { Stage } from "@quiesce/stage"
 import { internals } from "./internals.ts"
@@ -25,6 +26,20 @@ const headAfter = <R, T, B, A, E>(
     () => settle
   )
 
+
+/** Forks a fiber that enters (and, the stage being free, heads) with a ticket in a scope of its own, which the test closes to withdraw it. */
+const headInOwnScope = <A>(
+  stage: Stage.Stage<Array<[string, string]>, string, Buffer>,
+  token: string,
+  head: () => Effect.Effect<A>
+) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const ticket = yield* Effect.provideService(Stage.ticket(stage, token), Scope.Scope, scope)
+    const fiber = yield* Effect.forkChild(Stage.enter(stage, ticket, { head }))
+    yield* settle
+    return { scope, fiber }
+  })
 
 describe("Stage", () => {
   it.effect("the first to enter heads and returns Finished", () =>
@@ -411,5 +426,193 @@ describe("exit-left defects", () => {
       assert.deepStrictEqual(yield* Fiber.join(fb), { _tag: "Token" })
       // a was not woken by b's notify: it was promoted when the head left.
       assert.deepStrictEqual(yield* Fiber.join(fa), { _tag: "Finished", value: "a headed" })
+    }))
+})
+
+describe("scale and withdrawal (issue 10)", () => {
+  it.effect("1. a promotion chain of 100,000 waiters whose heads finish synchronously runs in constant stack", () =>
+    Effect.gen(function*() {
+      const stage = yield* Stage.make<null, number, null>({ resource: null, buffer: null })
+      const n = 100_000
+      const gate = yield* Deferred.make<void>()
+      const first = yield* Stage.ticket(stage, -1)
+      yield* Effect.forkChild(Stage.enter(stage, first, { head: () => Deferred.await(gate) }))
+      yield* settle
+      const order: Array<number> = []
+      // The stack depth of every 1,000th head: a chain that nests grows it by a few frames per promotion.
+      const depths: Array<number> = []
+      const depth = () => {
+        const limit = Error.stackTraceLimit
+        Error.stackTraceLimit = Infinity
+        const frames = new Error().stack!.split("\n").length
+        Error.stackTraceLimit = limit
+        return frames
+      }
+      for (let i = 0; i < n; i++) {
+        const ticket = yield* Stage.ticket(stage, i)
+        yield* Effect.forkChild(Stage.enter(stage, ticket, {
+          head: () =>
+            Effect.sync(() => {
+              if (i % 1_000 === 0) depths.push(depth())
+              order.push(i)
+            })
+        }))
+      }
+      yield* settle
+      assert.strictEqual(internals(stage).waiting, n)
+      // The first head leaves: each promoted head finishes at once and promotes the next.
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      assert.strictEqual(order.length, n)
+      assert.isTrue(order.every((v, i) => v === i))
+      assert.isUndefined(internals(stage).head)
+      assert.strictEqual(internals(stage).waiting, 0)
+      assert.strictEqual(depths.length, n / 1_000)
+      assert.isAtMost(Math.max(...depths) - Math.min(...depths), 0, `stack depths ${Math.min(...depths)}..${Math.max(...depths)}`)
+    }), { timeout: 120_000 })
+
+  it.effect("1b. the quick start with 20,000 receivers whose events arrive in request order", () =>
+    Effect.gen(function*() {
+      const n = 20_000
+      const wire = yield* Queue.unbounded<number>()
+      const stage = yield* Stage.make<Queue.Queue<number>, number, Map<number, number>>({ resource: wire, buffer: new Map() })
+      const poll = (director: Stage.Director<Queue.Queue<number>, number, Map<number, number>>) =>
+        Effect.map(Queue.take(director.resource), (event) => {
+          director.buffer.set(event, event)
+          director.notifyUnsafe(event)
+        })
+      const take = (buffer: Map<number, number>, token: number) => {
+        const v = buffer.get(token)
+        buffer.delete(token)
+        return v
+      }
+      const receivers = yield* Effect.forkChild(Effect.forEach(
+        Array.from({ length: n }, (_, i) => i),
+        (token) => Stage.receive(stage, { token, take, poll }),
+        { concurrency: "unbounded" }
+      ))
+      yield* settle
+      assert.strictEqual(internals(stage).waiting, n - 1)
+      // Each head finds its own event first, leaves, and the next receiver heads.
+      yield* Queue.offerAll(wire, Array.from({ length: n }, (_, i) => i))
+      yield* settle
+      const received = receivers.pollUnsafe()
+      assert.isTrue(received !== undefined && Exit.isSuccess(received) && received.value.every((v, i) => v === i))
+    }), { timeout: 120_000 })
+
+  it.effect("2. withdrawing the ticket of a running head interrupts it; the next head starts only once it has left", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      let readers = 0
+      const seen: Array<number> = []
+      const leaving = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(leaving, undefined))
+      // Reads until interrupted; its clean-up (uninterruptible) lasts until `leaving`.
+      const { fiber: head, scope: ticketScope } = yield* headInOwnScope(stage, "a", () =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => readers++),
+          () => Effect.never,
+          () => Effect.andThen(Deferred.await(leaving), Effect.sync(() => readers--))
+        ))
+      const b = yield* Stage.ticket(stage, "b")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.sync(() => seen.push(readers)) }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      yield* settle
+      // a's head was interrupted and is cleaning up: b must not read beside it.
+      assert.deepStrictEqual(seen, [])
+      assert.isUndefined(waiter.pollUnsafe())
+      assert.isUndefined(head.pollUnsafe())
+      yield* Deferred.succeed(leaving, undefined)
+      yield* settle
+      assert.isTrue(Exit.hasInterrupts(head.pollUnsafe()!))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: 1 }))
+      assert.deepStrictEqual(seen, [0])
+    }))
+
+  it.effect("2b. a withdrawn head that never returns is interrupted, and headship passes on", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const { fiber: head, scope: ticketScope } = yield* headInOwnScope(stage, "a", () => Effect.never)
+      const b = yield* Stage.ticket(stage, "b")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, b, { head: () => Effect.succeed("b headed") }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      yield* settle
+      const headExit = head.pollUnsafe()
+      assert.isTrue(headExit !== undefined && Exit.hasInterrupts(headExit))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: "b headed" }))
+    }))
+
+  it.effect("3. a timed enter interrupted during a scheduler yield between joining the queue and parking never stays linked", () =>
+    Effect.gen(function*() {
+      // Operation budgets from 4 to 64: with some of them (4–11 at the time of writing) the yield falls between joining and parking.
+      const stranded: Array<number> = []
+      for (let budget = 4; budget <= 64; budget++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const stage = yield* makeStage
+          const h = yield* Stage.ticket(stage, "h")
+          const gate = yield* Deferred.make<void>()
+          const head = yield* Effect.forkChild(Stage.enter(stage, h, { head: () => Deferred.await(gate) }))
+          yield* settle
+          const w = yield* Stage.ticket(stage, "w")
+          const waiter = yield* Effect.forkChild(
+            Effect.provideService(Stage.enter(stage, w, { head: () => Effect.void, timeout: "1 minute" }), Scheduler.MaxOpsBeforeYield, budget),
+            { startImmediately: true }
+          )
+          // Interrupted wherever it is: parked, or yielding before it parked.
+          waiter.interruptUnsafe()
+          yield* settle
+          // The next waiter heads when the head leaves.
+          const next = yield* Stage.ticket(stage, "next")
+          const nextFiber = yield* Effect.forkChild(Stage.enter(stage, next, { head: () => Effect.succeed("next headed") }))
+          yield* settle
+          if (internals(stage).waiting !== 1) stranded.push(budget)
+          yield* Deferred.succeed(gate, undefined)
+          yield* settle
+          assert.isTrue(Exit.hasInterrupts(waiter.pollUnsafe()!))
+          assert.deepStrictEqual(head.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: undefined }))
+          if (nextFiber.pollUnsafe() === undefined) stranded.push(budget)
+        }))
+      }
+      assert.deepStrictEqual(stranded, [])
+    }))
+
+  it.effect("a promoted waiter whose head is then interrupted leaves no notification behind", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const h = yield* Stage.ticket(stage, "h")
+      const gate = yield* Deferred.make<void>()
+      const head = yield* headAfter(stage, h, gate, () => Effect.void)
+      const w = yield* Stage.ticket(stage, "w")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, w, { head: () => Effect.never }))
+      yield* settle
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(head)
+      yield* settle
+      assert.strictEqual(internals(stage).head?.token, "w")
+      yield* Fiber.interrupt(waiter)
+      // Nobody notified w: its next enter heads (the stage is free), it does not return Token.
+      assert.deepStrictEqual(yield* Stage.enter(stage, w, { head: () => Effect.succeed("headed") }), { _tag: "Finished", value: "headed" })
+    }))
+
+  it.effect("5. withdrawing a heading ticket is atomic: the waiter it promotes sees the token free", () =>
+    Effect.gen(function*() {
+      const stage = yield* makeStage
+      const { fiber: head, scope: ticketScope } = yield* headInOwnScope(stage, "a", () => Effect.never)
+      const b = yield* Stage.ticket(stage, "b")
+      const waiter = yield* Effect.forkChild(Stage.enter(stage, b, {
+        head: (d) =>
+          Effect.map(Effect.exit(Effect.scoped(Stage.ticket(stage, "a"))), (taken) => ({
+            notified: d.notifyUnsafe("a"),
+            taken: Exit.isSuccess(taken)
+          }))
+      }))
+      yield* settle
+      yield* Scope.close(ticketScope, Exit.void)
+      yield* settle
+      const headExit = head.pollUnsafe()
+      assert.isTrue(headExit !== undefined && Exit.hasInterrupts(headExit))
+      assert.deepStrictEqual(waiter.pollUnsafe(), Exit.succeed({ _tag: "Finished", value: { notified: false, taken: true } }))
     }))
 })

@@ -2,13 +2,17 @@
  * Randomized test of the shared stage's worker-local side (parking, inbox
  * records, wake-up sequence numbers, cancellation): fibers on two attachments
  * of one shared stage, with real doorbells and pumps, random timeouts, random
- * interruptions, heads that notify random tokens (their own included), fail
- * or return. Checked: never two heads; every notify that found a holder was
- * delivered to it exactly once (a `Token`, or still pending when it
- * withdrew); everyone finishes once heads stop (liveness).
+ * interruptions, tickets withdrawn from outside at random (heading ones
+ * included), heads that notify random tokens (their own included), fail,
+ * return, or clean up slowly (uninterruptibly, over event-loop turns).
+ * Checked: never two heads (a withdrawn head counts until its clean-up is
+ * done); a withdrawn token is free the moment the withdrawal returns; every
+ * notify that found a holder was delivered to it exactly once (a `Token`, or
+ * still pending when it withdrew); everyone finishes once heads stop
+ * (liveness).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import { SharedStage } from "@quiesce/stage"
 import { mulberry32 } from "./random.ts"
 
@@ -22,6 +26,10 @@ interface Participant {
   tokens: number
   pendingAtEnd: number
   fiber: Fiber.Fiber<void, unknown> | undefined
+  ticketScope: Scope.Closeable | undefined
+  withdrawn: boolean
+  heading: boolean
+  stage: SharedStage.SharedStage<null, string, null> | undefined
 }
 
 const TOKENS = Array.from({ length: 8 }, (_, i) => `t${i}`)
@@ -42,9 +50,12 @@ const runSeed = (seed: number, steps: number) =>
     const violations: Array<string> = []
     let heads = 0
     let stopping = false
+    let withdrawals = 0
+    let headsWithdrawn = 0
 
-    const head = (director: SharedStage.Director<null, string, null, never>) =>
+    const head = (p: Participant) => (director: SharedStage.Director<null, string, null, never>) =>
       Effect.gen(function*() {
+        p.heading = true
         if (++heads !== 1) violations.push(`seed ${seed}: ${heads} heads`)
         for (let i = 0; i < 20 && !stopping; i++) {
           const r = random()
@@ -62,28 +73,38 @@ const runSeed = (seed: number, steps: number) =>
             yield* yieldToLoop
           }
         }
-      }).pipe(Effect.ensuring(Effect.sync(() => heads--)))
+      }).pipe(Effect.ensuring(Effect.suspend(() => {
+        p.heading = false
+        // Some heads take event-loop turns to clean up, uninterruptibly: nobody may head meanwhile.
+        return Effect.andThen(random() < 0.3 ? yieldToLoop : Effect.void, Effect.sync(() => heads--))
+      })))
 
     const participant = (p: Participant, stage: SharedStage.SharedStage<null, string, null>) =>
       Effect.scoped(Effect.gen(function*() {
-        const exit = yield* Effect.exit(SharedStage.ticket(stage, p.token))
+        // Its own scope, closed when the participant ends or, at random, from outside.
+        const ticketScope = yield* Scope.make()
+        yield* Effect.addFinalizer(() => Scope.close(ticketScope, Exit.void))
+        const exit = yield* Effect.exit(Effect.provideService(SharedStage.ticket(stage, p.token), Scope.Scope, ticketScope))
         if (Exit.isFailure(exit)) {
           if (!holder.has(p.token)) violations.push(`seed ${seed}: ${p.token} refused while free`)
           return
         }
         const ticket = exit.value as unknown as { slot: number }
         holder.set(p.token, p)
+        p.ticketScope = ticketScope
         // Runs before the ticket is withdrawn (finalizers run in reverse order).
-        yield* Effect.addFinalizer(() =>
+        yield* Scope.addFinalizer(
+          ticketScope,
           Effect.sync(() => {
+            p.withdrawn = true
             holder.delete(p.token)
             p.pendingAtEnd = shared.pendingOf(ticket.slot)
           })
         )
-        while (!stopping) {
+        while (!stopping && !p.withdrawn) {
           const timeout = random() < 0.5 ? undefined : 1 + Math.floor(random() * 3)
           yield* Effect.exit(Effect.onExit(
-            SharedStage.enter(stage, exit.value, timeout === undefined ? { head } : { head, timeout }),
+            SharedStage.enter(stage, exit.value, timeout === undefined ? { head: head(p) } : { head: head(p), timeout }),
             (e) => Effect.sync(() => Exit.isSuccess(e) && e.value._tag === "Token" && p.tokens++)
           ))
         }
@@ -93,11 +114,36 @@ const runSeed = (seed: number, steps: number) =>
       const r = random()
       const live = all.filter((p) => p.fiber !== undefined && p.fiber.pollUnsafe() === undefined)
       if (r < 0.25 && live.length < 8) {
-        const p: Participant = { token: pick(TOKENS), notified: 0, tokens: 0, pendingAtEnd: 0, fiber: undefined }
+        const p: Participant = {
+          token: pick(TOKENS),
+          notified: 0,
+          tokens: 0,
+          pendingAtEnd: 0,
+          fiber: undefined,
+          ticketScope: undefined,
+          withdrawn: false,
+          heading: false,
+          stage: undefined
+        }
         all.push(p)
-        p.fiber = yield* Effect.forkDetach(participant(p, pick(stages)))
+        p.stage = pick(stages)
+        p.fiber = yield* Effect.forkDetach(participant(p, p.stage))
       } else if (r < 0.3 && live.length > 0) {
         yield* Fiber.interrupt(pick(live).fiber!)
+      } else if (r < 0.36) {
+        // Withdraw a ticket from outside, whatever its holder is doing (heads more often than not).
+        const holders = live.filter((p) => p.ticketScope !== undefined && !p.withdrawn)
+        const heading = holders.filter((p) => p.heading)
+        const victim = heading.length > 0 && random() < 0.6 ? pick(heading) : holders.length > 0 ? pick(holders) : undefined
+        if (victim !== undefined) {
+          withdrawals++
+          if (victim.heading) headsWithdrawn++
+          yield* Scope.close(victim.ticketScope!, Exit.void)
+          // Free the moment the withdrawal returns: another worker may take it at once.
+          const other = stages.find((s) => s !== victim.stage)!
+          const retaken = yield* Effect.exit(Effect.scoped(SharedStage.ticket(other, victim.token)))
+          if (Exit.isFailure(retaken)) violations.push(`seed ${seed}: ${victim.token} still held after its withdrawal`)
+        }
       } else {
         yield* yieldToLoop
       }
@@ -113,14 +159,22 @@ const runSeed = (seed: number, steps: number) =>
         violations.push(`seed ${seed}: ${p.token} notified ${p.notified}, saw ${p.tokens} + pending ${p.pendingAtEnd}`)
       }
     }
-    return violations
+    return { violations, withdrawals, headsWithdrawn }
   }))
 
 describe("SharedStage fibers", () => {
   it.live("random fibers on two attachments: one head, exactly-once delivery, liveness", () =>
     Effect.gen(function*() {
+      let withdrawals = 0
+      let headsWithdrawn = 0
       for (let seed = 1; seed <= 12; seed++) {
-        assert.deepStrictEqual(yield* runSeed(seed, 400), [])
+        const result = yield* runSeed(seed, 400)
+        assert.deepStrictEqual(result.violations, [])
+        withdrawals += result.withdrawals
+        headsWithdrawn += result.headsWithdrawn
       }
+      // The generator exercised withdrawals, of heads too.
+      assert.isAbove(withdrawals, 50)
+      assert.isAbove(headsWithdrawn, 10)
     }), { timeout: 90_000 })
 })

@@ -12,11 +12,24 @@
  * sequentially consistent, so the record's plain writes are visible to the
  * owner once it sees the tail.
  *
- * Crash safety: every attached worker refreshes a heartbeat. A worker whose
- * heartbeat is older than the lease is reaped by whoever notices (a parked
- * worker checks every half lease): its tickets are withdrawn and, if one of
- * them headed, headship passes to the oldest waiter. A dead lock holder is
- * detected the same way and its lock is broken.
+ * Crash safety: every attached worker bumps a heartbeat counter (a quarter
+ * lease apart). A worker whose counter another thread has watched stand still
+ * for longer than the lease is reaped by that thread (a parked worker watches
+ * every quarter lease; a `ticket` its tokens would refuse; a `deliver` waiting
+ * for room in its inbox): its tickets are withdrawn and, if one of them
+ * headed, headship passes to the oldest waiter. A dead lock holder is detected
+ * the same way and its lock is broken. No clock is shared: each watcher times
+ * the silence on its own monotonic clock (`performance.now()`), so a
+ * wall-clock jump reaps nobody, and a silence counts only while the watcher
+ * itself was running (see `isDead`), so a stall of the watcher (its event loop
+ * blocked, a GC pause, the whole process stopped) is not taken for the
+ * other's. A reaped worker that still runs finds out under the lock
+ * (`isCurrent`) and stops: it never writes the shared state again.
+ *
+ * One head at a time: a ticket withdrawn by its (live) owner while its head
+ * runs becomes `LEAVING`: its token is unregistered at once, but it keeps
+ * headship until its head has left (`leaveLocked`), so no second head is
+ * promoted beside it. Only a dead worker's heads lose headship at once.
  */
 
 // Spins politely where the engine has Atomics.pause (Node >= 24).
@@ -36,14 +49,14 @@ const MAX_WORKERS = 9
 const KEY_WORDS = 10
 const INBOX_WORDS = 11
 const LEASE = 12
-const BASE_HI = 13
-const BASE_LO = 14
-const MAGIC = 15
+const MAGIC = 13
+// Words 14 and 15 are spare.
 const HEADER_WORDS = 16
 const MAGIC_VALUE = 0x53746167 // "Stag"
 
 // Worker slot words.
 const W_ALIVE = 0
+/** A counter its worker bumps; never a time (threads share no clock worth trusting). */
 const W_HEARTBEAT = 1
 const W_DOORBELL = 2
 const W_INBOX_HEAD = 3
@@ -70,6 +83,8 @@ export const IDLE = 1
 export const WAITING_STATE = 2
 export const PROMOTED = 3
 export const HEADING = 4
+/** Withdrawn while its head runs: unregistered, but heading until the head leaves. */
+export const LEAVING = 5
 
 /** Inbox record kinds. */
 export const REC_EVENT = 1
@@ -127,9 +142,6 @@ export const initialize = (
   m[KEY_WORDS] = l.keyWords
   m[INBOX_WORDS] = l.inboxWords
   m[LEASE] = options.leaseMillis
-  const base = Date.now()
-  m[BASE_HI] = Math.floor(base / 0x1_0000_0000)
-  m[BASE_LO] = base % 0x1_0000_0000 | 0
   for (let s = 0; s < l.capacity; s++) {
     const at = l.ticketsAt + s * l.ticketWords
     m[at + T_NEXT] = s + 1 < l.capacity ? s + 1 : -1
@@ -157,18 +169,25 @@ export class SharedState {
   readonly lease: number
   /** Workers whose inbox got records under the current lock hold; rung after it is released. */
   readonly rings: Array<number> = []
-  private readonly base: number
+  /**
+   * This thread's watch of each worker's heartbeat (see `isDead`): the
+   * counter and generation last seen, since when (this thread's monotonic
+   * clock) they have stood still, and when this thread last looked.
+   */
+  private readonly watchBeat: Int32Array
+  private readonly watchGen: Int32Array
+  private readonly watchSince: Float64Array
+  private readonly watchLooked: Float64Array
 
   constructor(buffer: SharedArrayBuffer) {
     this.m = new Int32Array(buffer)
     if (Atomics.load(this.m, MAGIC) !== MAGIC_VALUE) throw new Error("SharedStage: the buffer is not an initialized shared stage")
     this.l = layout(this.m[CAPACITY]!, this.m[MAX_WORKERS]!, this.m[KEY_WORDS]!, this.m[INBOX_WORDS]!)
     this.lease = this.m[LEASE]!
-    this.base = this.m[BASE_HI]! * 0x1_0000_0000 + (this.m[BASE_LO]! >>> 0)
-  }
-
-  now(): number {
-    return Date.now() - this.base
+    this.watchBeat = new Int32Array(this.l.maxWorkers)
+    this.watchGen = new Int32Array(this.l.maxWorkers)
+    this.watchSince = new Float64Array(this.l.maxWorkers)
+    this.watchLooked = new Float64Array(this.l.maxWorkers).fill(-Infinity)
   }
 
   // ---------------------------------------------------------------------------
@@ -189,8 +208,13 @@ export class SharedState {
     }
   }
 
-  unlock(): void {
-    Atomics.store(this.m, LOCK, 0)
+  /**
+   * Releases the lock if `me` still holds it. A holder whose lock was broken
+   * (it looked dead for the lease, see `lock`) must not release the lock of
+   * whoever took it since.
+   */
+  unlock(me: number): void {
+    Atomics.compareExchange(this.m, LOCK, me + 1, 0)
   }
 
   // ---------------------------------------------------------------------------
@@ -206,12 +230,35 @@ export class SharedState {
   }
 
   heartbeat(w: number): void {
-    Atomics.store(this.m, this.workerAt(w) + W_HEARTBEAT, this.now())
+    Atomics.add(this.m, this.workerAt(w) + W_HEARTBEAT, 1)
   }
 
+  /**
+   * Whether worker `w` is presumed dead: attached, and its heartbeat counter
+   * has stood still for longer than the lease while this thread watched. A
+   * look more than half a lease after this thread's previous look at `w`
+   * starts the watch over: this thread was not running in between (its loop
+   * was blocked, it was paused, or the process was stopped, in which case `w`
+   * was stopped too), so that time is not counted as `w`'s silence. Watchers
+   * look a quarter lease apart (the heartbeat's period), or continuously
+   * (`deliver`'s retries, the lock's spin).
+   */
   isDead(w: number): boolean {
+    const m = this.m
     const at = this.workerAt(w)
-    return Atomics.load(this.m, at + W_ALIVE) === 1 && this.now() - Atomics.load(this.m, at + W_HEARTBEAT) > this.lease
+    if (Atomics.load(m, at + W_ALIVE) !== 1) return false
+    const beat = Atomics.load(m, at + W_HEARTBEAT)
+    const gen = Atomics.load(m, at + W_GEN)
+    const now = performance.now()
+    const looked = this.watchLooked[w]!
+    this.watchLooked[w] = now
+    if (beat !== this.watchBeat[w] || gen !== this.watchGen[w] || now - looked > this.lease / 2) {
+      this.watchBeat[w] = beat
+      this.watchGen[w] = gen
+      this.watchSince[w] = now
+      return false
+    }
+    return now - this.watchSince[w]! > this.lease
   }
 
   /** Attaches a worker: returns its slot and generation, or -1 when all slots are taken. */
@@ -219,9 +266,8 @@ export class SharedState {
     const m = this.m
     for (let w = 0; w < this.l.maxWorkers; w++) {
       const at = this.workerAt(w)
-      m[at + W_HEARTBEAT] = this.now()
       if (Atomics.compareExchange(m, at + W_ALIVE, 0, 1) === 0) {
-        Atomics.store(m, at + W_HEARTBEAT, this.now())
+        // A new generation: watchers start their watch of this slot over.
         const gen = Atomics.add(m, at + W_GEN, 1) + 1
         return [w, gen]
       }
@@ -234,13 +280,23 @@ export class SharedState {
     return Atomics.load(this.m, at + W_ALIVE) === 1 && Atomics.load(this.m, at + W_GEN) === gen
   }
 
-  /** Under the lock: withdraws every ticket of worker `w` and frees its slot. */
-  reapLocked(w: number): void {
+  /**
+   * Under the lock: withdraws every ticket of worker `w` but the one whose
+   * head still runs there (`runningHead`, a slot, or -1), which becomes
+   * `LEAVING`.
+   */
+  withdrawAllLocked(w: number, runningHead: number): void {
     const m = this.m
     for (let s = 0; s < this.l.capacity; s++) {
       const at = this.ticketAt(s)
-      if (m[at + T_STATE] !== FREE_SLOT && m[at + T_OWNER] === w) this.withdrawLocked(s, m[at + T_GEN]!)
+      if (m[at + T_STATE] !== FREE_SLOT && m[at + T_OWNER] === w) this.withdrawLocked(s, m[at + T_GEN]!, s === runningHead)
     }
+  }
+
+  /** Under the lock: withdraws every ticket of worker `w` and frees its slot (it is dead, or detaching with no head running). */
+  reapLocked(w: number): void {
+    const m = this.m
+    this.withdrawAllLocked(w, -1)
     const at = this.workerAt(w)
     Atomics.store(m, at + W_INBOX_HEAD, Atomics.load(m, at + W_INBOX_TAIL))
     Atomics.add(m, at + W_GEN, 1)
@@ -262,7 +318,7 @@ export class SharedState {
         dead++
       }
     }
-    this.unlock()
+    this.unlock(me)
     return dead
   }
 
@@ -324,7 +380,7 @@ export class SharedState {
     const mask = indexSize - 1
     for (let s = 0; s < this.l.capacity; s++) {
       const at = this.ticketAt(s)
-      if (m[at + T_STATE] === FREE_SLOT) continue
+      if (m[at + T_STATE] === FREE_SLOT || m[at + T_STATE] === LEAVING) continue
       let p = m[at + T_HASH]! & mask
       while (m[indexAt + p] !== EMPTY) p = (p + 1) & mask
       m[indexAt + p] = s
@@ -364,18 +420,39 @@ export class SharedState {
     return Atomics.load(this.m, this.ticketAt(s) + T_GEN)
   }
 
-  /** Under the lock: withdraws slot `s` if it still has generation `gen` (no ABA). */
-  withdrawLocked(s: number, gen: number): void {
+  /**
+   * Under the lock: withdraws slot `s` if it still has generation `gen` (no
+   * ABA). Its token is free at once. If it heads and its head is still
+   * running (`headRunning`: the owner says so), it becomes `LEAVING` and keeps
+   * headship until `leaveLocked`; otherwise headship passes on now.
+   */
+  withdrawLocked(s: number, gen: number, headRunning = false): void {
     const m = this.m
     const at = this.ticketAt(s)
-    if (m[at + T_STATE] === FREE_SLOT || m[at + T_GEN] !== gen) return
-    if (m[at + T_STATE] === WAITING_STATE) this.unlinkLocked(s)
-    Atomics.store(m, at + T_STATE, FREE_SLOT)
-    if (m[HEAD] === s) this.handOnLocked()
+    const state = m[at + T_STATE]!
+    if (state === FREE_SLOT || m[at + T_GEN] !== gen) return
+    if (state === LEAVING) {
+      // Already unregistered; its head has left only if the owner no longer says it runs (or the owner is dead).
+      if (!headRunning) this.freeLocked(s)
+      return
+    }
+    if (state === WAITING_STATE) this.unlinkLocked(s)
+    const leaving = headRunning && state === HEADING && m[HEAD] === s
+    // The state first: a rebuild of the index below keeps only registered slots.
+    Atomics.store(m, at + T_STATE, leaving ? LEAVING : FREE_SLOT)
     m[this.l.indexAt + m[at + T_INDEX]!] = TOMBSTONE
     m[at + T_INDEX] = -1
     m[TOMBSTONES] = m[TOMBSTONES]! + 1
     if (m[TOMBSTONES]! > this.l.capacity >> 1) this.rebuildIndexLocked()
+    if (!leaving) this.freeLocked(s)
+  }
+
+  /** Under the lock: an unregistered slot goes back on the free list, passing headship on if it held it. */
+  private freeLocked(s: number): void {
+    const m = this.m
+    const at = this.ticketAt(s)
+    Atomics.store(m, at + T_STATE, FREE_SLOT)
+    if (m[HEAD] === s) this.handOnLocked()
     Atomics.add(m, at + T_GEN, 1)
     m[at + T_NEXT] = m[FREE]!
     m[FREE] = s
@@ -488,11 +565,15 @@ export class SharedState {
     return true
   }
 
-  /** Under the lock: the head `s` leaves. */
+  /** Under the lock: the head `s` leaves (a `LEAVING` one is freed now). */
   leaveLocked(s: number, gen: number): void {
     const m = this.m
     const at = this.ticketAt(s)
     if (m[HEAD] !== s || m[at + T_GEN] !== gen) return
+    if (m[at + T_STATE] === LEAVING) {
+      this.freeLocked(s)
+      return
+    }
     Atomics.store(m, at + T_STATE, IDLE)
     this.handOnLocked()
   }
@@ -555,7 +636,8 @@ export class SharedState {
   /**
    * Under the lock: notifies the holder of `key`, with an optional event for
    * its worker's buffer. Returns the owner worker (>= 0), -1 when no one holds
-   * the token, -2 when the owner's inbox has no room (retry later).
+   * the token, or `-2 - owner` when the owner's inbox has no room now (retry
+   * later, once it has drained, or reap it if it died).
    */
   notifyLocked(key: Uint8Array, hash: number, event: Uint8Array | undefined): number {
     const m = this.m
@@ -564,14 +646,19 @@ export class SharedState {
     const at = this.ticketAt(s)
     const owner = m[at + T_OWNER]!
     if (m[at + T_STATE] === WAITING_STATE) {
-      if (!this.postLocked(owner, REC_TOKEN, s, m[at + T_GEN]!, m[at + T_SEQ]!, event, false)) return -2
+      if (!this.postLocked(owner, REC_TOKEN, s, m[at + T_GEN]!, m[at + T_SEQ]!, event, false)) return -2 - owner
       this.unlinkLocked(s)
       Atomics.store(m, at + T_STATE, IDLE)
     } else {
-      if (event !== undefined && !this.postLocked(owner, REC_EVENT, s, m[at + T_GEN]!, 0, event, false)) return -2
+      if (event !== undefined && !this.postLocked(owner, REC_EVENT, s, m[at + T_GEN]!, 0, event, false)) return -2 - owner
       m[at + T_PENDING] = m[at + T_PENDING]! + 1
     }
     return owner
+  }
+
+  /** The longest event an inbox can ever take (a longer one could never be delivered). */
+  get maxEventBytes(): number {
+    return (this.l.inboxWords - SharedState.RESERVE - 5) * 4
   }
 
   // ---------------------------------------------------------------------------
@@ -579,7 +666,7 @@ export class SharedState {
   // ---------------------------------------------------------------------------
 
   /** Words kept free in every inbox for promotions, which cannot be refused. */
-  private static readonly RESERVE = 64
+  static readonly RESERVE = 64
 
   private postLocked(
     w: number,
@@ -624,7 +711,13 @@ export class SharedState {
     Atomics.notify(this.m, at)
   }
 
-  /** Worker `w` reads its inbox (no lock: it is the only reader). */
+  /**
+   * Worker `w` reads its inbox (no lock: it is the only reader). Each record is
+   * consumed (the head index advanced) before `onRecord` sees it, and the
+   * indices are read afresh for every record, so a read started from inside
+   * `onRecord` takes the records after it and the outer read resumes after
+   * those: no record is seen twice, and the head index never moves back.
+   */
   drain(
     w: number,
     onRecord: (kind: number, slot: number, gen: number, seq: number, event: Uint8Array | undefined) => void
@@ -634,9 +727,9 @@ export class SharedState {
     const size = this.l.inboxWords
     const mask = size - 1
     const base = this.l.inboxesAt + w * size
-    let head = m[wat + W_INBOX_HEAD]!
-    const tail = Atomics.load(m, wat + W_INBOX_TAIL)
-    while (head !== tail) {
+    for (;;) {
+      let head = m[wat + W_INBOX_HEAD]!
+      if (head === Atomics.load(m, wat + W_INBOX_TAIL)) return
       const kind = m[base + (head & mask)]!
       const s = m[base + ((head + 1) & mask)]!
       const gen = m[base + ((head + 2) & mask)]!
@@ -666,7 +759,7 @@ export class SharedState {
     let waiting = 0
     for (let s = 0; s < this.l.capacity; s++) {
       const st = m[this.ticketAt(s) + T_STATE]
-      if (st === HEADING || st === PROMOTED) heads++
+      if (st === HEADING || st === PROMOTED || st === LEAVING) heads++
       if (st === WAITING_STATE) waiting++
     }
     if (heads > 1) return `${heads} heads`

@@ -3,10 +3,14 @@
  * token index) and one per ticket. Every transition is a synchronous method of
  * `StageImpl`, so each one is atomic with respect to every other fiber: the
  * race arguments below only have to consider the order in which transitions
- * run, never an interleaving inside one.
+ * run, never an interleaving inside one. A transition does not resume the
+ * fibers it wakes; it queues them on the trampoline (`trampoline.ts`) and
+ * flushes it as its last step, so a woken fiber only ever sees a completed
+ * transition and promotion chains take constant stack.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { pipeArguments } from "effect/Pipeable"
 import * as Scope from "effect/Scope"
@@ -15,6 +19,7 @@ import type { ReceiveTimeoutError } from "../StageError.ts"
 import { TokenInUseError } from "../StageError.ts"
 import { receiveWith, showToken } from "./receive.ts"
 import { TokenIndex } from "./tokenIndex.ts"
+import * as trampoline from "./trampoline.ts"
 
 /** @internal */
 export const TypeId = "~@quiesce/stage/Stage"
@@ -24,7 +29,8 @@ export const TicketTypeId = "~@quiesce/stage/Ticket"
 /**
  * A ticket's life. `Idle`: registered, not entered (or back from an enter).
  * `Waiting`: parked in the FIFO. `Promoted`: chosen as the next head, its fiber
- * not yet running. `Heading`: running `head`. `Withdrawn`: its scope closed.
+ * not yet running. `Heading`: running `head`. `Withdrawn`: its scope closed
+ * (if it was heading, it keeps headship until its interrupted head leaves).
  *
  * @internal
  */
@@ -58,6 +64,13 @@ const withdrawn: TicketState = { _tag: "Withdrawn" }
 /** Why a parked waiter was resumed. */
 type Wake = "Token" | "Promoted" | "Timeout" | "Closed"
 
+const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
+  Token: Effect.succeed("Token"),
+  Promoted: Effect.succeed("Promoted"),
+  Timeout: Effect.succeed("Timeout"),
+  Closed: Effect.succeed("Closed")
+}
+
 /**
  * A parked `enter`: a node of the stage's intrusive doubly-linked FIFO, so
  * that joining, leaving from the middle (time-out, interruption, notify) and
@@ -70,10 +83,16 @@ export class Waiter {
   next: Waiter | undefined = undefined
   linked = false
   wake: Wake | undefined = undefined
-  resume: ((wake: Effect.Effect<Wake>) => void) | undefined = undefined
+  resume: ((effect: Effect.Effect<any, any, any>) => void) | undefined = undefined
+  /**
+   * What the parked fiber is resumed with, per wake-up: the `Wake` itself for
+   * a timed enter, which acts on it in its continuation; the untimed enter's
+   * outcome directly (one continuation less on the hot path).
+   */
+  outcomes: Record<Wake, Effect.Effect<any, any, any>> = wakeEffects
   readonly ticket: TicketImpl<any>
   deadline: number
-  /** Run when the parked fiber is interrupted: undo or pass on what it was given. */
+  /** Run when an untimed parked fiber is interrupted: undo or pass on what it was given. */
   readonly cancel: Effect.Effect<void>
   readonly waitingState: TicketState.Waiting
   constructor(ticket: TicketImpl<any>, deadline: number) {
@@ -95,9 +114,13 @@ export class TicketImpl<T> implements Stage.Ticket<T> {
   /**
    * The waiter reused by every `enter` without a timeout: a ticket has one
    * enter at a time, and such a waiter is only ever acted on while linked
-   * (a transition) or parked (its canceller), never afterwards.
+   * (a transition) or parked (its canceller), never afterwards. A resumption
+   * still queued on the trampoline when it is reused holds the old wait's
+   * `resume`, which Effect ignores once that wait was interrupted.
    */
   reusableWaiter: Waiter | undefined = undefined
+  /** The fiber running `head` while this ticket heads (interrupted if the ticket is withdrawn meanwhile). */
+  headFiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
   constructor(stage: StageImpl<any, T, any>, token: T) {
     this.stage = stage
     this.token = token
@@ -153,19 +176,35 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     return ticket
   }
 
-  /** Closing a ticket's scope. Only ever removes this ticket's own registration (no ABA). */
+  /**
+   * Closing a ticket's scope. Only ever removes this ticket's own registration
+   * (no ABA), and the token is free before any fiber this wakes runs. A parked
+   * enter is interrupted. A ticket that heads keeps headship until its head
+   * has left: its fiber is interrupted, and `leave` passes headship on, so a
+   * second head never runs beside it. A promoted ticket whose fiber has not
+   * started `head` yet passes headship on at once.
+   */
   withdraw(ticket: TicketImpl<T>): void {
     const state = ticket.state
     if (state._tag === "Withdrawn") return
     ticket.state = withdrawn
-    if (state._tag === "Waiting") {
-      // Its scope closed under a parked enter: the enter is interrupted.
-      this.unlink(state.waiter)
-      state.waiter.wake = "Closed"
-      state.waiter.resume?.(wakeEffects.Closed)
-    }
-    if (this.head === ticket) this.handOn()
     this.tokens.deleteIfSame(ticket.token, ticket)
+    switch (state._tag) {
+      case "Waiting": {
+        this.unlink(state.waiter)
+        this.wake(state.waiter, "Closed")
+        break
+      }
+      case "Promoted": {
+        if (this.head === ticket) this.handOn()
+        break
+      }
+      case "Heading": {
+        if (this.head === ticket && ticket.headFiber !== undefined) trampoline.defer(trampoline.interruptFiber, ticket.headFiber)
+        break
+      }
+    }
+    trampoline.flush()
   }
 
   notify(token: T): boolean {
@@ -173,10 +212,15 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     if (ticket === undefined) return false
     const state = ticket.state
     if (state._tag === "Waiting") {
-      this.unlink(state.waiter)
+      const waiter = state.waiter
+      this.unlink(waiter)
       ticket.state = idle
-      state.waiter.wake = "Token"
-      state.waiter.resume?.(wakeEffects.Token)
+      waiter.wake = "Token"
+      const resume = waiter.resume
+      if (resume !== undefined) {
+        waiter.resume = undefined
+        trampoline.run(resume, waiter.outcomes.Token)
+      }
     } else {
       // Idle (a notify before `enter`), Promoted, or Heading (the head's own
       // token): kept, and the next `enter` returns `Token` at once.
@@ -216,30 +260,35 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
   }
 
   /** Takes the free headship (the caller checked `head === undefined` in the same synchronous step). */
-  takeHead(ticket: TicketImpl<T>): boolean {
+  takeHead(ticket: TicketImpl<T>, fiber: Fiber.Fiber<unknown, unknown>): boolean {
     if (this.head !== undefined || ticket.state._tag !== "Idle") return false
     this.head = ticket
     ticket.state = heading
+    ticket.headFiber = fiber
     return true
   }
 
   /** A promoted waiter's fiber runs: it heads, unless its deadline passed, in which case it hands on. */
-  takePromotion(ticket: TicketImpl<T>, expired: boolean): boolean {
+  takePromotion(ticket: TicketImpl<T>, expired: boolean, fiber: Fiber.Fiber<unknown, unknown>): boolean {
     if (ticket.state._tag !== "Promoted" || this.head !== ticket) return false
     if (expired) {
       ticket.state = idle
       this.handOn()
+      trampoline.flush()
       return false
     }
     ticket.state = heading
+    ticket.headFiber = fiber
     return true
   }
 
-  /** The head leaves, however `head` ended. */
+  /** The head leaves, however `head` ended (a withdrawn head too: only now does headship pass on). */
   leave(ticket: TicketImpl<T>): void {
     if (this.head !== ticket) return
     if (ticket.state._tag !== "Withdrawn") ticket.state = idle
+    ticket.headFiber = undefined
     this.handOn()
+    trampoline.flush()
   }
 
   expire(waiter: Waiter): void {
@@ -247,11 +296,17 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     if (ticket.state._tag !== "Waiting" || ticket.state.waiter !== waiter) return
     this.unlink(waiter)
     ticket.state = idle
-    waiter.wake = "Timeout"
-    waiter.resume?.(wakeEffects.Timeout)
+    this.wake(waiter, "Timeout")
+    trampoline.flush()
   }
 
-  /** The parked fiber exited without observing its wake-up (interruption). */
+  /**
+   * The waiting fiber exited without observing its wake-up (interrupted while
+   * parked, or before it could park). Runs once per wait. Effect also runs an
+   * untimed wait's canceller when the outcome it was resumed with is
+   * interrupted (a head interrupted after taking its promotion): by then the
+   * head has left, and there is nothing left to undo.
+   */
   abandon(waiter: Waiter): void {
     const ticket = waiter.ticket
     switch (waiter.wake) {
@@ -271,6 +326,7 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
         if (this.head === ticket) {
           if (ticket.state._tag !== "Withdrawn") ticket.state = idle
           this.handOn()
+          trampoline.flush()
         }
         return
       }
@@ -287,13 +343,16 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
       waiter.prev = waiter.next = undefined
       waiter.linked = false
       waiter.ticket.state = idle
-      waiter.wake = "Closed"
-      waiter.resume?.(wakeEffects.Closed)
+      this.wake(waiter, "Closed")
       waiter = next
     }
+    trampoline.flush()
   }
 
-  /** Headship passes to the oldest waiter, or lapses when nobody waits. Never leaves a waiter parked without a head. */
+  /**
+   * Headship passes to the oldest waiter, or lapses when nobody waits. Never
+   * leaves a waiter parked without a head. The caller flushes the trampoline.
+   */
   private handOn(): void {
     const next = this.first
     if (next === undefined) {
@@ -303,8 +362,20 @@ export class StageImpl<R, T, B> implements Stage.Stage<R, T, B> {
     this.unlink(next)
     this.head = next.ticket
     next.ticket.state = promoted
-    next.wake = "Promoted"
-    next.resume?.(wakeEffects.Promoted)
+    this.wake(next, "Promoted")
+  }
+
+  /**
+   * Records why the waiter wakes and queues its resumption. A waiter that has
+   * not parked yet (a timed enter between joining and parking) has no
+   * `resume`: it finds `wake` set when it parks.
+   */
+  private wake(waiter: Waiter, wake: Wake): void {
+    waiter.wake = wake
+    const resume = waiter.resume
+    if (resume === undefined) return
+    waiter.resume = undefined
+    trampoline.defer(resume, waiter.outcomes[wake])
   }
 
   private link(waiter: Waiter): void {
@@ -383,6 +454,7 @@ class DirectorImpl<R, T, B> implements Stage.Director<R, T, B> {
   }
 }
 
+/** Runs `head` for a ticket that has just taken headship; headship passes on however it ends. */
 const runHead = <R, T, B, A, E, R2>(
   stage: StageImpl<R, T, B>,
   ticket: TicketImpl<T>,
@@ -394,25 +466,20 @@ const runHead = <R, T, B, A, E, R2>(
     () => Effect.sync(() => stage.leave(ticket))
   )
 
-const wakeEffects: Record<Wake, Effect.Effect<Wake>> = {
-  Token: Effect.succeed("Token"),
-  Promoted: Effect.succeed("Promoted"),
-  Timeout: Effect.succeed("Timeout"),
-  Closed: Effect.succeed("Closed")
-}
+/** A promotion that was not taken: its deadline passed (`Timeout`), or the ticket was withdrawn meanwhile (interrupted). */
+const promotionLost = (ticket: TicketImpl<any>): Effect.Effect<Stage.StageExit<never>> =>
+  ticket.state._tag === "Withdrawn" ? Effect.interrupt : succeedTimeout
 
 /**
- * Parks until a transition resumes the waiter. Interrupted while parked, the
- * waiter leaves the queue (the canceller runs synchronously, before any later
- * transition). Once resumed, the fiber's continuation runs synchronously inside
- * the transition's `resume`, within the enter's uninterruptible region, so a
- * wake-up (a notification, or headship) is never dropped on the floor.
+ * The timed enter's wait: resumes at once when the waiter was woken before it
+ * parked, otherwise when a transition resumes it. No canceller: the timed
+ * enter abandons the wait when this exits with a failure, whether it was
+ * parked or never got that far.
  */
-const park = (waiter: Waiter): Effect.Effect<Wake> =>
+const parkTimed = (waiter: Waiter): Effect.Effect<Wake> =>
   Effect.callback<Wake>((resume) => {
     if (waiter.wake !== undefined) return resume(wakeEffects[waiter.wake])
-    waiter.resume = resume
-    return waiter.cancel
+    waiter.resume = resume as (effect: Effect.Effect<any, any, any>) => void
   })
 
 /** @internal */
@@ -426,10 +493,6 @@ const invalidTicket = (stage: StageImpl<any, any, any>, ticket: TicketImpl<any>)
     )
   )
 
-type Entered = Wake | "Pending" | "Free"
-const enteredPending: Effect.Effect<Entered> = Effect.succeed("Pending")
-const enteredFree: Effect.Effect<Entered> = Effect.succeed("Free")
-
 /**
  * The hot path: an `enter` without a timeout, with no clock read, no timer
  * fiber and no interruptibility regions around the wait.
@@ -438,51 +501,47 @@ const enteredFree: Effect.Effect<Entered> = Effect.succeed("Free")
  * registration, so no interruption can fall between joining the queue and
  * parking; interrupted while parked, the canceller leaves the queue (or hands
  * on what the waiter had just been given). A pending notification or a free
- * headship is only looked at there and taken by the continuation, which
- * re-checks it, so an interruption in between takes nothing. A wake-up
- * resumes the fiber in a fresh run of its loop, whose first step acts on it
- * (taking headship under `uninterruptibleMask`) before any scheduler yield
- * could let an interruption in.
+ * headship is only looked at there and taken by the effect it resumes with,
+ * which re-checks it, so an interruption in between takes nothing. A wake-up
+ * resumes the fiber with the enter's outcome (`Token`, or taking headship
+ * under `uninterruptibleMask`) in a fresh run of its loop, before any
+ * scheduler yield could let an interruption in.
  */
 const enterNoTimeout = <R, T, B, A, E, R2>(
   stage: StageImpl<R, T, B>,
   ticket: TicketImpl<T>,
   head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>
-): Effect.Effect<Stage.StageExit<A>, E, R2> =>
-  Effect.flatMap(
-    Effect.callback<Entered>((resume) => {
-      if (stage.state._tag === "Closed") return resume(wakeEffects.Closed)
-      if (ticket.stage !== stage || ticket.state._tag !== "Idle") return resume(invalidTicket(stage, ticket))
-      if (ticket.pending > 0) return resume(enteredPending)
-      if (stage.head === undefined) return resume(enteredFree)
-      const waiter = stage.wait(ticket, Infinity)
-      waiter.resume = resume
-      return waiter.cancel
-    }),
-    (entered): Effect.Effect<Stage.StageExit<A>, E, R2> => {
-      switch (entered) {
-        case "Token":
-          return succeedToken
-        case "Pending": {
-          if (ticket.pending === 0) return enterNoTimeout(stage, ticket, head)
-          ticket.pending--
-          return succeedToken
-        }
-        case "Free":
-          return Effect.uninterruptibleMask((restore) =>
-            stage.takeHead(ticket) ? runHead(stage, ticket, head, restore) : enterNoTimeout(stage, ticket, head)
-          )
-        case "Promoted":
-          return Effect.uninterruptibleMask((restore) =>
-            stage.takePromotion(ticket, false) ? runHead(stage, ticket, head, restore) : succeedTimeout
-          )
-        case "Closed":
-          return Effect.interrupt
-        case "Timeout":
-          return succeedTimeout
-      }
-    }
+): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+  const self: Effect.Effect<Stage.StageExit<A>, E, R2> = Effect.callback<Stage.StageExit<A>, E, R2>((resume) => {
+    if (stage.state._tag === "Closed") return resume(Effect.interrupt)
+    if (ticket.stage !== stage || ticket.state._tag !== "Idle") return resume(invalidTicket(stage, ticket))
+    if (ticket.pending > 0) return resume(takePending)
+    if (stage.head === undefined) return resume(takeFree)
+    const waiter = stage.wait(ticket, Infinity)
+    waiter.outcomes = outcomes
+    waiter.resume = resume
+    return waiter.cancel
+  })
+  const takePending = Effect.suspend((): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+    if (ticket.pending === 0) return self
+    ticket.pending--
+    return succeedToken
+  })
+  const takeFree: Effect.Effect<Stage.StageExit<A>, E, R2> = Effect.withFiber((fiber) =>
+    Effect.uninterruptibleMask((restore) => stage.takeHead(ticket, fiber) ? runHead(stage, ticket, head, restore) : self)
   )
+  const outcomes: Record<Wake, Effect.Effect<Stage.StageExit<A>, E, R2>> = {
+    Token: succeedToken,
+    Promoted: Effect.withFiber((fiber) =>
+      Effect.uninterruptibleMask((restore) =>
+        stage.takePromotion(ticket, false, fiber) ? runHead(stage, ticket, head, restore) : promotionLost(ticket)
+      )
+    ),
+    Timeout: succeedTimeout,
+    Closed: Effect.interrupt
+  }
+  return self
+}
 
 /** @internal */
 export const enter = <R, T, B, A, E, R2>(
@@ -498,66 +557,51 @@ export const enter = <R, T, B, A, E, R2>(
   const timeout = durationMillis(options.timeout)
   const head = options.head
   if (timeout === undefined) return enterNoTimeout(stage, ticket, head)
-  return Effect.uninterruptibleMask((restore) => {
-    if (stage.state._tag === "Closed") return Effect.interrupt
-    if (ticket.stage !== stage || ticket.state._tag !== "Idle") return invalidTicket(stage, ticket)
-    return Effect.clockWith<Stage.StageExit<A>, E, R2>((clock) => {
-      const entered = stage.tryEnter(ticket, clock.currentTimeMillisUnsafe() + timeout)
-      if (entered === "Token") return succeedToken
-      if (entered === "Head") return runHead(stage, ticket, head, restore)
-      const waiter = entered
-      const parked = Effect.flatMap(
-        Effect.forkChild(
-          Effect.andThen(Effect.sleep(Duration.millis(timeout)), Effect.sync(() => stage.expire(waiter))),
-          { startImmediately: true }
-        ),
-        (timer) => Effect.onExit(parkInterruptibly(waiter, restore), () => Fiber.interrupt(timer))
-      )
-      return afterPark(stage, ticket, waiter, parked, head, restore, clock)
-    })
-  })
-}
-
-/**
- * Only the wait itself is interruptible. A wake-up that is already there is
- * taken without entering the interruptible region; one that comes later
- * resumes the fiber in a fresh run of its loop, whose first steps leave the
- * interruptible region before any scheduler yield could let an interruption
- * in. So a delivered wake-up is always acted on.
- */
-const parkInterruptibly = (
-  waiter: Waiter,
-  restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>
-): Effect.Effect<Wake> => Effect.suspend(() => waiter.wake !== undefined ? wakeEffects[waiter.wake] : restore(park(waiter)))
-
-const afterPark = <R, T, B, A, E, R2>(
-  stage: StageImpl<R, T, B>,
-  ticket: TicketImpl<T>,
-  waiter: Waiter,
-  parked: Effect.Effect<Wake>,
-  head: (director: Stage.Director<R, T, B>) => Effect.Effect<A, E, R2>,
-  restore: <AX, EX, RX>(effect: Effect.Effect<AX, EX, RX>) => Effect.Effect<AX, EX, RX>,
-  clock: { currentTimeMillisUnsafe(): number } | undefined
-): Effect.Effect<Stage.StageExit<A>, E, R2> =>
-  Effect.flatMap(
-    parked,
-    (wake): Effect.Effect<Stage.StageExit<A>, E, R2> => {
-      switch (wake) {
-        case "Token":
-          return succeedToken
-        case "Timeout":
-          return succeedTimeout
-        case "Closed":
-          return Effect.interrupt
-        case "Promoted": {
-          const expired = clock !== undefined && clock.currentTimeMillisUnsafe() >= waiter.deadline
-          return stage.takePromotion(ticket, expired)
-            ? runHead(stage, ticket, head, restore)
-            : succeedTimeout
+  return Effect.withFiber((fiber) =>
+    Effect.uninterruptibleMask((restore) => {
+      if (stage.state._tag === "Closed") return Effect.interrupt
+      if (ticket.stage !== stage || ticket.state._tag !== "Idle") return invalidTicket(stage, ticket)
+      return Effect.clockWith<Stage.StageExit<A>, E, R2>((clock) => {
+        const entered = stage.tryEnter(ticket, clock.currentTimeMillisUnsafe() + timeout)
+        if (entered === "Token") return succeedToken
+        if (entered === "Head") {
+          ticket.headFiber = fiber
+          return runHead(stage, ticket, head, restore)
         }
-      }
-    }
+        const waiter = entered
+        // From here until it parks the fiber can yield to the scheduler (its op
+        // budget) and be interrupted there; the interruption then surfaces at
+        // `restore`. Whenever the wait fails, it is abandoned: unlinked, or what
+        // it was given in the meantime is kept or passed on.
+        const parked = Effect.flatMap(
+          Effect.forkChild(
+            Effect.andThen(Effect.sleep(Duration.millis(timeout)), Effect.sync(() => stage.expire(waiter))),
+            { startImmediately: true }
+          ),
+          (timer) =>
+            Effect.onExit(restore(parkTimed(waiter)), (exit) => {
+              if (Exit.isFailure(exit)) stage.abandon(waiter)
+              return Fiber.interrupt(timer)
+            })
+        )
+        return Effect.flatMap(parked, (wake): Effect.Effect<Stage.StageExit<A>, E, R2> => {
+          switch (wake) {
+            case "Token":
+              return succeedToken
+            case "Timeout":
+              return succeedTimeout
+            case "Closed":
+              return Effect.interrupt
+            case "Promoted":
+              return stage.takePromotion(ticket, clock.currentTimeMillisUnsafe() >= waiter.deadline, fiber)
+                ? runHead(stage, ticket, head, restore)
+                : promotionLost(ticket)
+          }
+        })
+      })
+    })
   )
+}
 
 /** @internal */
 export const receive = <R, T, B, A, E, R2>(

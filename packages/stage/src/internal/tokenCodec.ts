@@ -58,7 +58,12 @@ const canonical = (value: unknown, depth: number): string => {
       return value ? "true" : "false"
     case "object": {
       if (value === null) return "null"
-      if (Array.isArray(value)) return `[${value.map((v) => canonical(v, depth + 1)).join(",")}]`
+      if (Array.isArray(value)) {
+        // By index, not `map`: `map` skips holes, so `[, 1]` would encode as "[,1]" instead of being refused as `[undefined, 1]` is.
+        let out = "["
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonical(value[i], depth + 1)
+        return out + "]"
+      }
       const proto = Object.getPrototypeOf(value)
       if (proto !== Object.prototype && proto !== null) {
         throw new Error(`instances of ${(value as object).constructor?.name ?? "a class"} have no canonical encoding`)
