@@ -92,30 +92,6 @@ describe("RefCounter.postgres", () => {
       assert.strictEqual(after.count, 0)
     }).pipe(Effect.scoped), 60_000)
 
-  it.live("a client creating a name's row while another's creation is not yet committed gets that same row", () =>
-    Effect.gen(function*() {
-      const a = yield* counter("race-ns")
-      const { log, service } = recorded(uniqueName("pg-first"))
-      // Another client's creation of the row, not yet committed: ours waits on it, then must find it.
-      const q = yield* raw
-      yield* q("BEGIN")
-      yield* q(`INSERT INTO quiesce_shared_service (namespace, name) VALUES ('race-ns', $1)`, [service.name])
-      const acquiring = yield* Effect.forkChild(as(a)(SharedService.acquire(service)))
-      assert.isTrue(
-        yield* eventually(
-          Effect.map(q(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO quiesce_shared_service%' AND pid <> pg_backend_pid()`), (r) =>
-            r[0]!["n"] === 1),
-          20_000
-        ),
-        "our creation waits on theirs"
-      )
-      yield* q("COMMIT")
-      const handle = yield* Fiber.join(acquiring)
-      assert.isTrue(handle.started)
-      assert.deepStrictEqual(log, ["start"])
-      assert.strictEqual(yield* as(a)(SharedService.count(service)), 1, "the reference is on the committed row's keys")
-    }).pipe(Effect.scoped), 60_000)
-
   it.live("keys derive from (namespace, name): the same name in two namespaces is two services", () =>
     Effect.gen(function*() {
       const [x, y] = [yield* counter("team-x"), yield* counter("team-y")]

@@ -13,7 +13,7 @@
  *
  * @internal
  */
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Schedule } from "effect"
 import { fstatSync, futimesSync, lutimesSync } from "node:fs"
 import { createInterface } from "node:readline"
 import * as Generation from "../internal/generation.ts"
@@ -166,7 +166,12 @@ const adoptBound = Duration.millis(config.startTimeoutMillis + 1000)
 
 const program = Effect.gen(function*() {
   const rc = config.kind === "flock" ? flock() : sysV()
-  const counter = yield* rc.open(config.name)
+  // The set may be gone and impossible to re-create at boot (an ipcrm, a full kernel table): as
+  // in `Reopen`, nothing can be counted until it exists, so nothing is stopped; it keeps trying.
+  const counter = yield* rc.open(config.name).pipe(
+    Effect.tapError((e) => Effect.sync(() => log(`cannot open the set (${e.message}); trying again`))),
+    Effect.retry({ while: (e) => e._tag !== "InvalidName", schedule: Schedule.spaced(Duration.seconds(1)) })
+  )
   const ownerIno = fstatSync(OWNER_FD).ino
   // A set removed (ipcrm) between the start and this boot: holders need their window to
   // re-register before the count means anything.
