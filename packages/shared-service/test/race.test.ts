@@ -1,6 +1,6 @@
 /**
  * 16 real processes, released together, race to acquire a cold service: exactly one start, in
- * every one of 20 rounds. The processes are reused across rounds (each round is a fresh name).
+ * every one of 10 rounds. The processes are reused across rounds (each round is a fresh name).
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { mkdtempSync } from "node:fs"
@@ -12,7 +12,7 @@ const dir = mkdtempSync(join(tmpdir(), "quiesce-race-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
 
 const PROCESSES = 16
-const ROUNDS = 20
+const ROUNDS = 10
 const { cleanup, client, clients, names, newName } = harness(dir)
 afterAll(cleanup)
 
