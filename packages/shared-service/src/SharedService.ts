@@ -35,11 +35,13 @@ import { Effect as Effect_, Layer as L } from "effect"
 import type { Context } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
 import * as command_ from "./internal/command.ts"
+import { keepAcrossExec } from "./internal/flock.ts"
 import * as internal from "./internal/sharedService.ts"
 import { invalidReason } from "./internal/name.ts"
 import * as Hint from "./internal/hint.ts"
 import { runtimeDirPath } from "./internal/paths.ts"
 import type { Counter } from "./RefCounter.ts"
+import { RefCounter } from "./RefCounter.ts"
 import type { ServiceInfo } from "./ServiceInfo.ts"
 import type { CorruptHint, InvalidName, LockTimeout, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
 
@@ -388,3 +390,30 @@ export interface ReapOptions<E, R> extends internal.ReapOptions<E, R> {}
  */
 export const reap: <E, R>(counter: Counter, options: ReapOptions<E, R>) => Effect.Effect<void, SystemError | E, R> =
   internal.reap
+
+/**
+ * Makes the references this process holds outlive `execve(2)`, for a process that hands them to
+ * the program it replaces itself with (`quiesce run` execs the user's command, which is then the
+ * client the kernel counts). Call it right before the exec, with the acquiring scopes left open:
+ * nothing of this process runs afterwards, and the kernel drops the references when the new
+ * program exits or is killed.
+ *
+ * - `sysV`: nothing to do: a `SEM_UNDO` adjustment belongs to the process, and a process keeps
+ *   it across `execve`.
+ * - `flock`: the reference is a shared lock on the clients file through a close-on-exec
+ *   descriptor; this clears `FD_CLOEXEC` on it, so the new program keeps the lock, and so does
+ *   any child it forks while the descriptor is open (a program that closes descriptors it did not
+ *   open drops its reference).
+ * - `memory`: nothing (simulated processes do not exec).
+ *
+ * What the new program does not get: the in-process watchdog that re-registers a reference after
+ * its semaphore set was removed (`ipcrm`, `forceStop` with `removeSet`), since no code of this
+ * package runs in it.
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const prepareExec: Effect.Effect<void, SystemError> = Effect_.flatMap(
+  RefCounter,
+  (rc) => rc.kind === "flock" ? keepAcrossExec : Effect_.void
+)

@@ -18,6 +18,8 @@ import { ensureRuntimeDir, runtimeDirPath } from "./paths.ts"
 import { opener } from "./registry.ts"
 
 let singleton: RefCounter | undefined
+/** This process's counters, one per name (the singleton's registry). */
+const counters = new Map<string, FlockCounter>()
 
 /** The errno of a failed `node:fs` call (Node reports it negated); EIO when it carries none. */
 const nodeErrno = (e: unknown): number => {
@@ -27,7 +29,6 @@ const nodeErrno = (e: unknown): number => {
 
 export const make = (): RefCounter => {
   if (singleton !== undefined) return singleton
-  const counters = new Map<string, FlockCounter>()
   const open = opener(counters, (lib, name) => {
     const dir = ensureRuntimeDir()
     if (dir instanceof Error) {
@@ -47,6 +48,19 @@ export const make = (): RefCounter => {
   }
   return singleton
 }
+
+/**
+ * Keeps every clients lock this process holds across `execve`: a flock belongs to the open file
+ * description, which the new program keeps once the descriptor is no longer close-on-exec
+ * (Node opens every file `O_CLOEXEC`). See `SharedService.prepareExec`.
+ */
+export const keepAcrossExec: Effect.Effect<void, SystemError> = Effect.suspend(() => {
+  for (const counter of counters.values()) {
+    const error = counter.keepAcrossExec()
+    if (error !== undefined) return Effect.fail(error)
+  }
+  return Effect.void
+})
 
 const sleepMs = (ms: number) => Effect.sleep(Duration.millis(ms))
 
@@ -79,6 +93,14 @@ class FlockCounter implements Counter {
     } catch (e) {
       return fromErrno(this.name, "open(lock file)", nodeErrno(e))
     }
+  }
+
+  keepAcrossExec(): SystemError | undefined {
+    const flags = this.lib.fcntl(this.clientsFd, L.F_GETFD, 0)
+    if (flags < 0 || this.lib.fcntl(this.clientsFd, L.F_SETFD, flags & ~L.FD_CLOEXEC) < 0) {
+      return fromErrno(this.name, "fcntl(F_SETFD)", this.lib.errno())
+    }
+    return undefined
   }
 
   private try(fd: number, op: number, syscall: string): boolean | SystemError {

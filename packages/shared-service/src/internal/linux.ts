@@ -20,6 +20,10 @@ export const LOCK_EX = 2
 export const LOCK_NB = 4
 export const LOCK_UN = 8
 
+export const F_GETFD = 1
+export const F_SETFD = 2
+export const FD_CLOEXEC = 1
+
 export const EINTR = 4
 export const EAGAIN = 11
 export const EINVAL = 22
@@ -42,6 +46,8 @@ export interface Libc {
   /** semctl with a pointer argument (IPC_STAT). */
   readonly semctlPtr: (id: number, semnum: number, cmd: number, arg: Uint8Array) => number
   readonly flock: (fd: number, op: number) => number
+  /** fcntl for the commands taking an int argument (F_GETFD, F_SETFD). */
+  readonly fcntl: (fd: number, cmd: number, arg: number) => number
   readonly getuid: () => number
   readonly errno: () => number
 }
@@ -79,6 +85,8 @@ export const libc = (): Libc | Error => {
       timeout: BigInt64Array,
       cb: (err: unknown, result: number) => void
     ) => void
+    // fcntl is variadic: its third argument is passed as a variadic int, as C callers do.
+    const fcntl = lib.func("int fcntl(int fd, int cmd, ...)")
     const b: Libc = {
       semget: lib.func("int semget(int key, int nsems, int semflg)"),
       semop: lib.func("int semop(int semid, void *sops, size_t nsops)"),
@@ -90,6 +98,7 @@ export const libc = (): Libc | Error => {
       semctl: lib.func("int semctl(int semid, int semnum, int cmd)"),
       semctlPtr: lib.func("int semctl(int semid, int semnum, int cmd, void *arg)"),
       flock: lib.func("int flock(int fd, int operation)"),
+      fcntl: (fd, cmd, arg) => fcntl(fd, cmd, "int", arg),
       getuid: lib.func("unsigned int getuid()"),
       errno: () => koffi.errno()
     }
