@@ -16,11 +16,13 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Argv from "./internal/argv.ts"
+import * as Exec from "./internal/exec.ts"
 import * as Flags from "./internal/flags.ts"
 import { statusDetail, statusTable, stopLine, toJson } from "./internal/format.ts"
 import { Manager } from "./internal/manager.ts"
 import { runCommand } from "./internal/runCommand.ts"
-import { ExitCode, type QuiesceError } from "./QuiesceError.ts"
+import { CommandError, ExitCode, type QuiesceError } from "./QuiesceError.ts"
 
 /**
  * @since 0.1.0
@@ -47,29 +49,45 @@ const run = Command.make("run", {
   startTimeout: Flags.startTimeout,
   command: Flags.command
 }, (input) =>
-  Effect.scoped(Effect.gen(function*() {
+  Effect.gen(function*() {
+    // Before anything starts: a command that cannot run needs no service.
+    const program = Exec.resolve(input.command)
+    if (program instanceof CommandError) return yield* program
     const manager = yield* Manager
-    const lease = yield* manager.acquire({
-      name: input.name,
-      command: input.service,
-      ready: Option.getOrUndefined(input.ready),
-      port: Option.getOrUndefined(input.port),
-      graceMillis: input.grace,
-      startTimeoutMillis: input.startTimeout
-    })
-    const env: Record<string, string> = {
-      QUIESCE_SERVICE_NAME: lease.name,
-      QUIESCE_SERVICE_PID: String(lease.pid)
-    }
-    if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
-    yield* setExitCode(yield* runCommand(input.command, env))
-  }))).pipe(
+    // Scoped, but on the exec path the scope is never closed: the reference outlives this
+    // process's code, held by the command the process becomes, until it exits.
+    yield* Effect.scoped(Effect.gen(function*() {
+      const lease = yield* manager.acquire({
+        name: input.name,
+        command: input.service,
+        ready: Option.getOrUndefined(input.ready),
+        port: Option.getOrUndefined(input.port),
+        graceMillis: input.grace,
+        startTimeoutMillis: input.startTimeout
+      })
+      const env: Record<string, string> = {
+        ...process.env as Record<string, string>,
+        QUIESCE_SERVICE_NAME: lease.name,
+        QUIESCE_SERVICE_PID: String(lease.pid)
+      }
+      if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
+      else delete env["QUIESCE_SERVICE_PORT"]
+      if (Exec.available()) {
+        yield* manager.prepareExec(lease.name)
+        return yield* Exec.replace(program, env)
+      }
+      // No execve (Windows, Node < 22.15): run the command as a child, forward signals, wait.
+      yield* setExitCode(yield* runCommand(input.command, env))
+    }))
+  })).pipe(
     Command.withShortDescription("Run a command with a shared service, starting it if no one holds it"),
     Command.withDescription(
       "Run a command with a shared service: start the service unless another `quiesce run` already holds it, " +
-        "wait until it is ready, run the command with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID and " +
-        "QUIESCE_SERVICE_PORT set, and exit with its exit code. The service stops once its last client " +
-        "has left (or was killed) and the grace period has passed."
+        "wait until it is ready, then become the command (exec), with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID " +
+        "and QUIESCE_SERVICE_PORT set: the command holds the reference, so its exit status, signals and " +
+        "terminal are its own, as if run directly. The service stops once its last client has exited (or was " +
+        "killed) and the grace period has passed. quiesce's options end at the first word that is not one of " +
+        "them, or at --; the rest is the command, untouched."
     ),
     Command.withExamples([
       {
@@ -81,11 +99,14 @@ const run = Command.make("run", {
         description: "Reuse a dev server across back-to-back commands"
       },
       {
-        command: `quiesce run -n demo -s "quiesce-demo-service" -- sh -c 'curl -s localhost:$QUIESCE_SERVICE_PORT'`,
-        description: "The embedded demo service on a free port"
+        command: `quiesce run -n demo -s "quiesce-demo-service" --port auto sh -c 'curl -s localhost:$QUIESCE_SERVICE_PORT'`,
+        description: "The embedded demo service on a free port (no -- needed: options end at the command)"
       }
     ])
   )
+
+/** The flags of `run` that take a value, for `Argv.delimit`. */
+const runValueFlags = Argv.valueFlags([Flags.name, Flags.service, Flags.ready, Flags.port, Flags.grace, Flags.startTimeout])
 
 const status = Command.make("status", {
   name: Flags.positionalName,
@@ -154,6 +175,24 @@ export const quiesce = Command.make("quiesce").pipe(
   ])
 )
 
+/** A suggestion list as a clause: `--name`, `--name or --grace`. */
+const didYouMean = (suggestions: ReadonlyArray<string>): string =>
+  suggestions.length === 0
+    ? ""
+    : `; did you mean ${suggestions.slice(0, -1).join(", ")}${suggestions.length > 1 ? " or " : ""}${suggestions.at(-1)}?`
+
+/** effect/cli's message, on one line (its "Did you mean" block is several). */
+const oneLine = (error: CliError.CliError): string => {
+  switch (error._tag) {
+    case "UnrecognizedOption":
+      return `Unrecognized flag: ${error.option}${didYouMean(error.suggestions)}`
+    case "UnknownSubcommand":
+      return `Unknown subcommand "${error.subcommand}"${didYouMean(error.suggestions)}`
+    default:
+      return error.message.replace(/\s*\n\s*/g, " ")
+  }
+}
+
 /** Bad invocations print one line, then where to look: the full help is one `--help` away. */
 const presenter: CliOutput.Presenter = {
   present: (event) => {
@@ -161,9 +200,27 @@ const presenter: CliOutput.Presenter = {
     const first = event.errors[0]
     const where = event.commandPath.join(" ")
     return Console.error(
-      `${where}: ${first === undefined ? "invalid invocation" : first.message} (see '${where} --help')`
+      `${where}: ${first === undefined ? "invalid invocation" : oneLine(first)} (see '${where} --help')`
     )
   }
+}
+
+let defaults: CliOutput.Formatter | undefined
+/** Built on first use: it looks at whether stdout is a terminal, which opens it (see `Exec`). */
+const base = (): CliOutput.Formatter => defaults ??= CliOutput.defaultFormatter()
+
+/** effect/cli's formatter, except that `run`'s usage line shows where its options end. */
+const formatter: CliOutput.Formatter = {
+  formatHelpDoc: (doc) =>
+    base().formatHelpDoc(
+      doc.commandPath?.join(" ") === "quiesce run"
+        ? { ...doc, usage: doc.usage.replace(/<command\.\.\.>$/, "[--] <command> [args...]") }
+        : doc
+    ),
+  formatCliError: (error) => base().formatCliError(error),
+  formatError: (error) => base().formatError(error),
+  formatErrors: (errors) => base().formatErrors(errors),
+  formatVersion: (name, version) => base().formatVersion(name, version)
 }
 
 const isQuiesceError = (u: unknown): u is QuiesceError =>
@@ -181,12 +238,13 @@ export const main = (
 ): Effect.Effect<number, never, Manager | Command.Environment | ChildProcessSpawner> =>
   Effect.suspend(() => {
     const status = { code: 0 }
-    return Command.runWith(quiesce, { version })(argv).pipe(
+    return Command.runWith(quiesce, { version })(Argv.delimit(argv, "run", runValueFlags)).pipe(
       Effect.provideService(ExitStatus, status),
       Effect.map(() => status.code)
     )
   }).pipe(
     Effect.provide(CliOutput.layerPresenter(presenter)),
+    Effect.provide(CliOutput.layer(formatter)),
     Effect.provide(CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] })),
     Effect.catch((error) => {
       if (CliError.isCliError(error)) {

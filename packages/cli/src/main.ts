@@ -2,8 +2,9 @@
  * The `quiesce` process: parses `process.argv`, runs, exits with the code `Cli.main` decided.
  * Loaded by `bin.ts` once the compile cache is on.
  *
- * Not `NodeRuntime.runMain`: while a command runs, SIGINT and SIGTERM must go to it (and
- * `quiesce` must wait for it, keeping its reference on the service), not interrupt `quiesce`.
+ * Not `NodeRuntime.runMain`: on the fallback path without `execve`, while a command runs,
+ * SIGINT and SIGTERM must go to it (and `quiesce` must wait for it, keeping its reference on the
+ * service), not interrupt `quiesce`.
  *
  * @since 0.1.0
  */

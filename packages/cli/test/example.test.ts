@@ -34,7 +34,7 @@ describe("README example (examples/share.sh)", () => {
         ChildProcess.execFile("sh", [join(root, "examples", "share.sh")], { env }, (error, stdout, stderr) =>
           resume(Effect.succeed({ code: error === null ? 0 : (error.code as number), stdout, stderr })))
       })
-      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(result.code, 0, `stdout: ${result.stdout}; stderr: ${result.stderr}`)
       const answers = result.stdout.split("\n").filter((line) => line.startsWith("service pid"))
       assert.strictEqual(answers.length, 3, result.stdout)
       assert.strictEqual(new Set(answers).size, 1, "all three saw the same service")

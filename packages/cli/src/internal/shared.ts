@@ -4,6 +4,7 @@
  * startup lock and spawns the detached reaper that stops it `--grace` after the last client,
  * SIGKILL included. Readiness and health use this package's probe (every resolved address).
  */
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
@@ -13,9 +14,9 @@ import { ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { NotReadyError, ServiceStartError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
 import * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
-import { Manager, type RunOptions } from "./manager.ts"
+import { aliveMillis, Manager, type RunOptions } from "./manager.ts"
 
-/** A port nothing listens on right now, for a service started without `--port`. */
+/** A port nothing listens on right now, for `--port auto`. */
 const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((resume) => {
   const server = Net.createServer()
   server.once("error", (error) =>
@@ -65,9 +66,12 @@ const failure = (service: string) => (error: { readonly _tag: string; readonly m
 
 const acquire = (options: RunOptions) =>
   Effect.gen(function*() {
-    const port = options.port ?? (options.ready === undefined ? undefined : Readiness.port(options.ready)) ??
-      (options.ready?._tag === "None" ? undefined : yield* freePort)
-    const ready = options.ready ?? (port === undefined ? Readiness.none : Readiness.tcp(port))
+    // Only a port the user named (or asked quiesce to pick) is given to the service and probed.
+    const port = options.port === "auto"
+      ? yield* freePort
+      : options.port ?? (options.ready === undefined ? undefined : Readiness.port(options.ready))
+    const ready = options.ready ?? (port === undefined ? undefined : Readiness.tcp(port))
+    const target = ready === undefined ? `alive for ${aliveMillis}ms` : Readiness.format(ready)
     let lastFailure = "no probe finished"
     const check = (info: ServiceInfo.ServiceInfo) =>
       Readiness.probe(targetOf(options.ready, info)).pipe(
@@ -77,6 +81,12 @@ const acquire = (options: RunOptions) =>
           })
         )
       )
+    // Polled from the service's spawn until it passes; the process dying meanwhile fails the start.
+    let firstPoll: number | undefined
+    const alive = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      firstPoll ??= now
+      return now - firstPoll >= aliveMillis ? Effect.void : Effect.fail(`alive for ${now - firstPoll}ms`)
+    })
     const service = yield* SharedService.command({
       name: options.name,
       command: execSimple(options.command),
@@ -84,10 +94,12 @@ const acquire = (options: RunOptions) =>
       env: port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) },
       metadata: {
         command: options.command,
-        ready: Readiness.format(ready),
+        ready: target,
         startedAt: new Date().toISOString()
       },
-      ready: SharedService.check(check),
+      ready: SharedService.check(ready === undefined ? () => alive : check),
+      // A later client finds the service alive (its hint is verified) and has nothing else to check.
+      ...(ready === undefined ? { healthCheck: false } : {}),
       idleTimeToLive: options.graceMillis,
       startTimeout: options.startTimeoutMillis
     }).pipe(Effect.mapError(failure(options.name)))
@@ -97,7 +109,7 @@ const acquire = (options: RunOptions) =>
         error._tag === "StartFailed" && (error.timeoutMillis !== undefined || error.reason.includes("not ready"))
           ? new NotReadyError({
             service: options.name,
-            target: Readiness.format(ready),
+            target,
             timeoutMillis: options.startTimeoutMillis,
             lastFailure,
             log: logOf(options.name)
@@ -174,6 +186,7 @@ export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.eff
   Effect.map(Effect.context<ChildProcessSpawner>(), (context) =>
     Manager.of({
       acquire: (options) => Effect.provideContext(acquire(options), context),
+      prepareExec: (service) => Effect.mapError(SharedService.prepareExec, failure(service)),
       status,
       list,
       stop

@@ -1,10 +1,11 @@
 /**
- * Signal routing for the `quiesce` process. While a command runs, SIGINT, SIGTERM and SIGHUP
- * sent to `quiesce` are forwarded to it (and `quiesce` waits for it to exit, keeping its
- * reference on the service until then); at any other time they interrupt the main fiber, so
- * scopes close and the service reference is released before the process exits.
+ * Signal routing for the `quiesce` process. Until it becomes the command, SIGINT, SIGTERM and
+ * SIGHUP interrupt the main fiber, so that scopes close and the service reference is released
+ * before the process exits with 128 + N; once it has become the command, they are the command's.
  *
- * Except one case: the command shares quiesce's process group, so when that group is the
+ * On the fallback path without `execve`, while the command runs as a child, they are forwarded
+ * to it instead (and `quiesce` waits for it to exit, keeping its reference until then), except
+ * one case: the command shares quiesce's process group, so when that group is the
  * foreground group of a terminal, the terminal's Ctrl-C (SIGINT) and hang-up (SIGHUP) reach
  * the command directly from the kernel. Forwarding them again would make one Ctrl-C a double
  * one, which many tools read as "force quit, skip cleanup". A SIGINT sent with `kill` to a
