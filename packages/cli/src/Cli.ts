@@ -40,15 +40,19 @@ const setExitCode = (code: number) => Effect.map(Effect.service(ExitStatus), (st
 const report = <A>(json: boolean, value: A, text: (value: A) => string, ok: (value: A) => boolean) =>
   Effect.andThen(Console.log(json ? toJson(value) : text(value)), ok(value) ? Effect.void : setExitCode(1))
 
-const run = Command.make("run", {
+const runFlags = {
   name: Flags.name,
   service: Flags.service,
   ready: Flags.ready,
   port: Flags.port,
   grace: Flags.grace,
-  startTimeout: Flags.startTimeout,
-  command: Flags.command
-}, (input) =>
+  startTimeout: Flags.startTimeout
+}
+
+/** The flags of `run` that take a value, for `Argv.delimit`. */
+const runValueFlags = Argv.valueFlags(Object.values(runFlags))
+
+const run = Command.make("run", { ...runFlags, command: Flags.command }, (input) =>
   Effect.gen(function*() {
     // Before anything starts: a command that cannot run needs no service.
     const program = Exec.resolve(input.command)
@@ -104,9 +108,6 @@ const run = Command.make("run", {
       }
     ])
   )
-
-/** The flags of `run` that take a value, for `Argv.delimit`. */
-const runValueFlags = Argv.valueFlags([Flags.name, Flags.service, Flags.ready, Flags.port, Flags.grace, Flags.startTimeout])
 
 const status = Command.make("status", {
   name: Flags.positionalName,
@@ -206,7 +207,7 @@ const presenter: CliOutput.Presenter = {
 }
 
 let defaults: CliOutput.Formatter | undefined
-/** Built on first use: it looks at whether stdout is a terminal, which opens it (see `Exec`). */
+/** Built on first use: it checks whether stdout is a terminal, which opens it, on a path (`run`) that does not need it. */
 const base = (): CliOutput.Formatter => defaults ??= CliOutput.defaultFormatter()
 
 /** effect/cli's formatter, except that `run`'s usage line shows where its options end. */

@@ -59,6 +59,39 @@ const neverReady = (name: string, log: string, port: number, startTimeout: strin
   "0"
 ]
 
+/**
+ * Runs `argv` under a pseudo-terminal (util-linux `script`): types Ctrl-C once the command says
+ * `waiting`, and once the output shows `handled`, sends SIGTERM to the terminal's process
+ * (`script`'s child: the shell, which exec'd quiesce) and notes its command line then.
+ */
+const underTerminal = (argv: ReadonlyArray<string>, env: Record<string, string>, handled: string) =>
+  Effect.callback<{ code: number | null; output: string; command: ReadonlyArray<string> }>((resume) => {
+    // `exec`: whatever $SHELL `script` picks (dash without one), quiesce is its child, not a shell.
+    const line = "exec " + argv.map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(" ")
+    const child = ChildProcess.spawn("script", ["-qec", line, "/dev/null"], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, ...env }
+    })
+    let output = ""
+    let command: ReadonlyArray<string> = []
+    let stage = 0
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString()
+      if (stage === 0 && output.includes("waiting")) {
+        stage = 1
+        child.stdin.write("\x03")
+      } else if (stage === 1 && output.includes(handled)) {
+        stage = 2
+        const pid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ")[0])
+        command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
+        process.kill(pid, "SIGTERM")
+      }
+    })
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+    child.on("close", (code) => resume(Effect.succeed({ code, output, command })))
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  })
+
 // Each test uses its own service name, so they can run while other suites use the machine.
 describe("quiesce run", { timeout: 120_000 }, () => {
   it.live("becomes the command: same process, the kernel counts it as the client, no quiesce process stays", () =>
@@ -185,84 +218,29 @@ describe("quiesce run", { timeout: 120_000 }, () => {
 
   it.live("exec: under a terminal, Ctrl-C reaches the command once, from the terminal itself", () =>
     Effect.gen(function*() {
-      // Under a pseudo-terminal (util-linux `script`) quiesce runs in the terminal's foreground
-      // process group; once it has become the command, the kernel delivers ^C to the command
-      // and nothing else can deliver it a second time (a doubled Ctrl-C reads as "force quit"
-      // to many tools). SIGTERM then ends it with its own code: 40 + the SIGINTs it counted.
+      // quiesce runs in the terminal's foreground process group; once it has become the
+      // command, the kernel delivers ^C to the command and nothing else can deliver it a second
+      // time (a doubled Ctrl-C reads as "force quit" to many tools). SIGTERM then ends it with
+      // its own code: 40 + the SIGINTs it counted.
       const { env, log, name } = yield* testService("tty")
-      // `exec`: whatever $SHELL `script` picks (dash without one), quiesce is its child, not a shell.
-      const line = "exec " + [node, ...nodeArgs, bin, ...runArgs(name, log), node, client, "count-sigint"]
-        .map((word) => `'${word.replace(/'/g, "'\\''")}'`)
-        .join(" ")
-      let command: ReadonlyArray<string> = []
-      const result = yield* Effect.callback<{ code: number | null; output: string }>((resume) => {
-        const child = ChildProcess.spawn("script", ["-qec", line, "/dev/null"], {
-          stdio: ["pipe", "pipe", "pipe"],
-          env: { ...process.env, ...env }
-        })
-        let output = ""
-        let stage = 0
-        child.stdout.on("data", (chunk: Buffer) => {
-          output += chunk.toString()
-          if (stage === 0 && output.includes("waiting")) {
-            stage = 1
-            child.stdin.write("\x03")
-          } else if (stage === 1 && output.includes("SIGINT")) {
-            // The command has handled the terminal's ^C.
-            stage = 2
-            // `script`'s child is the shell, which exec'd quiesce, which exec'd the command.
-            const pid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ")[0])
-            command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")
-            process.kill(pid, "SIGTERM")
-          }
-        })
-        child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
-        child.on("close", (code) => resume(Effect.succeed({ code, output })))
-        return Effect.sync(() => void child.kill("SIGKILL"))
-      })
-      assert.deepStrictEqual(command.slice(1, 3), [client, "count-sigint"], "the terminal's process is the command itself")
+      const result = yield* underTerminal([node, ...nodeArgs, bin, ...runArgs(name, log), node, client, "count-sigint"], env, "SIGINT")
+      assert.deepStrictEqual(result.command.slice(1, 3), [client, "count-sigint"], "the terminal's process is the command itself")
       assert.include(result.output, "got 1 SIGINT", result.output)
       assert.strictEqual(result.code, 41, result.output)
     }))
 
   it.live("spawn: a terminal's Ctrl-C is not forwarded again (the terminal already delivered it)", () =>
     Effect.gen(function*() {
-      // The fallback path without execve, where the command is quiesce's child.
-      // Under a pseudo-terminal (util-linux `script`) quiesce is in the terminal's foreground
-      // process group, so the kernel delivers ^C to it and to the command it runs. Forwarding
-      // it as well would double it; two deliveries usually coalesce into one pending signal,
-      // so to observe a forwarded one deterministically the command runs in its own session
-      // (`setsid`), out of the terminal's reach: it must get no SIGINT at all. SIGTERM, which
-      // no terminal sends, is still forwarded and ends it.
+      // The fallback path without execve, where the command is quiesce's child, in quiesce's
+      // foreground process group: the kernel delivers ^C to both. Forwarding it as well would
+      // double it; two deliveries usually coalesce into one pending signal, so to observe a
+      // forwarded one deterministically the command runs in its own session (`setsid`), out of
+      // the terminal's reach: it must get no SIGINT at all. SIGTERM, which no terminal sends, is
+      // still forwarded and ends it.
       const { env, log, name } = yield* testService("tty")
-      // `exec`: whatever $SHELL `script` picks (dash without one), quiesce is its child, not a shell.
-      const line = "exec " + [node, ...nodeArgs, ...spawnMode, bin, ...runArgs(name, log), "setsid", node, client, "count-sigint"]
-        .map((word) => `'${word.replace(/'/g, "'\\''")}'`)
-        .join(" ")
-      const result = yield* Effect.callback<{ code: number | null; output: string }>((resume) => {
-        const child = ChildProcess.spawn("script", ["-qec", line, "/dev/null"], {
-          stdio: ["pipe", "pipe", "pipe"],
-          env: { ...process.env, ...env }
-        })
-        let output = ""
-        let stage = 0
-        child.stdout.on("data", (chunk: Buffer) => {
-          output += chunk.toString()
-          if (stage === 0 && output.includes("waiting")) {
-            stage = 1
-            child.stdin.write("\x03")
-          } else if (stage === 1 && output.includes("^C")) {
-            // The terminal has processed the ^C (it echoes it when it raises SIGINT).
-            stage = 2
-            // `script`'s child is the shell, which exec'd quiesce.
-            const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim()
-            process.kill(Number(children.split(" ")[0]), "SIGTERM")
-          }
-        })
-        child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
-        child.on("close", (code) => resume(Effect.succeed({ code, output })))
-        return Effect.sync(() => void child.kill("SIGKILL"))
-      })
+      const argv = [node, ...nodeArgs, ...spawnMode, bin, ...runArgs(name, log), "setsid", node, client, "count-sigint"]
+      // The terminal echoes ^C when it raises SIGINT.
+      const result = yield* underTerminal(argv, env, "^C")
       assert.include(result.output, "got 0 SIGINT", result.output)
       assert.strictEqual(result.code, 40, result.output)
     }))

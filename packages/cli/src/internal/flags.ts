@@ -37,7 +37,8 @@ export const service = Flag.String("service").pipe(
   Flag.withAlias("s"),
   Flag.withMetavar("COMMAND"),
   Flag.withDescription(
-    "Shell command that starts the service if no one holds it; it gets PORT and QUIESCE_SERVICE_PORT in its environment"
+    "Shell command that starts the service if no one holds it; with a port (--port, or the --ready target's), " +
+      "it gets PORT and QUIESCE_SERVICE_PORT in its environment"
   ),
   Flag.filter((value) => value.trim() !== "", () => "a non-empty shell command")
 )
