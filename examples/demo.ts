@@ -212,7 +212,7 @@ const sharedService = Effect.scoped(Effect.gen(function*() {
   const lastLeft = Date.now()
   yield* check(stillServing, "the service stayed up while any command still used it")
   yield* say(`\n   ${clock()}  The last command has left. The service stays for its ${grace / 1000}s grace period (a`)
-  yield* say(`            command started now would reuse it), then its reaper stops it.`)
+  yield* say(`            command started now would reuse it), then its supervisor stops it.`)
   const stopped = yield* waitUntil(() => !isAlive(servicePid), grace + 10_000)
   const after = (Date.now() - lastLeft) / 1000
   yield* say(`   ${clock()}  service pid ${servicePid} ${stopped ? `exited ${after.toFixed(1)}s after the last command left` : "is still running"}`)

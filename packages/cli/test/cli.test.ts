@@ -351,7 +351,7 @@ describe("where quiesce's options end, and readiness without a probe", { timeout
       const dead = yield* quiesceExit(["run", "-n", other, "-s", "exit 3", "--start-timeout", "1m", "true"], { env })
       yield* Effect.ignore(SharedService.remove(other))
       assert.strictEqual(dead.code, 125, dead.stderr)
-      assert.match(dead.stderr.trim(), new RegExp(`^quiesce: service "${other}" failed to start: .*exited before it was ready`))
+      assert.match(dead.stderr.trim(), new RegExp(`^quiesce: service "${other}" failed to start: .*exited with status 3 before it was ready`))
     }))
 })
 

@@ -105,3 +105,56 @@ export class RundownHandleError extends Schema.TaggedError<RundownHandleError>()
     return `Not a RundownRef shared handle: ${this.reason}`
   }
 }
+
+/**
+ * A release on a shared ref whose thread lost its slot: the thread went without a heartbeat for
+ * longer than the ref's lease (its event loop was blocked, or another thread presumed it dead),
+ * so another thread reclaimed its slot and dropped the references counted in it — a rundown may
+ * have completed, and the resource been destroyed, while this thread still used it. The
+ * release touches no count (the slot may belong to another thread by now). It reaches the
+ * caller as a defect: `protect` and `acquire` die with it, `guard.release` too, and
+ * `guard.releaseUnsafe()` throws it. Acquisitions after it take a new slot.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RundownLeaseError extends Schema.TaggedError<RundownLeaseError>()(
+  "RundownLeaseError",
+  {
+    leaseMillis: Schema.Number
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `This thread's references on a shared RundownRef were dropped: it went without a heartbeat for longer than ` +
+      `the ${this.leaseMillis} ms lease (a blocked event loop), so another thread reclaimed its slot, and a rundown ` +
+      `may have completed while this reference was held`
+  }
+}
+
+/**
+ * An acquisition on a shared ref found no free slot. Each view that takes references (normally
+ * one per thread) holds a slot while its thread lives; a dead thread's slot is taken back a
+ * lease after its death if it held nothing, but only by the next rundown if it still counts
+ * references. Raise the `slots` option of `RundownRef.makeShared`. Reaches the caller as a
+ * defect.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RundownSlotsError extends Schema.TaggedError<RundownSlotsError>()(
+  "RundownSlotsError",
+  {
+    slots: Schema.Number
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `All ${this.slots} slots of this shared RundownRef are taken (by live threads, or by dead ones whose ` +
+      `references wait for the next rundown): make it with a larger \`slots\` option`
+  }
+}

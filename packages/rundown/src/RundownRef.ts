@@ -14,7 +14,11 @@
  * - interrupting or timing out a waiter does not undo the rundown;
  * - a protection is released exactly once: on success, failure, defect and interruption of a
  *   protected effect, when an `acquire` scope closes, and by the first `release` of a guard;
- * - the count never underflows, and never exceeds `MAX_COUNT`.
+ * - the count never underflows, and never exceeds `MAX_COUNT`;
+ * - for a shared ref, a thread that dies holding references (terminated, crashed, exited)
+ *   holds a rundown for at most 1.5 × the lease: its references are dropped (see
+ *   {@link makeShared}); a thread blocked for longer than the lease can lose its references
+ *   the same way, and is told when it releases them (`RundownLeaseError`).
  *
  * @since 0.1.0
  */
@@ -82,9 +86,10 @@ export interface SharedHandle {
 
 /**
  * The state of a ref, for diagnostics. By the time it is looked at it may have changed,
- * except `RunDown`, which only {@link reInit} leaves. A shared ref can briefly show
- * `RunningDown` with `count: 0` while the thread that released the last reference completes
- * the rundown.
+ * except `RunDown`, which only {@link reInit} leaves. A shared ref's count is the sum of its
+ * threads' counts: it can briefly include an acquisition that is about to be refused, and
+ * show `RunningDown` with `count: 0` while the thread that released the last reference
+ * completes the rundown (or, if that thread died, until a waiter's next check).
  *
  * - `Active`: acquisitions succeed; `count` are held.
  * - `RunningDown`: a rundown has begun; acquisitions fail; `count` are still held.
@@ -119,8 +124,12 @@ export interface RundownGuard {
  * Optional Effect metrics. A ref made without them does not look at metrics on its hot path.
  *
  * - `active`: set to the outstanding count after every acquisition and release (a gauge).
- * - `rundownDuration`: the time from the start of a rundown to its completion, recorded by
- *   the `waitForRundown` call that began it (e.g. `Metric.timer("db_rundown")`).
+ * - `rundownDuration`: the time from the start of a rundown to its completion (e.g.
+ *   `Metric.timer("db_rundown")`), recorded once per rundown when it completes — whoever is
+ *   waiting then, and also when the wait that began it timed out or was interrupted. It is
+ *   measured with the clock, and recorded in the context, of the fiber that began the rundown
+ *   (so `TestClock` applies). For a shared ref, the view that began the rundown records it, as
+ *   soon as its thread sees the completion.
  *
  * @since 0.1.0
  * @category models
@@ -139,8 +148,33 @@ export interface Options {
 }
 
 /**
+ * Options of a shared ref, fixed when it is made (every thread's view reads them from the
+ * shared buffer).
+ *
+ * - `leaseMillis` (default 2000, at least 10): a thread whose heartbeat (every quarter lease)
+ *   has not moved for longer than this, as seen by another thread, is presumed dead, and the
+ *   references it holds are dropped once a rundown waits for them. A dead thread's references
+ *   hold a rundown for at most 1.5 × the lease after the later of its death and the start of
+ *   the wait. A live thread whose event loop is blocked for longer than the lease can lose its
+ *   references the same way (it is told when it releases them, with `RundownLeaseError`); one
+ *   blocked for less than three quarters of the lease never does.
+ * - `slots` (default 64, at most 4096): how many views — normally one per thread — can hold
+ *   references at once. A view claims a slot at its first acquisition and keeps it until its
+ *   thread ends (or the view is garbage-collected); the slot is then reclaimed a lease later
+ *   if it held nothing, or by the next rundown if it still counts references.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SharedOptions extends Options {
+  readonly leaseMillis?: number | undefined
+  readonly slots?: number | undefined
+}
+
+/**
  * The largest number of references a ref can hold at once (2^29 − 1): the count shares a
- * 31-bit word with the two state bits, in-process and in shared memory alike.
+ * 31-bit word with the two state bits. A shared ref counts each thread's references in that
+ * thread's slot, so the limit applies per thread there.
  *
  * @since 0.1.0
  * @category constants
@@ -201,10 +235,21 @@ export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
  * down, waiting for the protections held in every thread). Give `ref.handle` to worker
  * threads; they rebuild the ref with {@link fromShared}.
  *
+ * Each thread counts its references in a slot of its own and refreshes a heartbeat there (an
+ * unref'd timer, every quarter of {@link SharedOptions} `leaseMillis`). When a thread dies
+ * holding references — `worker.terminate()`, an uncaught exception, `process.exit` in the
+ * worker — a waiting thread sees its heartbeat stop and, once the lease has passed, drops its
+ * references, as the kernel undoes a dead process's `SEM_UNDO` semaphore operations: the
+ * rundown completes at most 1.5 × the lease after the later of the death and the start of the
+ * wait (plus however late the waiting thread's timers run). A thread whose event loop was
+ * blocked for longer than the lease is treated the same way; when it resumes, releasing those
+ * references fails with `RundownLeaseError` and changes no count, and the waiter logs a
+ * warning. An acquisition that finds no free slot dies with `RundownSlotsError`.
+ *
  * Waiting uses `Atomics.waitAsync`, so it never blocks an event loop; all the waiters of a
  * thread share one pending wait per ref, and while any of them waits the thread's event loop
- * is kept alive (a pending `waitAsync` alone would not keep it). A release pays for an
- * `Atomics.notify` only when it completes a rundown.
+ * is kept alive (by the timer of its lease checks). A release pays for an `Atomics.notify`
+ * only when it completes a rundown.
  *
  * @example
  * ```ts
@@ -222,16 +267,17 @@ export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
  * @since 0.1.0
  * @category constructors
  */
-export const makeShared: (options?: Options) => Effect.Effect<SharedRundownRef, never, Scope.Scope> =
+export const makeShared: (options?: SharedOptions) => Effect.Effect<SharedRundownRef, never, Scope.Scope> =
   internal.makeShared
 
 /**
- * {@link makeShared} without a scope: the caller owns the rundown.
+ * {@link makeShared} without a scope: the caller owns the rundown. Throws a `RangeError` for
+ * options out of range.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeSharedUnsafe: (options?: Options) => SharedRundownRef = internal.makeSharedUnsafe
+export const makeSharedUnsafe: (options?: SharedOptions) => SharedRundownRef = internal.makeSharedUnsafe
 
 /**
  * Rebuilds a shared ref from a handle received from another thread. The value is checked

@@ -402,6 +402,67 @@ describe("metrics", () => {
     }))
 })
 
+describe.each([
+  { name: "in-process", make: (options: RundownRef.Options) => RundownRef.makeUnsafe(options) },
+  { name: "shared", make: (options: RundownRef.Options) => RundownRef.makeSharedUnsafe(options) }
+])("rundownDuration ($name)", ({ make, name }) => {
+  let metrics = 0
+  const timer = () => Metric.timer(`rundown_duration_${name}_${metrics++}`)
+  const recorded = (duration: ReturnType<typeof timer>) =>
+    Effect.map(Metric.value(duration), (h) => ({ count: h.count, max: h.max }))
+
+  it.effect("is recorded when the rundown completes, although the wait that began it timed out", () =>
+    Effect.gen(function*() {
+      const duration = timer()
+      const ref = make({ metrics: { rundownDuration: duration } })
+      const guard = yield* RundownRef.tryAcquire(ref)
+      // The README's pattern: give the users a second, then go on without them.
+      const wait = yield* Effect.forkChild(RundownRef.waitForRundown(ref).pipe(Effect.timeoutOption("1 second")))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(wait))._tag, "None")
+      assert.strictEqual((yield* recorded(duration)).count, 0, "not complete yet")
+      yield* TestClock.adjust("500 millis")
+      // Nobody waits any more: the completion itself records the rundown's duration.
+      yield* guard.release
+      assert.deepStrictEqual(yield* recorded(duration), { count: 1, max: 1500 })
+      yield* RundownRef.waitForRundown(ref)
+      assert.deepStrictEqual(yield* recorded(duration), { count: 1, max: 1500 }, "a later wait records nothing")
+    }))
+
+  it.effect("is recorded once when the wait that began it was interrupted and another waiter saw the end", () =>
+    Effect.gen(function*() {
+      const duration = timer()
+      const ref = make({ metrics: { rundownDuration: duration } })
+      const guard = yield* RundownRef.tryAcquire(ref)
+      const first = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
+      yield* settle
+      yield* TestClock.adjust("200 millis")
+      const second = yield* Effect.forkChild(RundownRef.waitForRundown(ref))
+      yield* Fiber.interrupt(first)
+      yield* TestClock.adjust("100 millis")
+      yield* guard.release
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(yield* recorded(duration), { count: 1, max: 300 })
+    }))
+
+  it.effect("is recorded once per rundown, across reInit, with nothing held or something held", () =>
+    Effect.gen(function*() {
+      const duration = timer()
+      const ref = make({ metrics: { rundownDuration: duration } })
+      yield* RundownRef.waitForRundown(ref)
+      assert.deepStrictEqual(yield* recorded(duration), { count: 1, max: 0 })
+      yield* RundownRef.reInit(ref)
+      const guard = yield* RundownRef.tryAcquire(ref)
+      const waits = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(RundownRef.waitForRundown(ref)))
+      yield* settle
+      yield* TestClock.adjust("2 seconds")
+      yield* guard.release
+      yield* Fiber.joinAll(waits)
+      assert.deepStrictEqual(yield* recorded(duration), { count: 2, max: 2000 })
+    }))
+})
+
 describe("shared ref: the cost of waking", () => {
   it.effect("a release pays for Atomics.notify only when it completes a rundown", () =>
     Effect.gen(function*() {

@@ -9,7 +9,6 @@
  *    process began and when it was listening, so each side's time outside the service's own
  *    start is measured within its run, without the (noisy) boot time of the service itself.
  */
-import { NodeServices } from "@effect/platform-node"
 import { Duration, Effect, Exit, Scope } from "effect"
 import koffi from "koffi"
 import { spawn } from "node:child_process"
@@ -35,12 +34,8 @@ const service = SharedService.makeUnsafe({
   }),
   idleTimeToLive: Duration.minutes(5)
 })
-// Start it once, and measure the steady state: once its reaper has booted and holds its slot
-// (until then each acquisition also checks the launched reaper's pid file).
+// Start it once, and measure the steady state.
 await Effect.runPromise(Effect.scoped(SharedService.acquire(service)))
-for (let i = 0; i < 200 && !(await Effect.runPromise(SharedService.inspect(name))).hasReaper; i++) {
-  await new Promise((r) => setTimeout(r, 50))
-}
 
 const acquireRelease = Effect.scoped(SharedService.acquire(service))
 const hotLoop = (n: number) => {
@@ -95,15 +90,8 @@ await compare({
 })
 
 semctl(rawId, 0, 0)
-// The benchmark's service has a 5-minute grace period: stop it, and its reaper, now.
-await Effect.runPromise(SharedService.forceStop(name, { removeSet: true }))
-try {
-  const reaper = Number(readFileSync(join(process.env["QUIESCE_RUNTIME_DIR"]!, `${name}.reaper-pid`), "utf8"))
-  if (readFileSync(`/proc/${reaper}/cmdline`, "utf8").includes(name)) process.kill(reaper, "SIGKILL")
-} catch {
-  // already gone
-}
-await Effect.runPromise(SharedService.remove(name))
+// The benchmark's service has a 5-minute grace period: stop it (and its supervisor) now.
+await Effect.runPromise(SharedService.forceStop(name))
 
 // ---- 2. cold start overhead ------------------------------------------------------------------
 
@@ -141,26 +129,25 @@ const rawStart = async (): Promise<Start> => {
   return { total: t1 - t0, outside: (r.origin - t0) + (t1 - r.ready) }
 }
 
-/** The same service through `SharedService.command` + `acquire` (lock, spawn + reaper, tcp readiness, hint). */
+/** The same service through `SharedService.command` + `acquire` (lock, owner, spawn of supervisor and service, tcp readiness, hint). */
 const sharedStart = async (round: number): Promise<Start> => {
   const port = await freePort()
   const n = `bench-cold-${tag}-${round}`
-  const logFile = join(process.env["QUIESCE_RUNTIME_DIR"]!, `${n}.bench.log`)
   const svc = await Effect.runPromise(SharedService.command({
     name: n,
     command: `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(server)} ${port}`,
     port,
     ready: SharedService.tcp(port),
-    idleTimeToLive: Duration.seconds(60),
-    logFile
+    idleTimeToLive: Duration.seconds(60)
   }))
   const scope = Effect.runSync(Scope.make())
   const t0 = wallNow()
-  await Effect.runPromise(SharedService.acquire(svc).pipe(Scope.provide(scope), Effect.provide(NodeServices.layer)))
+  await Effect.runPromise(SharedService.acquire(svc).pipe(Scope.provide(scope)))
   const t1 = wallNow()
   await Effect.runPromise(Scope.close(scope, Exit.void))
-  await Effect.runPromise(SharedService.forceStop(n, { removeSet: true }))
-  const r = readiness(readFileSync(logFile, "utf8"))
+  const log = readFileSync(join(process.env["QUIESCE_RUNTIME_DIR"]!, `${n}.log`), "utf8")
+  await Effect.runPromise(SharedService.forceStop(n))
+  const r = readiness(log)
   return { total: t1 - t0, outside: (r.origin - t0) + (t1 - r.ready) }
 }
 
@@ -186,7 +173,7 @@ console.log(
     `(outside its own start: ${median(raws.map((s) => s.outside)).toFixed(1)} ms)`
 )
 console.log(
-  `  SharedService.acquire (lock, spawn + reaper, tcp ready, hint): median ${median(shareds.map((s) => s.total)).toFixed(1)} ms ` +
+  `  SharedService.acquire (lock, owner, spawn, tcp ready, hint): median ${median(shareds.map((s) => s.total)).toFixed(1)} ms ` +
     `(outside the service's own start: ${median(shareds.map((s) => s.outside)).toFixed(1)} ms)`
 )
 console.log(`  end-to-end difference, median of interleaved pairs (noisy: carries two boots): ${paired.toFixed(1)} ms`)

@@ -1,13 +1,12 @@
-import { NodeServices } from "@effect/platform-node"
 import { SharedService } from "@quiesce/shared-service"
 import { Effect } from "effect"
 import { fileURLToPath } from "node:url"
 
 const server = fileURLToPath(new URL("./echo-server.mjs", import.meta.url))
 
-// A command shared by every process that acquires `name`: the first one starts it (detached,
-// in its own process group), the others reuse it, and a reaper process stops it
-// `idleTimeToLive` after the last client is gone, however that client ended.
+// A command shared by every process that acquires `name`: the first one starts it under its
+// own supervisor process, the others reuse it, and the supervisor stops it `idleTimeToLive`
+// after the last client is gone, however that client ended.
 export const program = (name: string, port: number) =>
   Effect.gen(function*() {
     const service = yield* SharedService.command({
@@ -19,4 +18,4 @@ export const program = (name: string, port: number) =>
     })
     const handle = yield* SharedService.acquire(service)
     return handle.info
-  }).pipe(Effect.scoped, Effect.provide(NodeServices.layer))
+  }).pipe(Effect.scoped)

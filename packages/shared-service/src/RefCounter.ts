@@ -1,11 +1,12 @@
 /**
  * The kernel side of `SharedService`: a per-name, cross-process reference count whose entries
- * the operating system drops when a process dies, a crash-safe startup lock, and a "reaper"
- * slot that at most one live process holds.
+ * the operating system drops when a process dies, a crash-safe startup lock, a ring that tells
+ * the supervisor a client registered, and the owner lock held by the live generation's
+ * supervisor.
  *
  * | implementation | where | count | crash safety |
  * |---|---|---|---|
- * | `sysV` (default on Linux) | System V semaphores with `SEM_UNDO`, set mode 0600, keyed by (uid, name) | exact number of processes | the kernel undoes a dead process's lock, reference and reaper slot |
+ * | `sysV` (default on Linux) | System V semaphores with `SEM_UNDO`, set mode 0600, keyed by (uid, runtime directory, name) | exact number of processes | the kernel undoes a dead process's lock and reference, and closes its owner lock |
  * | `flock` | `flock(2)` on files in the runtime directory | only "any clients left" (0 or 1) | the kernel drops a dead process's locks |
  * | `memory` | one JS object | exact, for simulated processes | only simulated (`MemoryKernel.crash`) |
  *
@@ -20,72 +21,172 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Effect } from "effect"
-import { Context } from "effect"
+import type { Deferred, Duration, Effect, Layer, Redacted, Scope } from "effect"
+import { Context, Effect as Effect_, Layer as Layer_ } from "effect"
+import type { PgClient } from "@effect/sql-pg/PgClient"
 import * as flockImpl from "./internal/flock.ts"
+import type * as hintImpl from "./internal/hint.ts"
 import * as memoryImpl from "./internal/memory.ts"
 import * as sysvImpl from "./internal/sysv.ts"
-import type { InvalidName, LockTimeout, SystemError } from "./SharedServiceError.ts"
+import type { InvalidName, LockTimeout, SessionLost, SystemError } from "./SharedServiceError.ts"
 
 /**
- * One process's view of the counter for one name. Obtained with `RefCounter.open`; the same
- * `Counter` object is returned for the same name within one `RefCounter`, and the process holds
- * at most one reference through it (callers keep their own in-process count above it).
+ * The owner lock of a name (see `PROTOCOL.md`): held by the supervisor of the live generation.
  *
  * @category models
  * @since 0.1.0
  */
-export interface Counter {
+export interface Owner {
+  /** Takes it if nobody holds it (never waits); `undefined` when a live owner holds it. */
+  readonly take: Effect.Effect<Owned | undefined, SystemError>
+  /**
+   * Waits up to `millis` for it to be free and takes it; `undefined` when it stayed held.
+   * Interruptible only while nothing is held (as `Counter.lock`), even in an uninterruptible region.
+   */
+  readonly awaitFree: (millis: number) => Effect.Effect<Owned | undefined, SystemError>
+  /** Whether someone holds it, observed without taking it (inspection). */
+  readonly held: Effect.Effect<boolean>
+  /** The pid the current owner stamped into the owner file, if any. */
+  readonly stamp: Effect.Effect<number | undefined>
+  /** Leaves a request for the current owner (which reads it between its waits): `retire`. */
+  readonly request: (what: "retire") => Effect.Effect<void>
+}
+
+/**
+ * The owner lock, held by this process.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Owned {
+  /** The descriptor a spawned supervisor inherits (kernel counters), `undefined` in memory. */
+  readonly fd: number | undefined
+  /** Empties the stamp, before a new owner writes its own. */
+  readonly clearStamp: Effect.Effect<void>
+  /** Writes `pid` as the stamp (an owner that supervises in-process stamps itself). */
+  readonly writeStamp: (pid: number) => Effect.Effect<void>
+  /** Lets the lock go (closes this process's descriptor). */
+  readonly release: Effect.Effect<void>
+  /** Removes the owner file, then lets the lock go. */
+  readonly remove: Effect.Effect<void>
+  /** Whether this process still holds it (a simulated crash, or a lost database session, takes it away). */
+  readonly stillHeld: () => boolean
+  /**
+   * Whether this owner should retire: a `retire` request was left for it (`Owner.request`), or
+   * its owner file is no longer at its path (deleted or replaced: the lock no longer keeps
+   * another generation out, so this one ends itself).
+   */
+  readonly retireRequested: Effect.Effect<boolean>
+  /**
+   * Who holds it, as the generation record names its supervisor (a database counter: the
+   * owner session's backend pid and start time). Absent: this process (pid and start time).
+   */
+  readonly identity?: { readonly pid: number; readonly startTime: number } | undefined
+  /**
+   * The counter an in-process supervisor holding this lock acts through (a database counter:
+   * one bound to the owner's own session, so that its startup lock is not this process's
+   * client session's). Absent: the counter it was taken from.
+   */
+  readonly counter?: Counter | undefined
+  /** Requests sent to this owner through the counter (a database counter's retire and term). */
+  readonly pending?: (() => ReadonlyArray<"Retire" | "Term">) | undefined
+  /** Forgets the requests `pending` gave (they were served by a stop). */
+  readonly clearPending?: (() => void) | undefined
+  /**
+   * Stamps the owner lock as this process's, so that clients can tell a supervisor (stamped)
+   * from a standby that has just taken the lock and not yet adopted (unstamped: they yield).
+   * Absent: `writeStamp` of the supervisor's pid.
+   */
+  readonly stampSelf?: Effect.Effect<void> | undefined
+}
+
+/**
+ * One process's view of the kernel objects of one name. Obtained with `RefCounter.open`; the
+ * same `Counter` object is returned for the same name within one `RefCounter`, and the process
+ * holds at most one reference through it (callers keep their own in-process count above it).
+ * The protocol these operations serve is in `PROTOCOL.md`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Counter extends View {
   readonly name: string
-  /** The implementation (the detached reaper opens the same kind). */
-  readonly kind: "sysv" | "flock" | "memory"
+  /** The implementation (a spawned supervisor opens the same kind). */
+  readonly kind: "sysv" | "flock" | "memory" | "postgres"
   /** `true` when `count` is the exact number of holding processes, `false` when it only says 0 or "some". */
   readonly exact: boolean
+  /** The runtime directory (canonical path) of this name's files. */
+  readonly dir: string
   /**
-   * Takes the startup lock (waits up to `timeout`). The lock is crash-safe: if this process
-   * dies holding it, the kernel releases it.
-   *
-   * Call it from an uninterruptible region (`Effect.uninterruptibleMask`) and register the
-   * `unlock` before restoring interruption: the wait itself is interruptible, but only at
-   * points where nothing is held, so an interrupted wait never leaves the lock taken, and a
-   * successful one is always handed to the caller.
+   * Takes the startup lock (waits up to `timeout`). Crash-safe: if this process dies holding
+   * it, the kernel releases it. Interruptible only while nothing is held, so an interrupted
+   * wait never leaves the lock taken and a successful one is always handed to the caller.
    */
   readonly lock: (timeout: Duration.Duration) => Effect.Effect<void, LockTimeout | SystemError>
-  /**
-   * Releases the startup lock, atomically adjusting this process's reference by `delta`
-   * (`+1` registers it, `-1` drops it, `0` leaves it). Must only be called holding the lock.
-   */
-  readonly unlock: (delta: -1 | 0 | 1) => Effect.Effect<void, SystemError>
+  /** Takes the startup lock only if it is free now. */
+  readonly tryLock: Effect.Effect<boolean, SystemError>
+  /** Releases the startup lock (must be held). */
+  readonly unlock: Effect.Effect<void, SystemError>
+  /** Under the lock: registers this process's reference, rings, and unlocks, atomically. */
+  readonly register: Effect.Effect<void, SystemError>
+  /** Under the lock: registers this process's reference again (after a removed set) and unlocks. */
+  readonly reregister: Effect.Effect<void, SystemError>
   /** Drops this process's reference without the lock (a release needs no decision). */
   readonly decrement: Effect.Effect<void, SystemError>
   /** The number of processes holding a reference (see `exact`). */
   readonly count: Effect.Effect<number, SystemError>
-  /** Whether a live process holds the reaper slot. */
-  readonly hasReaper: Effect.Effect<boolean, SystemError>
-  /** Takes the reaper slot if it is free (never waits); crash-safe like the lock. */
-  readonly claimReaper: Effect.Effect<boolean, SystemError>
-  /** Gives the reaper slot back. */
-  readonly releaseReaper: Effect.Effect<void, SystemError>
-  /**
-   * Completes when the count is zero: immediately if it is, otherwise as soon as the last
-   * holder releases or dies. Interruptible.
-   */
-  readonly awaitZero: Effect.Effect<void, SystemError>
-  /**
-   * Re-opens the underlying kernel object after `SemaphoreSetRemoved`, re-registering this
-   * process's reference if `holding`.
-   */
-  readonly reopen: (holding: boolean) => Effect.Effect<void, SystemError>
+  /** Registrations since the supervisor last consumed them. */
+  readonly rings: Effect.Effect<number, SystemError>
+  /** Waits up to `millis` for the count to be 0: `true` when it is. */
+  readonly awaitZero: (millis: number) => Effect.Effect<boolean, SystemError>
+  /** Waits up to `millis` for a registration, consuming every pending one: `true` when there was one. */
+  readonly awaitRing: (millis: number) => Effect.Effect<boolean, SystemError>
+  /** Re-opens (re-creating) the kernel object after `SemaphoreSetRemoved`. */
+  readonly reopen: Effect.Effect<void, SystemError>
   /** Removes the kernel object (`IPC_RMID`, or the lock files): every user gets `SemaphoreSetRemoved`. */
   readonly remove: Effect.Effect<void, SystemError>
+  /**
+   * Which incarnation of the kernel object this process has open (SysV: the set's id): a set
+   * removed and re-created has another. A supervisor is told its starter's, so that a set
+   * removed before it even booted is treated as removed, not as one nobody holds.
+   */
+  readonly instance: () => number
+  /** The pid that last took the startup lock (the holder while it is held), when known. */
+  readonly lockHolder: Effect.Effect<number | undefined>
+  /** Makes this process's reference survive an `execve` (the flock counter's descriptor). */
+  readonly prepareExec: Effect.Effect<void, SystemError>
+  readonly owner: Owner
+  /** The generation record (the hint) of this name. */
+  readonly hints: HintStore
+  /**
+   * Sends a request to the owner identified by `pid` when it is not a local process (a
+   * database counter: retire and term through the table, kill by terminating its session).
+   * Absent: owners are local processes, signalled.
+   */
+  readonly signal?: ((pid: number, what: "retire" | "term" | "kill") => Effect.Effect<void>) | undefined
+  /**
+   * Completes when the reference this process registered is lost (a database counter whose
+   * session ended). Absent, or `undefined` while no reference is held: it cannot be lost.
+   */
+  readonly referenceLost?: (() => Deferred.Deferred<SessionLost> | undefined) | undefined
 }
+
+/**
+ * Where the record of a name's live generation is kept (its supervisor, its service, whether it
+ * was seen ready): a file in the runtime directory for the kernel counters. Only ever written
+ * under the startup lock, and only ever a hint: readers verify it against the owner lock.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface HintStore extends hintImpl.Store {}
 
 /**
  * @category models
  * @since 0.1.0
  */
 export interface RefCounter {
-  readonly kind: "sysv" | "flock" | "memory" | "unsupported"
+  readonly kind: "sysv" | "flock" | "memory" | "postgres" | "unsupported"
   /** Opens (creating if needed) the counter for `name` (validated: see `SharedService.validateName`). */
   readonly open: (name: string) => Effect.Effect<Counter, SystemError | InvalidName>
   /**
@@ -93,12 +194,28 @@ export interface RefCounter {
    * sets). May be a fresh, uncached view: use it to read and remove, not to hold references.
    */
   readonly openExisting: (name: string) => Effect.Effect<Counter | undefined, SystemError | InvalidName>
+  /** The owner lock and the hint of `name`, without opening (or creating) any kernel object. */
+  readonly view: (name: string) => Effect.Effect<View, SystemError | InvalidName>
+  /** The names that have a record (a database counter's table); absent: the runtime directory's hints. */
+  readonly names?: Effect.Effect<ReadonlyArray<string>, SystemError> | undefined
 }
 
 /**
- * System V semaphores with `SEM_UNDO` (Linux). One set of three semaphores per (uid, name):
- * the startup lock, the count, and the reaper slot. Created mode 0600 and never `SETVAL`'d
- * (a fresh Linux set starts at zero; `SETVAL` would wipe every process's undo records).
+ * What can be looked at for a name without its kernel objects: the owner lock and the hint.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface View {
+  readonly dir: string
+  readonly owner: Owner
+  readonly hints: HintStore
+}
+
+/**
+ * System V semaphores with `SEM_UNDO` (Linux). One set of three semaphores per (uid, runtime
+ * directory, name): the startup lock, the count, and the ring. Created mode 0600 and never
+ * `SETVAL`'d (a fresh Linux set starts at zero; `SETVAL` would wipe every process's undo records).
  *
  * @category constructors
  * @since 0.1.0
@@ -107,13 +224,69 @@ export const sysV: () => RefCounter = sysvImpl.make
 
 /**
  * `flock(2)` fallback: every client holds a shared lock on `<runtime dir>/<name>.clients`, the
- * startup lock is an exclusive lock on `<name>.lock`, the reaper slot on `<name>.reaper`. It
- * can tell "any clients left", not how many (`exact: false`).
+ * startup lock is an exclusive lock on `<name>.lock`, the ring is the size of `<name>.ring`. It
+ * can tell "any clients left", not how many (`exact: false`), and its waits poll.
  *
  * @category constructors
  * @since 0.1.0
  */
 export const flock: () => RefCounter = flockImpl.make
+
+/**
+ * Options of `RefCounter.postgres`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PostgresOptions {
+  /** A libpq URI, `postgres://user:password@host:port/database?sslmode=…`. */
+  readonly url?: string | Redacted.Redacted | undefined
+  /** An `@effect/sql-pg` client whose connection settings are reused (its pool is not: every reference is a session of its own). */
+  readonly client?: PgClient | undefined
+  /** Separates users of one database: keys derive from (namespace, name). Default: the database role's name. */
+  readonly namespace?: string | undefined
+  /**
+   * The session keepalive (set per session: `tcp_keepalives_idle/interval/count`, and
+   * `tcp_user_timeout` to their total). The server ends the session of a machine that vanished
+   * within `idle + interval × count`, releasing its reference and locks; this process finds its
+   * own session lost (a heartbeat every `idle`, answered within `interval × count`) within about
+   * the same bound. Default 10 s, 2 s, 5: 20 s.
+   */
+  readonly keepalive?: {
+    readonly idle?: Duration.Input | undefined
+    readonly interval?: Duration.Input | undefined
+    readonly count?: number | undefined
+  } | undefined
+  /** Bound on opening a session. Default 10 s. */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A `RefCounter` on PostgreSQL, for services shared across machines: a reference is a shared
+ * session-level advisory lock held on a dedicated session for as long as this process holds the
+ * service, the count is the number of granted holders in `pg_locks`, the startup and owner locks
+ * are exclusive session-level advisory locks, and the ring and the generation record live in a
+ * small table (`quiesce_shared_service`, created on first use). The server releases everything a
+ * session held when it ends — process exit, SIGKILL, or a machine gone silent for longer than
+ * the keepalive bound. Services on it are supervised in-process (see the README's PostgreSQL
+ * section). Fails with `DatabaseUnreachable`, `AuthenticationFailed` or `DatabaseError` when the
+ * first session cannot be opened or the table cannot be created.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makePostgres = (options: PostgresOptions): Effect.Effect<RefCounter, SystemError, Scope.Scope> =>
+  Effect_.flatMap(Effect_.promise(() => import("./internal/postgres.ts")), (pg) => pg.make(options))
+
+/**
+ * `makePostgres` as a layer providing `RefCounter` (its sessions close with the layer; a
+ * supervisor this process runs keeps its own session until its service is stopped).
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const postgres = (options: PostgresOptions): Layer.Layer<never, SystemError> =>
+  Layer_.effect(RefCounter, makePostgres(options)) as Layer.Layer<never, SystemError>
 
 /**
  * An in-memory kernel shared by simulated processes, for unit tests. Each
@@ -143,7 +316,7 @@ export interface MemoryKernel {
 export interface MemoryProcess extends RefCounter {
   readonly kind: "memory"
   readonly pid: number
-  /** What the kernel does when the process dies: its lock, reference and reaper slot are undone. */
+  /** What the kernel does when the process dies: its lock, reference and owner lock are undone. */
   readonly crash: Effect.Effect<void>
 }
 

@@ -1,49 +1,45 @@
 /**
  * One service process shared by many client processes: the first client starts it, the last
- * one out stops it, and when a client crashes the kernel drops its reference.
+ * one out stops it (after `idleTimeToLive`), and when a client crashes the kernel drops its
+ * reference. The protocol is in `PROTOCOL.md`; its model check is `test/lifecycle.model.test.ts`.
  *
  * **Guarantees** (with the default SysV `RefCounter` on Linux)
  *
- * - **Exactly one start.** `start` runs only under a cross-process startup lock, and only when
- *   no live service is recorded; every decision about the count is taken under that lock. The
- *   lock is the atomic semop pair {wait-for-zero, +1 with `SEM_UNDO`}: a process that dies
- *   holding it releases it, so the next client gets it at once, not after a timeout.
+ * - **One instance, one owner.** A generation of the service exists exactly while its
+ *   supervisor lives: the supervisor is the service's parent, holds the owner lock (a kernel
+ *   flock, held from the instant it is spawned), and its death kills the service
+ *   (parent-death signal). A new generation is only started when nobody holds the owner lock,
+ *   after sweeping whatever an earlier one left; so there are never two live instances.
+ * - **Every decision under the startup lock**, a crash-safe SysV lock (`{wait-for-zero, +1}`
+ *   with `SEM_UNDO`): a process that dies holding it releases it at once.
  * - **Crash-safe count.** Each process holds at most one kernel reference (+1 with `SEM_UNDO`),
  *   however many handles it has; the kernel drops it when the process dies, SIGKILL included.
- * - **No orphaned service.** A reaper process that holds no reference waits for the count to
- *   reach zero (semop wait-for-zero wakes when the last holder dies), waits `idleTimeToLive`,
- *   re-checks under the lock and stops the service. A client arriving in the grace period keeps
- *   the running service. A dead reaper is replaced by the next client.
- * - **Hints are verified.** The service's `ServiceInfo` is shared through a hint file (per-user
- *   runtime dir, 0600, written atomically) that is checked against the process table (pid and
- *   start time) and the health check, never trusted; a corrupt hint is ignored and replaced.
- * - **Bounded waits.** The lock wait runs in `semtimedop` slices of at most 50 ms on the libuv
- *   pool (never the event loop), is interruptible between slices, and fails with `LockTimeout`
- *   after `lockTimeout`.
- * - **Never `SETVAL`.** Sets are created (mode 0600, keyed by uid and name) and used, never
- *   re-initialised, so no process's undo records are wiped.
- *
- * **Limits.** `stop`, `recover` and `healthCheck` are Effects and run in client processes
- * (recovery) or the in-process reaper. The detached reaper (the default, and the only one that
- * survives the last client being SIGKILLed) stops the service by its verified pid, with SIGTERM
- * and SIGKILL after `stopTimeout` (the whole process group when `processGroup` is set).
+ * - **Stopped after the last client, never before.** The supervisor waits for count 0, then
+ *   for `idleTimeToLive` counted from the last release (every registration rings it), then
+ *   re-checks under the lock and stops the service's whole tree (SIGTERM, SIGKILL after
+ *   `stopTimeout`), removes the hint, the owner file and the set. A client arriving meanwhile
+ *   waits for the lock and starts a fresh generation.
+ * - **Bounded everything.** The lock wait runs in `semtimedop` slices of at most 50 ms on the
+ *   libuv pool (never the event loop) and fails with `LockTimeout`; health checks run under the
+ *   lock within `healthTimeout`, and a stopped (SIGSTOP) service is unhealthy and replaced.
+ * - **Nothing trusted, nothing hijacked.** The runtime directory is checked (a directory of this
+ *   user, not a link, 0700) before anything starts and every file in it is opened `O_NOFOLLOW`;
+ *   the hint is verified against the owner lock and the process table; a port held by another
+ *   process is `PortInUse`, at once and during readiness, never someone else's server.
  *
  * @since 0.1.0
  */
 import type { Duration, Effect, Layer, Scope } from "effect"
 import { Effect as Effect_, Layer as L } from "effect"
 import type { Context } from "effect"
-import type { ChildProcessSpawner } from "effect/process"
 import * as command_ from "./internal/command.ts"
-import { keepAcrossExec } from "./internal/flock.ts"
 import * as internal from "./internal/sharedService.ts"
-import { invalidReason } from "./internal/name.ts"
 import * as Hint from "./internal/hint.ts"
-import { runtimeDirPath } from "./internal/paths.ts"
-import type { Counter } from "./RefCounter.ts"
-import { RefCounter } from "./RefCounter.ts"
+import { invalidReason, validate } from "./internal/name.ts"
+import { runtimeDir, runtimeDirPath } from "./internal/paths.ts"
 import type { ServiceInfo } from "./ServiceInfo.ts"
-import type { CorruptHint, InvalidName, LockTimeout, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
+import { CorruptHint } from "./SharedServiceError.ts"
+import type { InvalidName, LockTimeout, PortInUse, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
 
 /**
  * @category type ids
@@ -70,16 +66,18 @@ export interface SharedService<out E = never, out R = never> extends internal.Sh
 export interface ServiceHandle extends internal.ServiceHandle {}
 
 /**
- * Who stops the service after the last client:
+ * Who supervises a generation (and stops the service after the last client):
  *
- * - `"detached"` (default): a separate reaper process (`bin/reaper`), spawned by the first
- *   client, holding no reference. Survives every client, SIGKILL included. Stops the service
- *   by its recorded pid (SIGTERM, then SIGKILL after `stopTimeout`); a custom `stop` is not
- *   used by it.
- * - `"in-process"`: a daemon fiber in the starting process runs `stop`. Not crash-safe: if
- *   that process dies the service is left running until a later client's reaper takes over.
- *   The fiber keeps that process alive until it has stopped the service.
- * - `"none"`: nothing stops it (use `forceStop`).
+ * - `"detached"` (default): a supervisor process (`bin/supervisor`), spawned by the first
+ *   client before `start` runs, holding the owner lock and no reference. Survives every client,
+ *   SIGKILL included. Stops the service by its recorded pid (SIGTERM, then SIGKILL after
+ *   `stopTimeout`); a custom `stop` is not used by it.
+ * - `"in-process"`: a daemon fiber in the starting process holds the owner lock and runs `stop`.
+ *   The fiber keeps that process alive until it has stopped the service. If that process dies,
+ *   a standby in another process holding the service adopts it (it queues on the owner lock
+ *   while it holds the service), or else the last releaser runs `stop` on it; only a service
+ *   whose supervisor dies after the last release stays until the next acquisition sweeps it.
+ *   Every service on the PostgreSQL counter is supervised this way (`RefCounter.postgres`).
  *
  * @category models
  * @since 0.1.0
@@ -103,9 +101,10 @@ export const isSharedService: (u: unknown) => u is SharedService<unknown, unknow
  * `.` or `-`); starts nothing.
  *
  * Defaults: `idleTimeToLive` 0 (stop as soon as the last client is gone), `startTimeout` 30 s,
- * `stopTimeout` 5 s, `lockTimeout` = startTimeout + stopTimeout + 5 s (a lock holder may be
- * starting the service), `stop` = `Process.stop(info.pid)` verified by start time, `recover` =
- * stop then start, no health check, `reaper: "detached"`.
+ * `stopTimeout` 5 s, `healthTimeout` 5 s, `lockTimeout` = startTimeout + stopTimeout + 5 s (a
+ * lock holder may be starting the service), `stop` = `Process.stop(info.pid)` verified by start
+ * time, no health check, no `recover` (an unhealthy generation is replaced by a new one),
+ * `reaper: "detached"`.
  *
  * **Example**
  *
@@ -141,14 +140,18 @@ export const makeUnsafe: <E = never, R = never>(options: Options<E, R>) => Share
 
 /**
  * Acquires a reference to the shared service, held until the current `Scope` closes. The first
- * client (count 0 → 1, no live service) runs `start` under the startup lock and writes the
- * hint; later clients verify the hint and run `healthCheck`, and a failing check runs `recover`.
- * Fibers of one process share one kernel reference: only the first of them takes the lock.
+ * client (no live generation) spawns the generation's supervisor and runs `start` under the
+ * startup lock; later clients verify the hint against the owner lock and run `healthCheck`
+ * (bounded), and an unhealthy generation is recovered or replaced. Fibers of one process share
+ * one kernel reference: only the first of them takes the lock.
  *
  * Fails with `LockTimeout` (lock not obtained within `lockTimeout`), `StartFailed` (including
- * `startTimeout`), `RecoveryFailed`, the system errors of the `RefCounter`, or `start`'s own
- * `E`. On any failure nothing is registered and the lock is released. Interruptible while
- * waiting for the lock and while `start`/`healthCheck`/`recover` run.
+ * `startTimeout`, with the service's exit status and last output for a `command`), `PortInUse`,
+ * `RecoveryFailed`, the system errors of the `RefCounter` (`RuntimeDirectoryUnusable` among
+ * them), or `start`'s own `E`. On any failure nothing is registered, the lock is released, and
+ * whatever was started is stopped by its supervisor. Interruptible while waiting for the lock
+ * and while `start`/`healthCheck`/`recover` run (an interrupted start is cleaned up like a
+ * failed one).
  *
  * @category combinators
  * @since 0.1.0
@@ -251,42 +254,101 @@ export const parseReadiness = (s: string): Readiness | undefined => {
  * @category models
  * @since 0.1.0
  */
-export interface CommandOptions extends command_.CommandOptions {
+export interface CommandOptions {
+  readonly name: string
+  /** A `/bin/sh -c` command line. It must stay in the foreground (its process is the service). */
+  readonly command: string
+  readonly cwd?: string | undefined
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** The service's TCP port: checked free before the start, and owned by the service once ready. */
+  readonly port?: number | undefined
+  readonly metadata?: Readonly<Record<string, string>> | undefined
+  /** Polled (every ≤ 4 ms, each attempt within `healthTimeout`) until it succeeds; none: ready once spawned. */
+  readonly ready?: Readiness | undefined
+  /** Health check for later clients; defaults to the `ready` check. `false` disables it. */
+  readonly healthCheck?: Readiness | false | undefined
+  /** What identifies this definition (command, directory, environment), recorded in the hint. */
+  readonly fingerprint?: string | undefined
   readonly idleTimeToLive?: Duration.Input | undefined
   readonly startTimeout?: Duration.Input | undefined
   readonly lockTimeout?: Duration.Input | undefined
   readonly stopTimeout?: Duration.Input | undefined
-  /** Health check for later clients; defaults to the `ready` check. `false` disables it. */
-  readonly healthCheck?: Readiness | false | undefined
+  readonly healthTimeout?: Duration.Input | undefined
+}
+
+const loopback = /^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\]|0\.0\.0\.0|::)$/
+
+/** The local port a readiness target names, if any (its listener must be the service). */
+const localPort = (ready: Readiness | undefined): number | undefined => {
+  if (ready === undefined) return undefined
+  if (ready._tag === "Tcp") return ready.host === undefined || loopback.test(ready.host) ? ready.port : undefined
+  if (ready._tag === "Http") {
+    try {
+      const url = new URL(ready.url)
+      if (!loopback.test(url.hostname)) return undefined
+      return url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port)
+    } catch {
+      return undefined
+    }
+  }
+  return undefined
 }
 
 /**
- * A shared service that is a shell command (`/bin/sh -c`), started detached in its own process
- * group through `effect/process` so that it outlives the client that started it, with its
- * output appended to `<runtime dir>/<name>.log` (or `logFile`). The first client spawns it,
- * polls `ready` until it succeeds (the process dying or `startTimeout` elapsing fails the start
- * and kills the group), records the hint and spawns the detached reaper, which stops the group
+ * A shared service that is a shell command (`/bin/sh -c`). The first client spawns its
+ * supervisor, which runs the command in its own session with the supervisor as its parent
+ * (it dies if the supervisor dies), its output in a fresh `<runtime dir>/<name>.log` (the
+ * previous one kept as `<name>.log.1`). The client polls `ready` until it succeeds (the service
+ * dying, a foreign listener on its port, or `startTimeout` fail the start, with the service's
+ * exit status and last lines of output), then registers. The supervisor stops the whole tree
  * `idleTimeToLive` after the last client is gone. This is what `quiesce run` uses.
  *
- * Requires a `ChildProcessSpawner` (`NodeServices.layer` from `@effect/platform-node`).
+ * **Example**
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const redis = yield* SharedService.command({
+ *     name: "dev-redis",
+ *     command: "exec redis-server --port 6390",
+ *     port: 6390,
+ *     ready: SharedService.tcp(6390),
+ *     idleTimeToLive: "10 seconds"
+ *   })
+ *   const handle = yield* SharedService.acquire(redis)
+ *   console.log(handle.info.pid, handle.info.port)
+ * }).pipe(Effect.scoped)
+ * ```
  *
  * @category constructors
  * @since 0.1.0
  */
 export const command = (
   options: CommandOptions
-): Effect.Effect<SharedService<StartFailed, ChildProcessSpawner.ChildProcessSpawner>, InvalidName> => {
+): Effect.Effect<SharedService<StartFailed | PortInUse>, InvalidName> => {
   const health = options.healthCheck === undefined ? options.ready : options.healthCheck === false ? undefined : options.healthCheck
-  return internal.makeHooked<StartFailed, ChildProcessSpawner.ChildProcessSpawner>({
+  const ready = localPort(options.ready)
+  const ownedPorts = [...new Set([...(options.port === undefined ? [] : [options.port]), ...(ready === undefined ? [] : [ready])])]
+  return internal.makeCommand({
     name: options.name,
-    start: command_.startCommand(options, undefined),
     healthCheck: health === undefined ? undefined : (info) => command_.probe(options.name, health, info),
     idleTimeToLive: options.idleTimeToLive,
     startTimeout: options.startTimeout,
     lockTimeout: options.lockTimeout,
     stopTimeout: options.stopTimeout,
-    reaper: "detached"
-  }, (reaper) => command_.startCommand(options, reaper))
+    healthTimeout: options.healthTimeout
+  }, {
+    command: options.command,
+    cwd: options.cwd,
+    env: options.env,
+    port: options.port,
+    metadata: options.metadata,
+    ready: options.ready,
+    ownedPorts,
+    fingerprint: options.fingerprint
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,8 +356,9 @@ export const command = (
 // ---------------------------------------------------------------------------------------------
 
 /**
- * What `inspect` reports about a name: the live count, whether a reaper is alive, and the hint
- * with whether its process is alive.
+ * What `inspect` reports about a name: the live count, whether a supervisor holds the owner
+ * lock, the generation's state (`starting`, `ready`, `stale` for leftovers of one that died),
+ * and the hint with whether its processes are alive.
  *
  * @category models
  * @since 0.1.0
@@ -320,10 +383,12 @@ export const inspect: (name: string) => Effect.Effect<ServiceStatus, SystemError
 export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = internal.list
 
 /**
- * Stops the hinted service now, under the startup lock (SIGTERM, SIGKILL after `timeout`,
- * verified by pid and start time), and removes the hint. Clients still holding it keep their
- * references; the next one to acquire starts a new service. With `removeSet`, also removes the
- * semaphore set (holders re-register). Completes with whether a live service was stopped.
+ * Stops the service of `name` now, whoever holds it: under the startup lock its supervisor is
+ * retired (it stops the whole tree: SIGTERM, SIGKILL after its stop timeout) or, if it does not
+ * leave within `timeout`, killed; leftovers are swept, the files removed, and the set removed
+ * when nobody holds it. Clients still holding it keep their references to a stopped service;
+ * the next one to acquire starts a new generation. Also cleans up after a generation that died
+ * (`state: "stale"`). Completes with whether a live service was stopped.
  *
  * @category inspection
  * @since 0.1.0
@@ -333,7 +398,6 @@ export const forceStop: (
   options?: {
     readonly timeout?: Duration.Input | undefined
     readonly lockTimeout?: Duration.Input | undefined
-    readonly removeSet?: boolean | undefined
   }
 ) => Effect.Effect<boolean, SystemError | InvalidName | LockTimeout> = internal.forceStop
 
@@ -352,16 +416,33 @@ export const remove: (name: string) => Effect.Effect<void, SystemError | Invalid
  * @category inspection
  * @since 0.1.0
  */
-export const readHint = (name: string): Effect.Effect<ServiceInfo | undefined, CorruptHint> => Hint.read(name)
+export const readHint = (name: string): Effect.Effect<ServiceInfo | undefined, CorruptHint | InvalidName | SystemError> =>
+  Effect_.flatMap(validate(name), () =>
+    Effect_.suspend((): Effect.Effect<ServiceInfo | undefined, CorruptHint | SystemError> => {
+      const dir = runtimeDir(name)
+      if (typeof dir !== "string") return Effect_.fail(dir)
+      const hint = Hint.read(dir, name)
+      return hint instanceof CorruptHint ? Effect_.fail(hint) : Effect_.succeed(hint?.info)
+    }))
 
 /**
  * The per-user runtime directory holding hints, logs and lock files: `$QUIESCE_RUNTIME_DIR`,
- * else `$XDG_RUNTIME_DIR/quiesce`, else `<tmpdir>/quiesce-<uid>` (created 0700).
+ * else `$XDG_RUNTIME_DIR/quiesce`, else `<tmpdir>/quiesce-<uid>` (created 0700; refused when it
+ * is relative, a link, or another user's).
  *
  * @category inspection
  * @since 0.1.0
  */
 export const runtimeDirectory = (): string => runtimeDirPath()
+
+/**
+ * Where the output of `name`'s current instance goes (`command` services): `<runtime dir>/<name>.log`;
+ * the previous instance's is `<name>.log.1`.
+ *
+ * @category inspection
+ * @since 0.1.0
+ */
+export const logFile = (name: string): string => `${runtimeDirPath()}/${name}.log`
 
 /**
  * `undefined` if `name` is a valid service name, otherwise why not.
@@ -372,48 +453,13 @@ export const runtimeDirectory = (): string => runtimeDirPath()
 export const validateName: (name: string) => string | undefined = invalidReason
 
 /**
- * Options of `reap`: the grace period, the lock wait, how to stop the service, and optionally
- * a service known from its start (stopped too when no hint names it).
- *
- * @category reaper
- * @since 0.1.0
- */
-export interface ReapOptions<E, R> extends internal.ReapOptions<E, R> {}
-
-/**
- * The reaper loop, exported for custom supervisors: in a process that holds the reaper slot
- * (`Counter.claimReaper`) and no reference, waits for zero, waits `idleTimeToLive`, re-checks
- * under the lock and runs `stop` on the hinted service.
- *
- * @category reaper
- * @since 0.1.0
- */
-export const reap: <E, R>(counter: Counter, options: ReapOptions<E, R>) => Effect.Effect<void, SystemError | E, R> =
-  internal.reap
-
-/**
- * Makes the references this process holds outlive `execve(2)`, for a process that hands them to
- * the program it replaces itself with (`quiesce run` execs the user's command, which is then the
- * client the kernel counts). Call it right before the exec, with the acquiring scopes left open:
- * nothing of this process runs afterwards, and the kernel drops the references when the new
- * program exits or is killed.
- *
- * - `sysV`: nothing to do: a `SEM_UNDO` adjustment belongs to the process, and a process keeps
- *   it across `execve`.
- * - `flock`: the reference is a shared lock on the clients file through a close-on-exec
- *   descriptor; this clears `FD_CLOEXEC` on it, so the new program keeps the lock, and so does
- *   any child it forks while the descriptor is open (a program that closes descriptors it did not
- *   open drops its reference).
- * - `memory`: nothing (simulated processes do not exec).
- *
- * What the new program does not get: the in-process watchdog that re-registers a reference after
- * its semaphore set was removed (`ipcrm`, `forceStop` with `removeSet`), since no code of this
- * package runs in it.
+ * Prepares this process to replace itself with another program (`process.execve`) while it
+ * holds `name`: SysV references (undo records) survive an exec by themselves; the flock
+ * counter's descriptor is made inheritable. After the exec no code of this package runs in the
+ * process: its reference is dropped when the exec'd program exits, and it is not re-registered
+ * if the set is removed meanwhile (`ipcrm`).
  *
  * @category combinators
  * @since 0.1.0
  */
-export const prepareExec: Effect.Effect<void, SystemError> = Effect_.flatMap(
-  RefCounter,
-  (rc) => rc.kind === "flock" ? keepAcrossExec : Effect_.void
-)
+export const prepareExec: (name: string) => Effect.Effect<void, SystemError | InvalidName> = internal.prepareExec

@@ -83,16 +83,24 @@ export class SemaphoreSetRemoved extends Schema.TaggedError<SemaphoreSetRemoved>
  */
 export class LockTimeout extends Schema.TaggedError<LockTimeout>()("LockTimeout", {
   service: Schema.String,
-  timeoutMillis: Schema.Number
+  timeoutMillis: Schema.Number,
+  /** The process that holds the lock, when the kernel tells (SysV: the last to take it). */
+  holder: Schema.optional(Schema.Number),
+  /** Its state: `running`, `stopped` (SIGSTOP, a debugger) or `gone`. */
+  holderState: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `timed out after ${this.timeoutMillis} ms waiting for the startup lock of shared service "${this.service}"`
+    const by = this.holder === undefined ? "" : ` (held by pid ${this.holder}${this.holderState === undefined ? "" : `, ${this.holderState}`})`
+    return `timed out after ${this.timeoutMillis} ms waiting for the startup lock of shared service "${this.service}"${by}`
   }
 }
 
 /**
  * `start` failed, did not finish within `startTimeout` (`timeoutMillis` is set), or the started
- * service never became ready. The startup lock is released and no reference is kept.
+ * service never became ready. The startup lock is released, no reference is kept, and the
+ * service's supervisor stops whatever was started and removes what it leaves. For a `command`,
+ * `status` says how the service process ended ("exited with status 127") when it did, `output`
+ * holds the last lines it printed and `logFile` where all of it is.
  *
  * @category errors
  * @since 0.1.0
@@ -101,6 +109,9 @@ export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed"
   service: Schema.String,
   reason: Schema.String,
   timeoutMillis: Schema.optional(Schema.Number),
+  status: Schema.optional(Schema.String),
+  output: Schema.optional(Schema.String),
+  logFile: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
@@ -194,12 +205,143 @@ export class UnsupportedPlatform extends Schema.TaggedError<UnsupportedPlatform>
 }
 
 /**
+ * The runtime directory (hints, logs, the owner file) cannot be used safely: it is relative,
+ * not a directory, a symbolic link, owned by another user (`owner`), not writable, or full.
+ * Checked before anything is started; `syscall`/`errno`/`code` name the failing call (errno 0
+ * when the refusal is ours, e.g. a directory owned by someone else).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class RuntimeDirectoryUnusable extends Schema.TaggedError<RuntimeDirectoryUnusable>()("RuntimeDirectoryUnusable", {
+  ...sysFields,
+  path: Schema.String,
+  reason: Schema.String,
+  owner: Schema.optional(Schema.Number)
+}) {
+  override get message(): string {
+    const call = this.errno === 0 ? "" : ` (${where(this)})`
+    return `the runtime directory of shared service "${this.service}" is unusable: ${this.path}: ${this.reason}${call}`
+  }
+}
+
+/**
+ * The service's TCP port is already held by a process outside the service (checked before the
+ * start, and against the listening socket's owner during readiness): never a wait for someone
+ * else's server, never a handle to it. `pid` and `command` name the holder when this user may
+ * see it; `uid` is the socket's owner.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class PortInUse extends Schema.TaggedError<PortInUse>()("PortInUse", {
+  service: Schema.String,
+  port: Schema.Number,
+  uid: Schema.optional(Schema.Number),
+  pid: Schema.optional(Schema.Number),
+  command: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    const holder = this.pid === undefined
+      ? this.uid === undefined ? "another process" : `a process of uid ${this.uid}`
+      : `pid ${this.pid}${this.command === undefined ? "" : ` (${this.command})`}`
+    return `port ${this.port} of shared service "${this.service}" is already in use by ${holder}`
+  }
+}
+
+/**
+ * The PostgreSQL server of a `RefCounter.postgres` could not be reached (connection refused, no
+ * route, DNS, a connect that did not finish within the connect timeout). `address` is the
+ * server without credentials; `code` is the socket's error code or SQLSTATE when there is one.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DatabaseUnreachable extends Schema.TaggedError<DatabaseUnreachable>()("DatabaseUnreachable", {
+  service: Schema.String,
+  address: Schema.String,
+  reason: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": the database ${this.address} is unreachable: ${this.reason}`
+  }
+}
+
+/**
+ * The PostgreSQL server refused the credentials (SQLSTATE class 28: unknown role, wrong
+ * password, no `pg_hba.conf` entry).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFailed>()("AuthenticationFailed", {
+  service: Schema.String,
+  address: Schema.String,
+  reason: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": authentication to ${this.address} failed: ${this.reason}`
+  }
+}
+
+/**
+ * The database session that held this process's locks ended while it was in use: the server
+ * closed it (restart, `pg_terminate_backend`, its keepalives found this machine gone) or it
+ * stopped answering within the keepalive bound. Whatever it held is released by the server: a
+ * reference is no longer counted, a startup or owner lock is free. `ServiceHandle.lost`
+ * completes with this error.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class SessionLost extends Schema.TaggedError<SessionLost>()("SessionLost", {
+  service: Schema.String,
+  address: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": the database session to ${this.address} was lost: ${this.reason}`
+  }
+}
+
+/**
+ * A statement of the PostgreSQL counter failed for another reason (`code` is the SQLSTATE, e.g.
+ * `42501` when the role may not create the package's table).
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DatabaseError extends Schema.TaggedError<DatabaseError>()("DatabaseError", {
+  service: Schema.String,
+  address: Schema.String,
+  statement: Schema.String,
+  reason: Schema.String,
+  code: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": ${this.statement} on ${this.address} failed${this.code === undefined ? "" : ` (${this.code})`}: ${this.reason}`
+  }
+}
+
+/**
  * Failures of the kernel primitives (what a `RefCounter` can fail with).
  *
  * @category errors
  * @since 0.1.0
  */
-export type SystemError = IpcUnavailable | PermissionDenied | LimitExceeded | SemaphoreSetRemoved | UnsupportedPlatform
+export type SystemError =
+  | IpcUnavailable
+  | PermissionDenied
+  | LimitExceeded
+  | SemaphoreSetRemoved
+  | UnsupportedPlatform
+  | RuntimeDirectoryUnusable
+  | DatabaseUnreachable
+  | AuthenticationFailed
+  | SessionLost
+  | DatabaseError
 
 /**
  * Every failure of this package.
@@ -215,6 +357,7 @@ export type SharedServiceError =
   | RecoveryFailed
   | InvalidName
   | CorruptHint
+  | PortInUse
 
 /**
  * Maps a failed system call to the typed error a caller can act on.

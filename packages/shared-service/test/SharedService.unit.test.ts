@@ -33,7 +33,6 @@ const fakeService = (name: string, options?: Partial<SharedService.Options<never
         stats.checks++
         return stats.healthy ? Effect.void : Effect.fail("down")
       }),
-    reaper: "none",
     ...options
   })
   return { service, stats }
@@ -104,54 +103,52 @@ describe("SharedService (in-memory kernel)", () => {
       assert.strictEqual(yield* inProcess(p)(SharedService.count(service)), 0)
     }))
 
-  it.effect("a failing health check runs recover; a failing recover is RecoveryFailed", () =>
+  it.effect("an unhealthy generation is replaced: its supervisor stops it, the next client starts a new one", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("replace")
+      const { service, stats } = fakeService(name)
+      const first = yield* inProcess(a)(SharedService.acquire(service))
+      stats.healthy = false
+      const second = yield* inProcess(b)(SharedService.acquire(service))
+      assert.isTrue(second.started)
+      assert.strictEqual(stats.stops, 1, "the old one was stopped before the new one started")
+      assert.strictEqual(stats.starts, 2)
+      assert.notStrictEqual(second.info.instanceId, first.info.instanceId)
+      assert.strictEqual((yield* SharedService.readHint(name))?.instanceId, second.info.instanceId)
+      assert.strictEqual(kernel.countOf(name), 2, "a still holds its (stopped) reference; b holds the new one")
+    }).pipe(Effect.scoped))
+
+  it.effect("recover brings it back within the generation; a failing recover is RecoveryFailed and registers nothing", () =>
     Effect.gen(function*() {
       const kernel = RefCounter.memoryKernel()
       const [a, b, c] = [kernel.process(), kernel.process(), kernel.process()]
       const name = uniqueName("recover")
-      const { service, stats } = fakeService(name)
-      const first = yield* inProcess(a)(SharedService.acquire(service))
-      stats.healthy = false
-      // recover = stop + start; the restarted service is checked again and must be healthy.
-      const failed = yield* Effect.exit(inProcess(b)(SharedService.acquire(service)))
-      assert.isTrue(Exit.isFailure(failed))
-      const err = yield* Effect.flip(failed)
-      assert.strictEqual(err._tag, "RecoveryFailed")
-      assert.strictEqual(kernel.countOf(name), 1, "the failed client registered nothing")
-      stats.healthy = true
-      // The stop in the failed recovery removed the hint: c finds no service and starts one.
-      const second = yield* inProcess(c)(SharedService.acquire(service))
-      assert.isTrue(second.started)
-      assert.notStrictEqual(second.info.instanceId, first.info.instanceId)
-      assert.strictEqual(kernel.countOf(name), 2)
-    }).pipe(Effect.scoped))
-
-  it.effect("recover replaces an unhealthy service for the next client", () =>
-    Effect.gen(function*() {
-      const kernel = RefCounter.memoryKernel()
-      const [a, b] = [kernel.process(), kernel.process()]
-      const name = uniqueName("recover-ok")
-      let flaky = false
+      let recovers = 0
+      let fixable = true
       const { service, stats } = fakeService(name, {
-        healthCheck: () =>
+        recover: () =>
           Effect.suspend(() => {
-            stats.checks++
-            if (flaky) {
-              flaky = false
-              return Effect.fail("down once")
-            }
-            return Effect.void
+            recovers++
+            if (!fixable) return Effect.fail("still broken" as never)
+            stats.healthy = true
+            return Effect.succeed(ServiceInfo.make({ pid: process.pid, port: 2000 + recovers }))
           })
       })
       const first = yield* inProcess(a)(SharedService.acquire(service))
-      flaky = true
+      stats.healthy = false
       const second = yield* inProcess(b)(SharedService.acquire(service))
-      assert.isTrue(second.started)
-      assert.strictEqual(stats.stops, 1)
-      assert.strictEqual(stats.starts, 2)
-      assert.notStrictEqual(second.info.instanceId, first.info.instanceId)
-      const hinted = yield* SharedService.readHint(name)
-      assert.strictEqual(hinted?.instanceId, second.info.instanceId)
+      assert.isTrue(second.started, "restarted by its recover")
+      assert.strictEqual(recovers, 1)
+      assert.strictEqual(second.info.port, 2001)
+      assert.strictEqual(second.info.instanceId, first.info.instanceId, "same generation")
+      assert.strictEqual((yield* SharedService.readHint(name))?.port, 2001, "the hint records the recovered service")
+      stats.healthy = false
+      fixable = false
+      const err = yield* Effect.flip(inProcess(c)(SharedService.acquire(service)))
+      assert.strictEqual(err._tag, "RecoveryFailed")
+      assert.strictEqual(kernel.countOf(name), 2, "the failed client registered nothing")
     }).pipe(Effect.scoped))
 
   it.effect("LockTimeout after lockTimeout on the Effect clock", () =>
@@ -202,8 +199,7 @@ describe("SharedService (in-memory kernel)", () => {
       const slow = SharedService.makeUnsafe({
         name,
         start: Effect.never,
-        startTimeout: Duration.seconds(3),
-        reaper: "none"
+        startTimeout: Duration.seconds(3)
       })
       const fiber = yield* Effect.forkChild(Effect.exit(inProcess(a)(SharedService.acquire(slow))))
       yield* TestClock.adjust(Duration.seconds(3))
@@ -211,7 +207,7 @@ describe("SharedService (in-memory kernel)", () => {
       assert.strictEqual(err._tag, "StartFailed")
       assert.strictEqual((err as { timeoutMillis?: number }).timeoutMillis, 3000)
       assert.strictEqual(kernel.countOf(name), 0)
-      const failing = SharedService.makeUnsafe({ name, start: Effect.fail("boom" as const), reaper: "none" })
+      const failing = SharedService.makeUnsafe({ name, start: Effect.fail("boom" as const) })
       const err2 = yield* Effect.flip(inProcess(b)(SharedService.acquire(failing)))
       assert.strictEqual(err2, "boom")
       // The lock is free: a healthy definition starts at once.
@@ -220,7 +216,7 @@ describe("SharedService (in-memory kernel)", () => {
       assert.isTrue(handle.started)
     }).pipe(Effect.scoped))
 
-  it.effect("a refused registration (unlock(+1) fails) registers nothing and frees the lock", () =>
+  it.effect("a refused registration (the +1 fails) registers nothing and frees the lock", () =>
     Effect.gen(function*() {
       const kernel = RefCounter.memoryKernel()
       const [a, b] = [kernel.process(), kernel.process()]
@@ -233,10 +229,7 @@ describe("SharedService (in-memory kernel)", () => {
         open: (n) =>
           Effect.map(a.open(n), (c): RefCounter.Counter => ({
             ...c,
-            unlock: (delta) =>
-              delta === 1
-                ? Effect.fail(new SharedServiceError.LimitExceeded({ service: n, syscall: "semop(unlock)", errno: 34, code: "ERANGE" }))
-                : c.unlock(delta)
+            register: Effect.fail(new SharedServiceError.LimitExceeded({ service: n, syscall: "semop(register)", errno: 34, code: "ERANGE" }))
           }))
       }
       const err = yield* Effect.flip(Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, refusing))
@@ -261,14 +254,14 @@ describe("SharedService (in-memory kernel)", () => {
       const fiber = yield* Effect.forkChild(inProcess(b)(SharedService.acquire(service)))
       yield* Effect.yieldNow
       yield* Fiber.interrupt(fiber)
-      yield* counter.unlock(0)
+      yield* counter.unlock
       assert.strictEqual(kernel.countOf(name), 0)
       // And b can still acquire (its in-process mutex was released).
       const handle = yield* inProcess(b)(SharedService.acquire(service))
       assert.isTrue(handle.started)
     }).pipe(Effect.scoped))
 
-  it.effect("in-process reaper: stops after idleTimeToLive; a client in the grace period keeps it", () =>
+  it.effect("in-process supervisor: stops idleTimeToLive after the last release; a client in the grace period keeps it", () =>
     Effect.gen(function*() {
       const kernel = RefCounter.memoryKernel()
       const [a, b] = [kernel.process(), kernel.process()]
@@ -283,8 +276,9 @@ describe("SharedService (in-memory kernel)", () => {
         const h = yield* inProcess(b)(SharedService.acquire(service))
         assert.isFalse(h.started)
         yield* TestClock.adjust(Duration.seconds(5))
-        assert.strictEqual(stats.stops, 0, "the reaper re-checked under the lock and kept it")
+        assert.strictEqual(stats.stops, 0, "kept while b holds it")
       }))
+      // The grace period runs from b's release, not from a's.
       yield* TestClock.adjust(Duration.seconds(9))
       assert.strictEqual(stats.stops, 0)
       yield* TestClock.adjust(Duration.seconds(1))
@@ -294,7 +288,7 @@ describe("SharedService (in-memory kernel)", () => {
       assert.isUndefined(yield* SharedService.readHint(name))
     }))
 
-  it.effect("a crashed holder's reference is dropped, so the reaper stops the service", () =>
+  it.effect("a crashed holder's reference is dropped, so the supervisor stops the service", () =>
     Effect.gen(function*() {
       const kernel = RefCounter.memoryKernel()
       const [a, b] = [kernel.process(), kernel.process()]

@@ -9,14 +9,14 @@ import { Duration, Effect, Fiber } from "effect"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, eventually, freePort, harness, reapers } from "./util.ts"
+import { alive, eventually, eventuallyAsync, freePort, harness, supervisors } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-command-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
 
 const { names, newName } = harness(dir)
 afterAll(async () => {
-  for (const name of names) await Effect.runPromise(Effect.ignore(SharedService.forceStop(name, { removeSet: true })))
+  for (const name of names) await Effect.runPromise(Effect.ignore(SharedService.forceStop(name)))
 })
 
 const node = JSON.stringify(process.execPath)
@@ -32,6 +32,12 @@ const servicesNamed = (name: string): Array<number> =>
       return []
     }
   })
+
+/** Eventually (within a stop's time) no set, hint or owner file is left for `name`. */
+const nothingLeft = (name: string) =>
+  Effect.promise(() =>
+    eventuallyAsync(() => Effect.runPromise(SharedService.inspect(name)).then((s) => s.state === "stopped"), 10_000)
+  )
 
 describe("SharedService.command", () => {
   it("parseReadiness", () => {
@@ -63,7 +69,7 @@ describe("SharedService.command", () => {
       assert.isTrue(first.started)
       assert.strictEqual(first.info.port, port)
       assert.isTrue(yield* Effect.promise(() => eventually(() => !alive(first.info.pid), 15000)), "stopped after the grace")
-      assert.isTrue(yield* Effect.promise(() => eventually(() => reapers(name).length === 0, 15000)))
+      assert.isTrue(yield* Effect.promise(() => eventually(() => supervisors(name).length === 0, 15000)))
     }).pipe(Effect.provide(NodeServices.layer)), 60_000)
 
   it.live("a service that exits before it is ready: StartFailed, nothing registered", () =>
@@ -73,10 +79,10 @@ describe("SharedService.command", () => {
       const service = yield* SharedService.command({ name, command: "exit 3", ready: SharedService.tcp(port) })
       const err = yield* Effect.flip(Effect.scoped(SharedService.acquire(service)))
       assert.strictEqual(err._tag, "StartFailed")
-      assert.match((err as { reason: string }).reason, /exited before it was ready/)
-      const status = yield* SharedService.inspect(name)
-      assert.strictEqual(status.count, 0)
-      assert.isUndefined(status.hint)
+      assert.match((err as { reason: string }).reason, /exited with status 3 before it was ready/)
+      assert.strictEqual((err as { status?: string }).status, "exited with status 3")
+      assert.strictEqual((yield* SharedService.inspect(name)).count, 0)
+      assert.isTrue(yield* nothingLeft(name), "its supervisor removed the hint, the owner file and the set")
     }).pipe(Effect.provide(NodeServices.layer)), 60_000)
 
   it.live("a start timeout kills the service's process group and registers nothing", () =>
@@ -100,12 +106,11 @@ describe("SharedService.command", () => {
       assert.strictEqual(err._tag, "StartFailed")
       assert.strictEqual((err as { timeoutMillis?: number }).timeoutMillis, 700)
       assert.isBelow(Date.now() - started, 10_000)
-      const status = yield* SharedService.inspect(name)
-      assert.strictEqual(status.count, 0)
-      assert.isUndefined(status.hint, "the provisional hint was removed")
+      assert.strictEqual((yield* SharedService.inspect(name)).count, 0)
+      assert.isTrue(yield* nothingLeft(name), "its supervisor removed the hint, the owner file and the set")
       assert.isTrue(
         yield* Effect.promise(() => eventually(() => servicesNamed(name).length === 0, 10_000)),
-        "no process of the service's group is left"
+        "no process of the service's tree is left"
       )
     }).pipe(Effect.provide(NodeServices.layer)), 60_000)
 })

@@ -7,11 +7,11 @@ import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber } from "effect"
 import { spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, Client, eventually, fixture, harness, reapers, sleep, starts } from "./util.ts"
+import { alive, Client, eventually, fixture, harness, supervisors, sleep, starts } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-counters-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
@@ -64,7 +64,7 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
       yield* Effect.promise(other.kill)
       yield* Fiber.join(fiber)
       assert.isBelow(Date.now() - killedAt, 5000)
-      yield* counter.unlock(0)
+      yield* counter.unlock
     }), 30_000)
 
   it.live("lock waits leave the libuv pool to others: one waiter per pool thread, and a stat still completes", () =>
@@ -103,56 +103,57 @@ describe.each(["sysv", "flock"] as const)("%s counter", (kind) => {
       yield* Effect.promise(other.kill)
       // Nothing of the interrupted attempt is held: the lock is free at once.
       yield* Effect.uninterruptible(counter.lock(Duration.millis(2000)))
-      yield* counter.unlock(0)
+      yield* counter.unlock
     }), 30_000)
 
-  it.effect("unlock(+1) registers one reference, decrement drops it", () =>
+  it.effect("register adds one reference and rings, decrement drops it; the owner lock is exclusive", () =>
     Effect.gen(function*() {
       const name = newName(`${kind}-count`)
       const counter = yield* rc.open(name)
       assert.strictEqual(counter.exact, kind === "sysv")
       assert.strictEqual(yield* counter.count, 0)
+      assert.strictEqual(yield* counter.rings, 0)
       yield* Effect.uninterruptible(counter.lock(Duration.seconds(1)))
-      yield* counter.unlock(1)
+      // A flock belongs to the open file description: re-taking our own lock succeeds.
+      assert.strictEqual(yield* counter.tryLock, kind === "flock", "the lock is held (by us)")
+      yield* counter.register
       assert.strictEqual(yield* counter.count, 1)
+      assert.isAtLeast(yield* counter.rings, 1)
+      assert.isTrue(yield* counter.awaitRing(100), "a registration rings")
+      assert.strictEqual(yield* counter.rings, 0, "and the ring is consumed")
+      assert.isTrue(yield* counter.tryLock, "register gave the lock back")
+      yield* counter.unlock
       yield* counter.decrement
       assert.strictEqual(yield* counter.count, 0)
-      assert.isFalse(yield* counter.hasReaper)
-      assert.isTrue(yield* counter.claimReaper)
-      assert.isTrue(yield* counter.hasReaper)
-      yield* counter.releaseReaper
-      assert.isFalse(yield* counter.hasReaper)
+      assert.isTrue(yield* counter.awaitZero(100))
+      const owned = yield* counter.owner.take
+      assert.isDefined(owned)
+      assert.isUndefined(yield* counter.owner.take, "a second take fails while one is held")
+      assert.isTrue(yield* counter.owner.held)
+      yield* owned!.remove
+      assert.isFalse(yield* counter.owner.held)
     }))
 })
 
 describe("flock counter, file system failures", () => {
-  it.live("a lock file that cannot be opened or removed is a typed error, not a defect", () =>
+  it.live("a lock file that cannot be opened is a typed error naming the file, not a defect", () =>
     Effect.gen(function*() {
       const name = newName("flock-fs")
-      const counter = yield* RefCounter.flock().open(name)
-      // A non-empty directory where the reaper's lock file should be: open(2) gives EISDIR and
-      // unlink cannot remove it (root bypasses permission bits, so a mode would prove nothing).
-      const reaperFile = join(dir, `${name}.reaper`)
-      rmSync(reaperFile)
-      mkdirSync(reaperFile)
-      writeFileSync(join(reaperFile, "x"), "")
-      const probe = yield* Effect.flip(counter.hasReaper)
-      if (probe._tag === "UnsupportedPlatform") return assert.fail("flock is supported here")
-      assert.strictEqual(probe._tag, "IpcUnavailable")
-      assert.strictEqual(probe.service, name)
-      assert.strictEqual(probe.syscall, "open(reaper file)")
-      assert.strictEqual(probe.code, "EISDIR")
-      const removal = yield* Effect.flip(counter.remove)
-      if (removal._tag === "UnsupportedPlatform") return assert.fail("flock is supported here")
-      assert.strictEqual(removal.syscall, "unlink(lock file)")
-      assert.strictEqual(removal.service, name)
-      rmSync(reaperFile, { recursive: true })
-      yield* counter.remove
+      // A directory where the ring file should be: open(2) gives EISDIR.
+      mkdirSync(join(dir, `${name}.ring`))
+      writeFileSync(join(dir, `${name}.ring`, "x"), "")
+      const err = yield* Effect.flip(RefCounter.flock().open(name))
+      assert.strictEqual(err._tag, "RuntimeDirectoryUnusable")
+      if (err._tag !== "RuntimeDirectoryUnusable") return
+      assert.strictEqual(err.service, name)
+      assert.strictEqual(err.path, join(realpathSync(dir), `${name}.ring`))
+      assert.strictEqual(err.code, "EISDIR")
+      rmSync(join(dir, `${name}.ring`), { recursive: true })
     }))
 })
 
 describe("SharedService over the flock counter, real processes", () => {
-  it("a SIGKILLed last client: the flock reaper stops the service; a holder keeps it up", async () => {
+  it("a SIGKILLed last client: the supervisor stops the service; a holder keeps it up", async () => {
     const name = newName("flock-e2e")
     const [a, b] = [
       new Client({ ttlMs: 200, startsDir: dir, counter: "flock" }),
@@ -165,14 +166,14 @@ describe("SharedService over the flock counter, real processes", () => {
       assert.strictEqual(ga.ev, "acquired", JSON.stringify(ga))
       assert.strictEqual(gb.pid, ga.pid)
       assert.isFalse(gb.started === true)
-      assert.isTrue(await eventually(() => reapers(name).length === 1, 15000))
+      assert.isTrue(await eventually(() => supervisors(name).length === 1, 15000))
       a.kill("SIGKILL")
       await a.exited
       await sleep(800)
       assert.isTrue(alive(ga.pid as number), "b still holds it")
       b.kill("SIGKILL")
       assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000), "stopped after the last client died")
-      assert.isTrue(await eventually(() => reapers(name).length === 0, 15000))
+      assert.isTrue(await eventually(() => supervisors(name).length === 0, 15000))
     } finally {
       a.kill()
       b.kill()
@@ -194,9 +195,10 @@ describe("SharedService over the SysV counter, in one process", () => {
       const name = newName("handles")
       const service = yield* SharedService.make({
         name,
-        // A service that is this process (there is no reaper to stop it).
+        // A service that is this process, supervised by a fiber that does nothing to stop it.
         start: Effect.sync(() => ServiceInfo.make({ pid: process.pid })),
-        reaper: "none"
+        stop: () => Effect.void,
+        reaper: "in-process"
       })
       yield* Effect.scoped(Effect.gen(function*() {
         const handles = yield* Effect.forEach(Array.from({ length: 10 }), () => SharedService.acquire(service), {

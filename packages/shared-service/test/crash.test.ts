@@ -1,12 +1,12 @@
 /**
  * SIGKILL at every phase, with real processes: the starter while it holds the startup lock, a
- * holder, the last client, and the reaper.
+ * holder, the last client, and the supervisor.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, eventually, eventuallyAsync, harness, inspect, reapers, starts } from "./util.ts"
+import { alive, eventually, eventuallyAsync, harness, inspect, supervisors, starts } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-crash-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
@@ -38,7 +38,7 @@ describe("SIGKILL at every phase", () => {
     assert.isTrue(await eventually(() => !alive(got.pid as number), 15000), "stopped after the last release")
   }, 60_000)
 
-  it("the starter, after spawning the service and before it is ready: the reaper stops it (no orphan)", async () => {
+  it("the starter, after spawning the service and before it is ready: its supervisor stops it (no orphan)", async () => {
     const name = newName("kill-spawned")
     const a = client({ ttlMs: 200, commandNeverReadyPort: 1 })
     await a.ready()
@@ -46,11 +46,11 @@ describe("SIGKILL at every phase", () => {
     // The service is up (it recorded itself) and a waits for a readiness that never comes.
     assert.isTrue(await eventually(() => starts(dir, name).length === 1, 15000))
     const [pid] = starts(dir, name)
-    assert.isTrue(await eventually(() => reapers(name).length === 1, 15000), "the reaper was spawned first")
+    assert.isTrue(await eventually(() => supervisors(name).length === 1, 15000), "the supervisor came with it")
     a.kill("SIGKILL")
     await a.exited
     assert.isTrue(await eventually(() => !alive(pid!), 15000), "no orphaned service")
-    assert.isTrue(await eventually(() => reapers(name).length === 0, 15000))
+    assert.isTrue(await eventually(() => supervisors(name).length === 0, 15000))
   }, 60_000)
 
   it("a holder: the count drops, the service keeps running for the others", async () => {
@@ -73,13 +73,13 @@ describe("SIGKILL at every phase", () => {
     assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000))
   }, 60_000)
 
-  it("the last client: the reaper stops the service after the grace period", async () => {
+  it("the last client: the supervisor stops the service after the grace period", async () => {
     const name = newName("kill-last")
     const a = client({ ttlMs: 500 })
     await a.ready()
     const got = await a.request(`acquire ${name}`)
     const pid = got.pid as number
-    assert.isTrue(await eventually(() => reapers(name).length === 1, 15000), "a reaper is waiting")
+    assert.isTrue(await eventually(() => supervisors(name).length === 1, 15000), "a supervisor is waiting")
     // The count cannot drop before the kill, so the service cannot stop before kill + grace.
     const killedAt = performance.now()
     a.kill("SIGKILL")
@@ -89,30 +89,34 @@ describe("SIGKILL at every phase", () => {
     const took = performance.now() - killedAt
     assert.isAtLeast(took, 495, "not before the grace period")
     assert.isBelow(took, 10000, "grace + a margin (loaded 2-core CI)")
-    assert.isTrue(await eventually(() => reapers(name).length === 0, 10000), "the reaper exited")
+    assert.isTrue(await eventually(() => supervisors(name).length === 0, 10000), "the supervisor exited")
     const status = await inspect(name)
     assert.isUndefined(status.hint, "hint removed")
+    assert.strictEqual(status.state, "stopped", "nothing left: no set, no hint, no owner file")
   }, 60_000)
 
-  it("the reaper: the next client notices and spawns a new one; the service still stops after the last", async () => {
-    const name = newName("kill-reaper")
+  it("the supervisor: the next client sweeps what its generation left and starts a fresh one; it too stops after the last", async () => {
+    const name = newName("kill-supervisor")
     const a = client({ ttlMs: 300 })
     const b = client({ ttlMs: 300 })
     await Promise.all([a.ready(), b.ready()])
     const ga = await a.request(`acquire ${name}`)
-    assert.isTrue(await eventually(() => reapers(name).length === 1, 15000))
-    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => s.hasReaper), 15000), "it claimed its slot")
-    const [reaper] = reapers(name)
-    process.kill(reaper!, "SIGKILL")
-    // The kernel applies the undo when the last thread of the reaper has exited.
-    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => !s.hasReaper), 5000), "the kernel dropped its slot")
+    assert.isTrue(await eventually(() => supervisors(name).length === 1, 15000))
+    assert.isTrue((await inspect(name)).hasSupervisor, "it holds the owner lock")
+    const [supervisor] = supervisors(name)
+    process.kill(supervisor!, "SIGKILL")
+    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => !s.hasSupervisor), 5000), "the kernel dropped its owner lock")
+    // A `make` service is not its supervisor's child: it survives it, until the next client sweeps it.
     const gb = await b.request(`acquire ${name}`)
-    assert.strictEqual(gb.pid, ga.pid, "the running service is reused")
-    assert.isFalse(gb.started === true)
-    assert.isTrue(await eventually(() => reapers(name).some((p) => p !== reaper), 15000), "a new reaper")
-    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => s.hasReaper), 15000), "the new reaper holds the slot")
+    assert.strictEqual(gb.ev, "acquired", JSON.stringify(gb))
+    assert.isTrue(gb.started === true, "a fresh generation")
+    assert.notStrictEqual(gb.pid, ga.pid)
+    assert.isTrue(await eventually(() => !alive(ga.pid as number), 5000), "the old service was swept, never two at once")
+    assert.isTrue(await eventually(() => supervisors(name).some((p) => p !== supervisor), 15000), "a new supervisor")
     a.kill("SIGKILL")
     b.kill("SIGKILL")
-    assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000), "stopped after the last client died")
+    assert.isTrue(await eventually(() => !alive(gb.pid as number), 15000), "stopped after the last client died")
+    assert.isTrue(await eventually(() => supervisors(name).length === 0, 15000))
+    assert.strictEqual((await inspect(name)).state, "stopped", "nothing left")
   }, 60_000)
 })

@@ -10,13 +10,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { program } from "../examples/quick-start.ts"
-import { alive, eventually, freePort, reapers, uniqueName } from "./util.ts"
+import { alive, eventually, freePort, supervisors, uniqueName } from "./util.ts"
 
 process.env["QUIESCE_RUNTIME_DIR"] = mkdtempSync(join(tmpdir(), "quiesce-example-"))
 const name = uniqueName("example")
 
 afterAll(async () => {
-  await Effect.runPromise(Effect.ignore(SharedService.forceStop(name, { removeSet: true })))
+  await Effect.runPromise(Effect.ignore(SharedService.forceStop(name)))
 })
 
 describe("README example", () => {
@@ -33,6 +33,6 @@ describe("README example", () => {
     assert.strictEqual(a.port, port)
     assert.isTrue(alive(a.pid))
     assert.isTrue(await eventually(() => !alive(a.pid), 15000), "stopped ~1 s after both finished")
-    assert.isTrue(await eventually(() => reapers(name).length === 0, 15000))
+    assert.isTrue(await eventually(() => supervisors(name).length === 0, 15000))
   }, 60_000)
 })

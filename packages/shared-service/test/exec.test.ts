@@ -2,7 +2,7 @@
  * A reference handed to another program with `execve` (what `quiesce run` does): the exec'd
  * program holds it until it exits, with no code of this package running in it.
  */
-import { RefCounter, SharedService } from "@quiesce/shared-service"
+import { RefCounter } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
@@ -14,10 +14,10 @@ import { fixture, harness } from "./util.ts"
 const dir = mkdtempSync(join(tmpdir(), "quiesce-exec-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
 
-const { names, newName } = harness(dir)
+const { cleanup, names, newName } = harness(dir)
 afterAll(async () => {
+  await cleanup()
   for (const name of names) {
-    await Effect.runPromise(Effect.ignore(SharedService.remove(name)))
     await Effect.runPromise(Effect.ignore(Effect.flatMap(RefCounter.flock().open(name), (c) => c.remove)))
   }
 })

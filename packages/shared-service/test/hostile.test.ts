@@ -7,12 +7,12 @@ import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { execFileSync } from "node:child_process"
-import { chmodSync, mkdtempSync, writeFileSync } from "node:fs"
+import { chmodSync, chownSync, mkdtempSync, realpathSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import koffi from "koffi"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, eventually, eventuallyAsync, fixture, harness, inspect, reapers, starts, uniqueName } from "./util.ts"
+import { alive, eventually, eventuallyAsync, fixture, harness, inspect, supervisors, starts, uniqueName } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-hostile-"))
 chmodSync(dir, 0o700)
@@ -26,12 +26,14 @@ const IPC_CREAT = 0o1000
 const IPC_RMID = 0
 
 /**
- * The IPC key of (uid, name) as the README documents it (FNV-1a of `quiesce:<uid>:<name>`).
- * A copy on purpose, not an import: the key is what two versions of the package must agree on
- * to share a service, so the tests pin the documented derivation rather than the code's own.
+ * The IPC key of (uid, runtime directory, name) as the README documents it (FNV-1a of
+ * `quiesce:<uid>:<canonical runtime dir>:<name>`). A copy on purpose, not an import: the key is
+ * what two versions of the package must agree on to share a service, so the tests pin the
+ * documented derivation rather than the code's own.
  */
-const ipcKey = (uid: number, name: string) => {
-  const s = `quiesce:${uid}:${name}`
+const realDir = realpathSync(dir)
+const ipcKey = (uid: number, name: string, runtime = realDir) => {
+  const s = `quiesce:${uid}:${runtime}:${name}`
   let h = 0x811c9dc5
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i)
@@ -41,6 +43,19 @@ const ipcKey = (uid: number, name: string) => {
 }
 const semidOf = (uid: number, name: string) => semget(ipcKey(uid, name), 0, 0)
 
+/** A hint file as the package writes it (version 2), naming this process as the supervisor. */
+const hintText = (name: string, info: ServiceInfo.ServiceInfo) =>
+  JSON.stringify({
+    version: 2,
+    name,
+    generation: info.instanceId,
+    state: "ready",
+    supervisor: { pid: info.pid, startTime: info.startTime ?? 0 },
+    info: Schema.encodeSync(ServiceInfo.ServiceInfo)(info),
+    startedAt: Date.now(),
+    startTimeoutMillis: 30000
+  })
+
 const { cleanup, client, newName } = harness(dir)
 const extraSets: Array<number> = []
 afterAll(async () => {
@@ -48,22 +63,16 @@ afterAll(async () => {
   for (const id of extraSets) semctl(id, 0, IPC_RMID)
 })
 
-const canSetpriv = (() => {
+/** These tests need to act as another user and to limit IPC: without that they fail, saying so. */
+const requireTool = (what: string, args: ReadonlyArray<string>) => {
   try {
-    execFileSync("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "true"])
-    return true
-  } catch {
-    return false
+    execFileSync(args[0]!, args.slice(1))
+  } catch (e) {
+    throw new Error(`this test needs ${what} (${args.join(" ")} failed: ${String(e)}); run it as root on Linux`)
   }
-})()
-const canUnshare = (() => {
-  try {
-    execFileSync("unshare", ["--ipc", "sh", "-c", "echo 32000 1024000000 500 1 > /proc/sys/kernel/sem"])
-    return true
-  } catch {
-    return false
-  }
-})()
+}
+const needSetpriv = () => requireTool("setpriv to switch to uid 65534", ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "true"])
+const needUnshare = () => requireTool("unshare --ipc", ["unshare", "--ipc", "sh", "-c", "echo 32000 1024000000 500 1 > /proc/sys/kernel/sem"])
 
 describe("bad input", () => {
   it.effect("invalid names are InvalidName everywhere, before any system call", () =>
@@ -100,12 +109,7 @@ describe("bad input", () => {
   it("a hint with a group/other-readable mode is refused", async () => {
     const name = newName("mode")
     const path = join(dir, `${name}.json`)
-    const info = ServiceInfo.make({ pid: process.pid })
-    writeFileSync(
-      path,
-      JSON.stringify({ version: 1, name, info: Schema.encodeSync(ServiceInfo.ServiceInfo)(info) }),
-      { mode: 0o644 }
-    )
+    writeFileSync(path, hintText(name, ServiceInfo.make({ pid: process.pid })), { mode: 0o644 })
     chmodSync(path, 0o644)
     const status = await inspect(name)
     assert.strictEqual(status.hintError?._tag, "CorruptHint")
@@ -116,11 +120,7 @@ describe("bad input", () => {
     const name = newName("pidreuse")
     // This very process is alive, but was not started at tick 1.
     const info = ServiceInfo.make({ pid: process.pid, startTime: 1 })
-    writeFileSync(
-      join(dir, `${name}.json`),
-      JSON.stringify({ version: 1, name, info: Schema.encodeSync(ServiceInfo.ServiceInfo)(info) }),
-      { mode: 0o600 }
-    )
+    writeFileSync(join(dir, `${name}.json`), hintText(name, info), { mode: 0o600 })
     assert.isFalse((await inspect(name)).running)
     const a = client({ ttlMs: 0 })
     await a.ready()
@@ -129,7 +129,7 @@ describe("bad input", () => {
     assert.notStrictEqual(got.pid, process.pid)
     await a.request(`release ${name}`)
     assert.isTrue(await eventually(() => !alive(got.pid as number), 15000))
-    assert.isTrue(alive(process.pid), "the reaper did not touch the recycled pid")
+    assert.isTrue(alive(process.pid), "the sweep did not touch the recycled pid")
   }, 60_000)
 })
 
@@ -140,7 +140,7 @@ describe("hostile environments", () => {
     const b = client({ ttlMs: 300 })
     await Promise.all([a.ready(), b.ready()])
     const ga = await a.request(`acquire ${name}`)
-    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => s.hasReaper), 15000))
+    assert.isTrue(await eventuallyAsync(() => inspect(name).then((s) => s.hasSupervisor), 15000))
     const id = semidOf(0, name)
     assert.isAtLeast(id, 0)
     execFileSync("ipcrm", ["-s", String(id)])
@@ -156,15 +156,12 @@ describe("hostile environments", () => {
     await a.request(`release ${name}`)
     await b.request(`release ${name}`)
     assert.isTrue(await eventually(() => !alive(ga.pid as number), 15000), "stopped after the last release")
-    assert.isTrue(await eventually(() => reapers(name).length === 0, 15000), "the reapers exited")
+    assert.isTrue(await eventually(() => supervisors(name).length === 0, 15000), "the supervisors exited")
     assert.strictEqual(starts(dir, name).length, 1)
   }, 60_000)
 
   it("another user's set at our key: PermissionDenied (root bypasses the mode, so ownership is checked)", async () => {
-    if (!canSetpriv) {
-      console.log("SKIPPED: setpriv cannot switch to uid 65534 on this machine")
-      return
-    }
+    needSetpriv()
     const name = newName("planted")
     const key = ipcKey(0, name)
     execFileSync("setpriv", [
@@ -191,15 +188,13 @@ describe("hostile environments", () => {
   }, 60_000)
 
   it("a non-root client meets a set it may not open: the kernel's EACCES is PermissionDenied", async () => {
-    if (!canSetpriv) {
-      console.log("SKIPPED: setpriv cannot switch to uid 65534 on this machine")
-      return
-    }
+    needSetpriv()
     const name = newName("eacces")
-    const id = semget(ipcKey(NOBODY, name), 3, IPC_CREAT | 0o600)
+    const nobodyDir = mkdtempSync(join(tmpdir(), "quiesce-nobody-"))
+    chownSync(nobodyDir, NOBODY, NOBODY)
+    const id = semget(ipcKey(NOBODY, name, realpathSync(nobodyDir)), 3, IPC_CREAT | 0o600)
     assert.isAtLeast(id, 0)
     extraSets.push(id)
-    const nobodyDir = mkdtempSync(join(tmpdir(), "quiesce-nobody-"))
     const c = client({}, { uid: NOBODY, env: { ...process.env, QUIESCE_RUNTIME_DIR: nobodyDir } })
     await c.ready()
     const got = await c.request(`inspect ${name}`)
@@ -209,10 +204,7 @@ describe("hostile environments", () => {
   }, 60_000)
 
   it("IPC limits exhausted (unshare --ipc, SEMMNI = 1): LimitExceeded with ENOSPC", async () => {
-    if (!canUnshare) {
-      console.log("SKIPPED: unshare --ipc is not permitted on this machine")
-      return
-    }
+    needUnshare()
     const [n1, n2] = [uniqueName("limit1"), uniqueName("limit2")]
     const out = execFileSync("unshare", [
       "--ipc",

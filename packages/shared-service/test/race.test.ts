@@ -6,7 +6,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, eventually, harness, inspect, reapers, starts } from "./util.ts"
+import { alive, eventually, harness, inspect, supervisors, starts } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-race-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
@@ -34,11 +34,11 @@ describe("cold-start race across processes", () => {
       assert.strictEqual((await inspect(name)).count, PROCESSES)
       await Promise.all(clients.map((c) => c.request(`release ${name}`)))
     }
-    // Every round's service is stopped by its reaper once the last client released.
+    // Every round's service is stopped by its supervisor once the last client released.
     for (const name of names) {
       const [pid] = starts(dir, name)
       assert.isTrue(await eventually(() => !alive(pid!), 15000), `service of ${name} stopped`)
     }
-    assert.isTrue(await eventually(() => names.every((n) => reapers(n).length === 0), 15000), "reapers exited")
+    assert.isTrue(await eventually(() => names.every((n) => supervisors(n).length === 0), 15000), "supervisors exited")
   }, 120_000)
 })

@@ -1,7 +1,7 @@
 /**
  * A storm of random acquire / release / SIGKILL across real processes for ~10 s, sampled
  * throughout: "service running ⇔ count > 0" once the grace period has passed; at the end no
- * service process, no reaper and no semaphore set of the test is left.
+ * service process, no supervisor and no semaphore set of the test is left.
  */
 import { RefCounter, SharedService } from "@quiesce/shared-service"
 import { afterAll, assert, describe, it } from "@effect/vitest"
@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { alive, Client, eventually, reapers, sleep, starts, uniqueName } from "./util.ts"
+import { alive, Client, eventually, supervisors, sleep, starts, uniqueName } from "./util.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "quiesce-storm-"))
 process.env["QUIESCE_RUNTIME_DIR"] = dir
@@ -23,7 +23,7 @@ const all: Array<Client> = []
 
 afterAll(async () => {
   for (const c of all) c.kill()
-  for (const pid of [...starts(dir, name), ...reapers(name)]) {
+  for (const pid of [...starts(dir, name), ...supervisors(name)]) {
     try {
       process.kill(pid, "SIGKILL")
     } catch {
@@ -79,7 +79,7 @@ describe("storm", () => {
           if (!running) violations.push(`count ${status.count} but no service running`)
         } else {
           zeroSince ??= now
-          // Grace plus a margin for the reaper's own latency on a loaded 2-core machine.
+          // Grace plus a margin for the supervisor's own latency on a loaded 2-core machine.
           if (now - zeroSince > TTL + 3000 && running && !inFlight()) {
             violations.push(`count 0 for ${now - zeroSince} ms but the service is still running`)
           }
@@ -156,7 +156,7 @@ describe("storm", () => {
     assert.isAbove(acquires, 10)
     assert.isAtLeast(services.length, 1)
     assert.isTrue(await eventually(() => !services.some(alive), TTL + 15000), "no service process left")
-    assert.isTrue(await eventually(() => reapers(name).length === 0, 15000), "no reaper left")
+    assert.isTrue(await eventually(() => supervisors(name).length === 0, 15000), "no supervisor left")
     assert.strictEqual((await Effect.runPromise(SharedService.inspect(name))).count, 0)
     await Effect.runPromise(SharedService.remove(name))
     const existing = await Effect.runPromise(RefCounter.sysV().openExisting(name))

@@ -24,9 +24,22 @@ export class Client {
   readonly exited: Promise<number | null>
   stderr = ""
 
-  constructor(config: Record<string, unknown>, options?: { readonly uid?: number; readonly env?: NodeJS.ProcessEnv }) {
-    const args = ["--conditions=@quiesce/source", "--no-warnings", fixture("client.ts"), JSON.stringify(config)]
-    this.child = options?.uid === undefined
+  constructor(
+    config: Record<string, unknown>,
+    options?: {
+      readonly uid?: number
+      readonly env?: NodeJS.ProcessEnv
+      /** Another fixture than `client.ts`. */
+      readonly fixture?: string
+      /** A command line that runs node (e.g. `ip netns exec NS`). */
+      readonly prefix?: ReadonlyArray<string>
+    }
+  ) {
+    const args = ["--conditions=@quiesce/source", "--no-warnings", fixture(options?.fixture ?? "client.ts"), JSON.stringify(config)]
+    const prefix = options?.prefix ?? []
+    this.child = prefix.length > 0
+      ? spawn(prefix[0]!, [...prefix.slice(1), process.execPath, ...args], { stdio: ["pipe", "pipe", "pipe"], env: options?.env ?? process.env })
+      : options?.uid === undefined
       ? spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"], env: options?.env ?? process.env })
       : spawn("setpriv", [`--reuid=${options.uid}`, `--regid=${options.uid}`, "--clear-groups", process.execPath, ...args], {
         stdio: ["pipe", "pipe", "pipe"],
@@ -117,8 +130,8 @@ export const starts = (dir: string, name: string): Array<number> => {
   return existsSync(f) ? readFileSync(f, "utf8").split("\n").filter((l) => l !== "").map(Number) : []
 }
 
-/** Pids of live reaper processes for `name`. */
-export const reapers = (name: string): Array<number> => {
+/** Pids of live supervisor processes for `name`. */
+export const supervisors = (name: string): Array<number> => {
   const out: Array<number> = []
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue
@@ -126,8 +139,8 @@ export const reapers = (name: string): Array<number> => {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0")
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
       if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) continue
-      const i = cmd.findIndex((a) => a.endsWith("reaper.ts") || a.endsWith("reaper.js"))
-      if (i >= 0 && cmd[i + 1] === name) out.push(Number(entry))
+      const i = cmd.findIndex((a) => a.endsWith("supervisor.ts") || a.endsWith("supervisor.js"))
+      if (i >= 0 && (JSON.parse(cmd[i + 1] ?? "{}") as { name?: string }).name === name) out.push(Number(entry))
     } catch {
       // raced with exit
     }
@@ -198,7 +211,7 @@ export const harness = (dir: string) => {
   const cleanup = async (): Promise<void> => {
     for (const c of clients) c.kill()
     for (const name of names) {
-      for (const pid of [...starts(dir, name), ...reapers(name)]) {
+      for (const pid of [...starts(dir, name), ...supervisors(name)]) {
         try {
           process.kill(pid, "SIGKILL")
         } catch {

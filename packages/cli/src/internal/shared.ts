@@ -186,7 +186,7 @@ export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.eff
   Effect.map(Effect.context<ChildProcessSpawner>(), (context) =>
     Manager.of({
       acquire: (options) => Effect.provideContext(acquire(options), context),
-      prepareExec: (service) => Effect.mapError(SharedService.prepareExec, failure(service)),
+      prepareExec: (service) => Effect.mapError(SharedService.prepareExec(service), failure(service)),
       status,
       list,
       stop

@@ -1,107 +1,124 @@
 /**
- * The hint file `<runtime dir>/<name>.json`: `{ version: 1, name, info }`, mode 0600, written
- * to a temporary file and renamed into place (readers see the old or the new hint, never half
- * of one). Only ever a hint: callers verify the pid and start time, and health-check.
+ * The hint file `<runtime dir>/<name>.json`: which generation runs — its supervisor (pid and
+ * start time, verified against the owner lock's stamp), its service's `ServiceInfo`, whether it
+ * was seen ready. Mode 0600, written atomically (readers see the old or the new hint, never half
+ * of one), and only ever written by a holder of the startup lock. Only ever a hint: readers
+ * verify the supervisor against the kernel (it must hold the owner lock) and the service with
+ * its pid and start time and the health check.
  *
  * @internal
  */
 import { Effect, Schema } from "effect"
-import { closeSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs"
-import { join } from "node:path"
+import { readdirSync } from "node:fs"
 import { ServiceInfo } from "../ServiceInfo.ts"
-import { CorruptHint, IpcUnavailable } from "../SharedServiceError.ts"
-import { ensureRuntimeDir, runtimeDirPath } from "./paths.ts"
+import { CorruptHint } from "../SharedServiceError.ts"
+import type { RuntimeDirectoryUnusable, SystemError } from "../SharedServiceError.ts"
+import { filePath, readSecure, unlinkIf, writeAtomic } from "./paths.ts"
 
-const HintFile = Schema.Struct({
-  version: Schema.Literal(1),
-  name: Schema.String,
-  info: ServiceInfo
+const Pid = Schema.Struct({ pid: Schema.Int, startTime: Schema.Number })
+const Supervisor = Schema.Struct({
+  pid: Schema.Int,
+  startTime: Schema.Number,
+  /** A fiber of a client process (`reaper: "in-process"`), not a supervisor process of ours. */
+  inProcess: Schema.optional(Schema.Boolean)
 })
-const decode = Schema.decodeUnknownSync(HintFile)
-const encode = Schema.encodeSync(HintFile)
 
-export const hintPath = (name: string, dir: string = runtimeDirPath()): string => join(dir, `${name}.json`)
+export class Hint extends Schema.Class<Hint>("@quiesce/shared-service/Hint")({
+  version: Schema.Literal(2),
+  name: Schema.String,
+  /** Unique per generation (the service's `instanceId`). */
+  generation: Schema.String,
+  /**
+   * `abandoned`: its start failed; the client that found out (holding the lock) asks its
+   * supervisor to stop and clean up — a request the supervisor reads between waits, so it is
+   * never lost, not even while the supervisor is still booting.
+   */
+  state: Schema.Literals(["starting", "ready", "abandoned"]),
+  supervisor: Supervisor,
+  /**
+   * Set by a client that holds the lock and replaces this generation (it was found unhealthy):
+   * the supervisor stops its service and exits. Read between the supervisor's waits, like
+   * `abandoned`; a detached supervisor is also sent SIGUSR2 to hear it at once.
+   */
+  retire: Schema.optional(Schema.Boolean),
+  /** The client that started it: a `make` start only it can finish (it runs `start`). */
+  starter: Schema.optional(Pid),
+  /** Absent while a `make` service's `start` runs. */
+  info: Schema.optional(ServiceInfo),
+  /** What defines the service (command, directory, environment), for identity checks. */
+  fingerprint: Schema.optional(Schema.String),
+  /** Epoch milliseconds. */
+  startedAt: Schema.Number,
+  startTimeoutMillis: Schema.Number,
+  readyAt: Schema.optional(Schema.Number)
+}) {}
 
-interface Cached {
-  readonly ino: number
-  readonly mtimeMs: number
-  readonly size: number
-  readonly info: ServiceInfo
-}
-const cache = new Map<string, Cached>()
+const decode = Schema.decodeUnknownSync(Schema.fromJsonString(Hint))
+const encode = Schema.encodeSync(Schema.fromJsonString(Hint))
 
-const uid = (): number => (typeof process.getuid === "function" ? process.getuid() : 0)
+export const hintPath = (dir: string, name: string): string => filePath(dir, name, "json")
 
-/** Synchronous read: `undefined` when there is no hint, `CorruptHint` when it cannot be used. */
-export const readUnsafe = (name: string, dir?: string): ServiceInfo | undefined | CorruptHint => {
-  const path = hintPath(name, dir)
-  let st
+/** The hint, `undefined` when there is none, `CorruptHint` when it cannot be used. */
+export const read = (dir: string, name: string): Hint | undefined | CorruptHint => {
+  const path = hintPath(dir, name)
+  const text = readSecure(name, path)
+  if (text === undefined) return undefined
+  if (typeof text !== "string") return new CorruptHint({ service: name, path, reason: text.reason })
   try {
-    st = lstatSync(path)
-  } catch {
-    cache.delete(path)
-    return undefined
-  }
-  const corrupt = (reason: string) => new CorruptHint({ service: name, path, reason })
-  if (!st.isFile()) return corrupt("not a regular file")
-  if (st.uid !== uid()) return corrupt(`owned by uid ${st.uid}, not ${uid()}`)
-  if ((st.mode & 0o077) !== 0) return corrupt(`mode ${(st.mode & 0o777).toString(8)} is not 600`)
-  const hit = cache.get(path)
-  if (hit !== undefined && hit.ino === st.ino && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.info
-  try {
-    const parsed = decode(JSON.parse(readFileSync(path, "utf8")))
-    if (parsed.name !== name) return corrupt(`it names "${parsed.name}"`)
-    cache.set(path, { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, info: parsed.info })
-    return parsed.info
+    const hint = decode(text.trim())
+    if (hint.name !== name) return new CorruptHint({ service: name, path, reason: `it names "${hint.name}"` })
+    return hint
   } catch (e) {
-    return corrupt(e instanceof Error ? e.message.split("\n")[0]! : String(e))
+    return new CorruptHint({ service: name, path, reason: e instanceof Error ? e.message.split("\n")[0]! : String(e) })
   }
 }
 
-export const read = (name: string, dir?: string): Effect.Effect<ServiceInfo | undefined, CorruptHint> =>
-  Effect.suspend(() => {
-    const r = readUnsafe(name, dir)
-    return r instanceof CorruptHint ? Effect.fail(r) : Effect.succeed(r)
-  })
+export const write = (dir: string, hint: Hint): RuntimeDirectoryUnusable | undefined =>
+  writeAtomic(hint.name, hintPath(dir, hint.name), encode(hint) + "\n")
 
-export const write = (name: string, info: ServiceInfo): Effect.Effect<void, IpcUnavailable> =>
-  Effect.suspend(() => {
-    const dir = ensureRuntimeDir()
-    const fail = (syscall: string, e: unknown) =>
-      Effect.fail(new IpcUnavailable({ service: name, syscall, errno: 0, code: e instanceof Error ? e.message : String(e) }))
-    if (dir instanceof Error) return fail("mkdir(runtime dir)", dir)
-    const path = hintPath(name, dir)
-    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
-    try {
-      const fd = openSync(tmp, "wx", 0o600)
-      try {
-        writeSync(fd, JSON.stringify(encode({ version: 1, name, info })) + "\n")
-      } finally {
-        closeSync(fd)
-      }
-      renameSync(tmp, path)
-      return Effect.void
-    } catch (e) {
-      rmSync(tmp, { force: true })
-      return fail("write(hint)", e)
-    }
-  })
+/** Removes the hint if it describes `generation` (or whatever it says, when not given). */
+export const remove = (dir: string, name: string, generation?: string): void => {
+  if (generation !== undefined) {
+    const current = read(dir, name)
+    if (current instanceof Hint && current.generation !== generation) return
+  }
+  unlinkIf(hintPath(dir, name))
+}
 
-/** Removes the hint, only if it still describes `instanceId` (when given) or is corrupt. */
-export const remove = (name: string, instanceId?: string): Effect.Effect<void> =>
-  Effect.sync(() => {
-    const current = readUnsafe(name)
-    if (current === undefined) return
-    if (instanceId !== undefined && !(current instanceof CorruptHint) && current.instanceId !== instanceId) return
-    rmSync(hintPath(name), { force: true })
-  })
+/** Names that have a hint or an owner file in `dir` (what `list` shows, live or stale). */
+export const names = (dir: string): ReadonlyArray<string> => {
+  let entries: Array<string>
+  try {
+    entries = readdirSync(dir)
+  } catch {
+    return []
+  }
+  const out = new Set<string>()
+  for (const f of entries) {
+    const m = /^(.+)\.(json|owner)$/.exec(f)
+    if (m !== null) out.add(m[1]!)
+  }
+  return [...out].sort()
+}
 
-/** Names with a hint file in the runtime directory. */
-export const list = (dir: string = runtimeDirPath()): Effect.Effect<ReadonlyArray<string>> =>
-  Effect.sync(() => {
-    try {
-      return readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort()
-    } catch {
-      return []
-    }
-  })
+/** The hint store of a name in a runtime directory (what `Counter.hints` is for the kernel counters). */
+export const fileHints = (dir: string, name: string): Store => ({
+  read: Effect.sync(() => read(dir, name)),
+  write: (hint) =>
+    Effect.suspend(() => {
+      const error = write(dir, hint)
+      return error === undefined ? Effect.void : Effect.fail(error)
+    }),
+  remove: (generation) => Effect.sync(() => remove(dir, name, generation)),
+  where: hintPath(dir, name)
+})
+
+/** Where a name's generation record lives: a file here, a table row for a database counter. */
+export interface Store {
+  readonly read: Effect.Effect<Hint | undefined | CorruptHint>
+  readonly write: (hint: Hint) => Effect.Effect<void, SystemError>
+  /** Removes the record if it describes `generation` (or whatever it says, when not given). */
+  readonly remove: (generation?: string) => Effect.Effect<void>
+  /** Where it is, for people (`inspect`). */
+  readonly where: string
+}

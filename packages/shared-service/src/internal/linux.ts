@@ -20,15 +20,21 @@ export const LOCK_EX = 2
 export const LOCK_NB = 4
 export const LOCK_UN = 8
 
+export const GETPID = 11
+export const EINTR = 4
+export const ESRCH = 3
+export const EAGAIN = 11
+export const ECHILD = 10
+export const EINVAL = 22
+export const ERANGE = 34
+export const EIDRM = 43
+export const EWOULDBLOCK = EAGAIN
+
 export const F_GETFD = 1
 export const F_SETFD = 2
 export const FD_CLOEXEC = 1
-
-export const EINTR = 4
-export const EAGAIN = 11
-export const EINVAL = 22
-export const EIDRM = 43
-export const EWOULDBLOCK = EAGAIN
+export const WNOHANG = 1
+export const PR_SET_CHILD_SUBREAPER = 36
 
 export interface Libc {
   readonly semget: (key: number, nsems: number, flags: number) => number
@@ -46,8 +52,10 @@ export interface Libc {
   /** semctl with a pointer argument (IPC_STAT). */
   readonly semctlPtr: (id: number, semnum: number, cmd: number, arg: Uint8Array) => number
   readonly flock: (fd: number, op: number) => number
-  /** fcntl for the commands taking an int argument (F_GETFD, F_SETFD). */
   readonly fcntl: (fd: number, cmd: number, arg: number) => number
+  /** `waitpid(pid, &status, options)`: `[pid or -1, status]`. */
+  readonly waitpid: (pid: number, options: number) => readonly [number, number]
+  readonly prctl: (option: number, arg: number) => number
   readonly getuid: () => number
   readonly errno: () => number
 }
@@ -85,8 +93,8 @@ export const libc = (): Libc | Error => {
       timeout: BigInt64Array,
       cb: (err: unknown, result: number) => void
     ) => void
-    // fcntl is variadic: its third argument is passed as a variadic int, as C callers do.
-    const fcntl = lib.func("int fcntl(int fd, int cmd, ...)")
+    const waitpidRaw = lib.func("int waitpid(int pid, _Out_ int *status, int options)")
+    const prctlRaw = lib.func("int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)")
     const b: Libc = {
       semget: lib.func("int semget(int key, int nsems, int semflg)"),
       semop: lib.func("int semop(int semid, void *sops, size_t nsops)"),
@@ -98,7 +106,13 @@ export const libc = (): Libc | Error => {
       semctl: lib.func("int semctl(int semid, int semnum, int cmd)"),
       semctlPtr: lib.func("int semctl(int semid, int semnum, int cmd, void *arg)"),
       flock: lib.func("int flock(int fd, int operation)"),
-      fcntl: (fd, cmd, arg) => fcntl(fd, cmd, "int", arg),
+      fcntl: lib.func("int fcntl(int fd, int cmd, int arg)"),
+      waitpid: (pid, options) => {
+        const status = [0]
+        const r = waitpidRaw(pid, status, options) as number
+        return [r, status[0]!] as const
+      },
+      prctl: (option, arg) => prctlRaw(option, arg, 0, 0, 0),
       getuid: lib.func("unsigned int getuid()"),
       errno: () => koffi.errno()
     }

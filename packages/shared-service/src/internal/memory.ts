@@ -1,28 +1,46 @@
 /**
- * In-memory `RefCounter` for unit tests: one `MemoryKernel` shared by simulated processes.
- * Waits are woken by state changes and time out on the Effect clock (TestClock-friendly).
+ * In-memory `RefCounter` for unit tests: one `MemoryKernel` shared by simulated processes, with
+ * the startup lock, the count, the ring and the owner lock of each name. Waits are woken by
+ * state changes and time out on the Effect clock (TestClock-friendly). `crash` undoes what the
+ * kernel would undo for a dead process.
  *
  * @internal
  */
 import { Clock, Duration, Effect } from "effect"
-import type { Counter, MemoryKernel, MemoryProcess } from "../RefCounter.ts"
-import { LockTimeout } from "../SharedServiceError.ts"
+import type { Counter, MemoryKernel, MemoryProcess, Owned } from "../RefCounter.ts"
+import { LockTimeout, SemaphoreSetRemoved } from "../SharedServiceError.ts"
+import { fileHints } from "./hint.ts"
 import { validate } from "./name.ts"
+import { runtimeDir } from "./paths.ts"
 
 interface Entry {
+  /** Bumped by `remove`: a process holding an older generation sees the set removed. */
+  generation: number
   lock: number | undefined
-  readonly holders: Map<number, number>
-  reaper: number | undefined
+  readonly holders: Set<number>
+  ring: number
+  owner: number | undefined
+  stamp: number | undefined
+  retire: boolean
 }
 
 export const makeKernel = (): MemoryKernel => {
   const entries = new Map<string, Entry>()
   const listeners = new Set<() => void>()
   let nextPid = 1000
+  let generations = 0
   const entry = (name: string): Entry => {
     let e = entries.get(name)
     if (e === undefined) {
-      e = { lock: undefined, holders: new Map(), reaper: undefined }
+      e = {
+        generation: ++generations,
+        lock: undefined,
+        holders: new Set(),
+        ring: 0,
+        owner: undefined,
+        stamp: undefined,
+        retire: false
+      }
       entries.set(name, e)
     }
     return e
@@ -37,28 +55,15 @@ export const makeKernel = (): MemoryKernel => {
     listeners.add(f)
     return Effect.sync(() => listeners.delete(f))
   })
-  const total = (e: Entry) => {
-    let n = 0
-    for (const v of e.holders.values()) n += v
-    return n
-  }
-  /**
-   * Waits for `attempt` to succeed. Only the waiting is interruptible (and the time-out race
-   * lives inside that interruptible region, so an interrupt reaches it): `attempt` itself runs
-   * synchronously, so whatever it takes is always handed to the caller.
-   */
-  const waitUntil = <A>(
-    attempt: () => A | undefined,
-    timeout: Duration.Duration | undefined,
-    onTimeout: () => LockTimeout
-  ): Effect.Effect<A, LockTimeout> =>
+  /** Waits up to `millis` (forever when undefined) for `attempt` to give a value. */
+  const waitUntil = <A>(attempt: () => A | undefined, millis: number | undefined): Effect.Effect<A | undefined> =>
     Effect.suspend(() => {
       const a = attempt()
       if (a !== undefined) return Effect.succeed(a)
       return Effect.flatMap(Clock.currentTimeMillis, (start) => {
-        const deadline = timeout === undefined ? undefined : start + Duration.toMillis(timeout)
-        const loop: Effect.Effect<A, LockTimeout> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          if (deadline !== undefined && now >= deadline) return Effect.fail(onTimeout())
+        const deadline = millis === undefined ? undefined : start + millis
+        const loop: Effect.Effect<A | undefined> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          if (deadline !== undefined && now >= deadline) return Effect.succeed(undefined)
           const wait = deadline === undefined
             ? nextChange
             : Effect.asVoid(Effect.timeoutOption(nextChange, Duration.millis(deadline - now)))
@@ -74,88 +79,173 @@ export const makeKernel = (): MemoryKernel => {
   const makeProcess = (): MemoryProcess => {
     const pid = nextPid++
     const counters = new Map<string, Counter>()
-    const open = (name: string): Counter => {
+    const open = (name: string, dir: string): Counter => {
+      let generation = entry(name).generation
       const e = () => entry(name)
-      const adjust = (delta: number) => {
-        const h = e().holders
-        const v = (h.get(pid) ?? 0) + delta
-        if (v <= 0) h.delete(pid)
-        else h.set(pid, v)
+      const removed = (syscall: string) =>
+        new SemaphoreSetRemoved({ service: name, syscall, errno: 43, code: "EIDRM" })
+      /** The entry this process has open, or the error it would see for a removed one. */
+      const live = (syscall: string): Entry | SemaphoreSetRemoved => {
+        const x = entries.get(name)
+        return x === undefined || x.generation !== generation ? removed(syscall) : x
+      }
+      const withLive = <A>(syscall: string, f: (x: Entry) => A) =>
+        Effect.suspend(() => {
+          const x = live(syscall)
+          if (x instanceof SemaphoreSetRemoved) return Effect.fail(x)
+          const a = f(x)
+          changed()
+          return Effect.succeed(a)
+        })
+      const owned = (x: Entry): Owned => ({
+        fd: undefined,
+        clearStamp: Effect.sync(() => {
+          x.stamp = undefined
+        }),
+        writeStamp: (stamp) =>
+          Effect.sync(() => {
+            x.stamp = stamp
+          }),
+        release: Effect.sync(() => {
+          if (x.owner === pid) x.owner = undefined
+          changed()
+        }),
+        remove: Effect.sync(() => {
+          if (x.owner === pid) x.owner = undefined
+          x.stamp = undefined
+          changed()
+        }),
+        stillHeld: () => x.owner === pid,
+        retireRequested: Effect.sync(() => x.retire),
+        stampSelf: Effect.sync(() => {
+          if (x.owner === pid) x.stamp = pid
+        })
+      })
+      /** Taking the lock under the startup lock stamps it; a standby's wait does not (it stamps when it adopts). */
+      const tryTake = (stamp: boolean) => (): Owned | undefined => {
+        const x = e()
+        if (x.owner !== undefined) return undefined
+        x.owner = pid
+        x.stamp = stamp ? pid : undefined
+        x.retire = false
+        changed()
+        return owned(x)
       }
       return {
         name,
         kind: "memory",
         exact: true,
-        lock: (timeout) =>
-          waitUntil(
-            () => {
-              const x = e()
+        dir,
+        lock: (timeout): Effect.Effect<void, LockTimeout | SemaphoreSetRemoved> =>
+          Effect.flatMap(
+            waitUntil(() => {
+              const x = live("semop(lock)")
+              if (x instanceof SemaphoreSetRemoved) return x
               if (x.lock !== undefined) return undefined
               x.lock = pid
-              return true
-            },
-            timeout,
-            () => new LockTimeout({ service: name, timeoutMillis: Duration.toMillis(timeout) })
-          ).pipe(Effect.asVoid),
-        unlock: (delta) =>
-          Effect.sync(() => {
-            adjust(delta)
-            if (e().lock === pid) e().lock = undefined
-            changed()
-          }),
-        decrement: Effect.sync(() => {
-          adjust(-1)
-          changed()
-        }),
-        count: Effect.sync(() => total(e())),
-        hasReaper: Effect.sync(() => e().reaper !== undefined),
-        claimReaper: Effect.sync(() => {
-          if (e().reaper !== undefined) return false
-          e().reaper = pid
-          changed()
+              return true as const
+            }, Duration.toMillis(timeout)),
+            (r): Effect.Effect<void, LockTimeout | SemaphoreSetRemoved> =>
+              r === undefined
+                ? Effect.fail(new LockTimeout({ service: name, timeoutMillis: Duration.toMillis(timeout) }))
+                : r === true
+                ? Effect.void
+                : Effect.fail(r)
+          ),
+        tryLock: withLive("semop(lock)", (x) => {
+          if (x.lock !== undefined) return false
+          x.lock = pid
           return true
         }),
-        releaseReaper: Effect.sync(() => {
-          if (e().reaper === pid) e().reaper = undefined
-          changed()
+        unlock: withLive("semop(unlock)", (x) => {
+          if (x.lock === pid) x.lock = undefined
         }),
-        awaitZero: waitUntil(() => total(e()) === 0 ? true : undefined, undefined, () => {
-          throw new Error("unreachable")
-        }).pipe(Effect.asVoid, Effect.orDie),
-        reopen: () => Effect.void,
-        remove: Effect.sync(() => {
-          entries.delete(name)
+        register: withLive("semop(register)", (x) => {
+          x.holders.add(pid)
+          x.ring++
+          if (x.lock === pid) x.lock = undefined
+        }),
+        reregister: withLive("semop(re-register)", (x) => {
+          x.holders.add(pid)
+          if (x.lock === pid) x.lock = undefined
+        }),
+        decrement: withLive("semop(release)", (x) => {
+          x.holders.delete(pid)
+        }),
+        count: withLive("semctl(GETVAL)", (x) => x.holders.size),
+        rings: withLive("semctl(GETVAL)", (x) => x.ring),
+        awaitZero: (millis) =>
+          Effect.flatMap(
+            waitUntil(() => {
+              const x = live("semtimedop(wait for zero)")
+              return x instanceof SemaphoreSetRemoved ? x : x.holders.size === 0 ? true as const : undefined
+            }, millis),
+            (r) => r === undefined ? Effect.succeed(false) : r === true ? Effect.succeed(true) : Effect.fail(r)
+          ),
+        awaitRing: (millis) =>
+          Effect.flatMap(
+            waitUntil(() => {
+              const x = live("semtimedop(ring)")
+              if (x instanceof SemaphoreSetRemoved) return x
+              if (x.ring === 0) return undefined
+              x.ring = 0
+              return true as const
+            }, millis),
+            (r) => r === undefined ? Effect.succeed(false) : r === true ? Effect.succeed(true) : Effect.fail(r)
+          ),
+        reopen: Effect.sync(() => {
+          generation = entry(name).generation
+        }),
+        remove: Effect.suspend(() => {
+          const x = entries.get(name)
+          if (x !== undefined && x.generation === generation) entries.delete(name)
           changed()
-        })
+          return Effect.void
+        }),
+        lockHolder: Effect.sync(() => entries.get(name)?.lock),
+        instance: () => generation,
+        hints: fileHints(dir, name),
+        prepareExec: Effect.void,
+        owner: {
+          take: Effect.sync(tryTake(true)),
+          awaitFree: (millis) => waitUntil(tryTake(false), millis),
+          held: Effect.sync(() => entries.get(name)?.owner !== undefined),
+          stamp: Effect.sync(() => entries.get(name)?.stamp),
+          request: () =>
+            Effect.sync(() => {
+              const x = entries.get(name)
+              if (x !== undefined && x.owner !== undefined) x.retire = true
+              changed()
+            })
+        }
       }
     }
+    const openCounter = (name: string) =>
+      Effect.flatMap(validate(name), () =>
+        Effect.suspend(() => {
+          const dir = runtimeDir(name)
+          if (typeof dir !== "string") return Effect.fail(dir)
+          let c = counters.get(name)
+          if (c === undefined) {
+            c = open(name, dir)
+            counters.set(name, c)
+          }
+          return Effect.succeed(c)
+        }))
     return {
       kind: "memory",
       pid,
-      open: (name) =>
-        Effect.map(validate(name), () => {
-          let c = counters.get(name)
-          if (c === undefined) {
-            c = open(name)
-            counters.set(name, c)
-          }
-          return c
-        }),
+      open: openCounter,
       openExisting: (name) =>
-        Effect.map(validate(name), () => {
-          if (!entries.has(name) && !counters.has(name)) return undefined
-          let c = counters.get(name)
-          if (c === undefined) {
-            c = open(name)
-            counters.set(name, c)
-          }
-          return c
-        }),
+        Effect.flatMap(validate(name), () =>
+          entries.has(name) ? Effect.map(openCounter(name), (c): Counter | undefined => c) : Effect.succeed(undefined)),
+      // Simulated objects cost nothing: the view is the (cached) counter itself.
+      view: openCounter,
       crash: Effect.sync(() => {
-        for (const e of entries.values()) {
-          e.holders.delete(pid)
-          if (e.lock === pid) e.lock = undefined
-          if (e.reaper === pid) e.reaper = undefined
+        for (const x of entries.values()) {
+          x.holders.delete(pid)
+          if (x.lock === pid) x.lock = undefined
+          if (x.owner === pid) x.owner = undefined
         }
         changed()
       })
@@ -163,9 +253,6 @@ export const makeKernel = (): MemoryKernel => {
   }
   return {
     process: makeProcess,
-    countOf: (name) => {
-      const e = entries.get(name)
-      return e === undefined ? 0 : total(e)
-    }
+    countOf: (name) => entries.get(name)?.holders.size ?? 0
   }
 }

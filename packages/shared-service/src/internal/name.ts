@@ -17,9 +17,12 @@ export const validate = (name: string): Effect.Effect<string, InvalidName> => {
   return reason === undefined ? Effect.succeed(name) : Effect.fail(new InvalidName({ service: String(name), reason }))
 }
 
-/** 32-bit FNV-1a of `quiesce:<uid>:<name>`, never 0 (IPC_PRIVATE). */
-export const ipcKey = (uid: number, name: string): number => {
-  const s = `quiesce:${uid}:${name}`
+/**
+ * 32-bit FNV-1a of `quiesce:<uid>:<runtime dir>:<name>`, never 0 (IPC_PRIVATE). The runtime
+ * directory is part of the key: its files (hint, owner lock) and the set are one namespace.
+ */
+export const ipcKey = (uid: number, dir: string, name: string): number => {
+  const s = `quiesce:${uid}:${dir}:${name}`
   let h = 0x811c9dc5
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i)

@@ -10,6 +10,7 @@ import { IpcUnavailable } from "../SharedServiceError.ts"
 import type { InvalidName, SystemError } from "../SharedServiceError.ts"
 import * as L from "./linux.ts"
 import { validate } from "./name.ts"
+import { runtimeDir } from "./paths.ts"
 
 /** libc, or `IpcUnavailable` for `service` when it cannot be loaded. */
 export const libcFor = (service: string): L.Libc | IpcUnavailable => {
@@ -20,24 +21,27 @@ export const libcFor = (service: string): L.Libc | IpcUnavailable => {
 }
 
 /**
- * `RefCounter.open` over `counters`: the validated name's cached counter, else a new one from
- * `create`. The look-up, the creation and the caching run in one synchronous step, so two
- * fibers opening the same name cannot both create one (a process holds at most one reference
- * per name, through one counter).
+ * `RefCounter.open` over `counters`: the validated name's cached counter in the (checked)
+ * runtime directory, else a new one from `create`. The look-up, the creation and the caching run
+ * in one synchronous step, so two fibers opening the same name cannot both create one (a process
+ * holds at most one reference per name, through one counter).
  */
 export const opener = <C extends Counter>(
   counters: Map<string, C>,
-  create: (lib: L.Libc, name: string) => C | SystemError
+  create: (lib: L.Libc, name: string, dir: string) => C | SystemError
 ) =>
 (name: string): Effect.Effect<C, SystemError | InvalidName> =>
   Effect.flatMap(validate(name), () =>
     Effect.suspend(() => {
-      const existing = counters.get(name)
+      const dir = runtimeDir(name)
+      if (typeof dir !== "string") return Effect.fail(dir)
+      const key = `${dir}\0${name}`
+      const existing = counters.get(key)
       if (existing !== undefined) return Effect.succeed(existing)
       const lib = libcFor(name)
       if (lib instanceof Error) return Effect.fail(lib)
-      const counter = create(lib, name)
+      const counter = create(lib, name, dir)
       if (counter instanceof Error) return Effect.fail(counter)
-      counters.set(name, counter)
+      counters.set(key, counter)
       return Effect.succeed(counter)
     }))

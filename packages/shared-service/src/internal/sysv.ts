@@ -1,39 +1,50 @@
 /**
- * SysV semaphore `RefCounter` (Linux). Set layout: 0 = startup lock, 1 = count, 2 = reaper slot.
+ * SysV semaphore `RefCounter` (Linux). Set layout: 0 = startup lock, 1 = count, 2 = ring.
+ *
+ * - lock: `{wait-for-zero, +1 SEM_UNDO}` atomically; unlock `-1 SEM_UNDO`;
+ * - register: `{count +1 SEM_UNDO, ring +1, lock −1 SEM_UNDO}` in one semop, so a registration
+ *   is never half done and never unrung;
+ * - ring: incremented without undo (a client that registered and died still rang), consumed
+ *   by the supervisor (`−n`). Only lock holders add to it, so under the lock a read of its
+ *   value bounds it: below SEMVMX (32767) it is rung, at it (a supervisor that does not drain,
+ *   e.g. stopped) the registration goes without.
  *
  * @internal
  */
-import { Duration, Effect } from "effect"
-import type { Counter, RefCounter } from "../RefCounter.ts"
+import { Clock, Duration, Effect } from "effect"
+import type { Counter, Owned, RefCounter, View } from "../RefCounter.ts"
 import { fromErrno, LockTimeout, SemaphoreSetRemoved, UnsupportedPlatform } from "../SharedServiceError.ts"
-import type { SystemError } from "../SharedServiceError.ts"
+import type { InvalidName, SystemError } from "../SharedServiceError.ts"
+import { fileHints } from "./hint.ts"
 import * as L from "./linux.ts"
 import { ipcKey, validate } from "./name.ts"
+import * as Owner from "./owner.ts"
+import * as Proc from "./proc.ts"
+import { runtimeDir } from "./paths.ts"
 import { libcFor, opener } from "./registry.ts"
 
 const LOCK = 0
 const COUNT = 1
-const REAPER = 2
+const RING = 2
 const NSEMS = 3
+/** The ring's ceiling: SEMVMX is 32767; stop ringing a little below it. */
+const RING_MAX = 32000
 
 /**
- * The longest one lock-wait slice occupies a libuv pool thread. `awaitZero` (only a reaper
- * waits for zero, and nothing else in its process waits behind it) uses slices four times as long.
+ * The longest one lock-wait slice occupies a libuv pool thread: a process waiting for the lock
+ * holds one pool thread for at most this long at a time, and notices an interruption this fast.
  */
-const SLICE_MS = 50
+export const SLICE_MS = 50
 
-const opsLockNowait = L.sembufs([LOCK, 0, L.IPC_NOWAIT], [LOCK, 1, L.SEM_UNDO | L.IPC_NOWAIT])
+const W = L.IPC_NOWAIT
+const opsLockNowait = L.sembufs([LOCK, 0, W], [LOCK, 1, L.SEM_UNDO | W])
 const opsLock = L.sembufs([LOCK, 0, 0], [LOCK, 1, L.SEM_UNDO])
-const opsUnlock = {
-  [-1]: L.sembufs([COUNT, -1, L.SEM_UNDO | L.IPC_NOWAIT], [LOCK, -1, L.SEM_UNDO | L.IPC_NOWAIT]),
-  [0]: L.sembufs([LOCK, -1, L.SEM_UNDO | L.IPC_NOWAIT]),
-  [1]: L.sembufs([COUNT, 1, L.SEM_UNDO | L.IPC_NOWAIT], [LOCK, -1, L.SEM_UNDO | L.IPC_NOWAIT])
-} as const
-const opsDecrement = L.sembufs([COUNT, -1, L.SEM_UNDO | L.IPC_NOWAIT])
-const opsIncrement = L.sembufs([COUNT, 1, L.SEM_UNDO | L.IPC_NOWAIT])
+const opsUnlock = L.sembufs([LOCK, -1, L.SEM_UNDO | W])
+const opsRegister = L.sembufs([COUNT, 1, L.SEM_UNDO | W], [RING, 1, W], [LOCK, -1, L.SEM_UNDO | W])
+const opsRegisterQuiet = L.sembufs([COUNT, 1, L.SEM_UNDO | W], [LOCK, -1, L.SEM_UNDO | W])
+const opsDecrement = L.sembufs([COUNT, -1, L.SEM_UNDO | W])
 const opsAwaitZero = L.sembufs([COUNT, 0, 0])
-const opsClaimReaper = L.sembufs([REAPER, 0, L.IPC_NOWAIT], [REAPER, 1, L.SEM_UNDO | L.IPC_NOWAIT])
-const opsReleaseReaper = L.sembufs([REAPER, -1, L.SEM_UNDO | L.IPC_NOWAIT])
+const opsAwaitRing = L.sembufs([RING, -1, 0])
 
 export const unsupported = (platform: string): RefCounter => {
   const fail = (name: string) =>
@@ -45,7 +56,7 @@ export const unsupported = (platform: string): RefCounter => {
           "RefCounter.flock works on other POSIX systems once libc can be loaded there"
       })
     )
-  return { kind: "unsupported", open: fail, openExisting: fail }
+  return { kind: "unsupported", open: fail, openExisting: fail, view: fail }
 }
 
 let singleton: RefCounter | undefined
@@ -54,35 +65,48 @@ let singleton: RefCounter | undefined
 export const make = (): RefCounter => {
   if (singleton !== undefined) return singleton
   const counters = new Map<string, SysVCounter>()
-  const forget = (name: string) => () => counters.delete(name)
   singleton = {
     kind: "sysv",
-    open: opener(counters, (lib, name) => {
-      const r = openSet(lib, name, true)
-      return typeof r === "number" ? new SysVCounter(lib, name, r, forget(name)) : r
+    open: opener(counters, (lib, name, dir) => {
+      const r = openSet(lib, name, dir, true)
+      return typeof r === "number" ? new SysVCounter(lib, name, dir, r, () => counters.delete(`${dir}\0${name}`)) : r
     }),
     // A fresh look every time, never cached, never creating: inspection must not keep (or
-    // bring back) a set that a reaper or the user removed.
+    // bring back) a set that a supervisor or the user removed.
     openExisting: (name) =>
       Effect.flatMap(validate(name), () =>
         Effect.suspend(() => {
           const lib = libcFor(name)
           if (lib instanceof Error) return Effect.fail(lib)
-          const r = openSet(lib, name, false)
+          const dir = runtimeDir(name)
+          if (typeof dir !== "string") return Effect.fail(dir)
+          const r = openSet(lib, name, dir, false)
           if (r === undefined) return Effect.succeed(undefined)
           if (typeof r !== "number") return Effect.fail(r)
-          return Effect.succeed(new SysVCounter(lib, name, r, forget(name)))
-        }))
+          return Effect.succeed(new SysVCounter(lib, name, dir, r, () => {}))
+        })),
+    view: fileView
   }
   return singleton
 }
 
+/** A kernel counter's owner lock and hint: files in the runtime directory. */
+export const fileView = (name: string): Effect.Effect<View, SystemError | InvalidName> =>
+  Effect.flatMap(validate(name), () =>
+    Effect.suspend((): Effect.Effect<View, SystemError> => {
+      const lib = libcFor(name)
+      if (lib instanceof Error) return Effect.fail(lib)
+      const dir = runtimeDir(name)
+      if (typeof dir !== "string") return Effect.fail(dir)
+      return Effect.succeed({ dir, owner: fileOwner(lib, name, dir), hints: fileHints(dir, name) })
+    }))
+
 /** The set's id; `undefined` when it does not exist and `create` is false. */
-function openSet(lib: L.Libc, name: string, create: true): number | SystemError
-function openSet(lib: L.Libc, name: string, create: boolean): number | SystemError | undefined
-function openSet(lib: L.Libc, name: string, create: boolean): number | SystemError | undefined {
+function openSet(lib: L.Libc, name: string, dir: string, create: true): number | SystemError
+function openSet(lib: L.Libc, name: string, dir: string, create: boolean): number | SystemError | undefined
+function openSet(lib: L.Libc, name: string, dir: string, create: boolean): number | SystemError | undefined {
   const uid = lib.getuid()
-  const id = lib.semget(ipcKey(uid, name), create ? NSEMS : 0, create ? L.IPC_CREAT | 0o600 : 0)
+  const id = lib.semget(ipcKey(uid, dir, name), create ? NSEMS : 0, create ? L.IPC_CREAT | 0o600 : 0)
   if (id < 0) {
     const errno = lib.errno()
     if (!create && errno === 2) return undefined
@@ -101,23 +125,63 @@ function openSet(lib: L.Libc, name: string, create: boolean): number | SystemErr
   return id
 }
 
+/** The owner lock of a kernel counter: the flock file in the runtime directory. */
+export const fileOwner = (lib: L.Libc, name: string, dir: string): Counter["owner"] => {
+  const take: Effect.Effect<Owned | undefined, SystemError> = Effect.suspend(() => {
+    const h = Owner.take(lib, dir, name)
+    if (h instanceof Error) return Effect.fail(h)
+    if (h === undefined) return Effect.succeed(undefined)
+    const owned: Owned = {
+      fd: h.fd,
+      clearStamp: Effect.sync(() => Owner.clearStamp(h)),
+      writeStamp: (pid) => Effect.sync(() => Owner.writeStamp(h, pid)),
+      release: Effect.sync(() => Owner.release(h)),
+      remove: Effect.sync(() => Owner.remove(dir, name, h)),
+      stillHeld: () => true,
+      retireRequested: Effect.sync(() => Owner.requested(h.fd, "retire") || Owner.displaced(dir, name, h.fd))
+    }
+    return Effect.succeed(owned)
+  })
+  return {
+    take,
+    // flock has no timed wait: poll, every 10 ms (a retire takes at least a stop's time).
+    awaitFree: (millis) =>
+      Effect.flatMap(Clock.currentTimeMillis, (start) => {
+        const loop: Effect.Effect<Owned | undefined, SystemError> = Effect.flatMap(take, (owned) =>
+          owned !== undefined
+            ? Effect.succeed(owned)
+            : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              now - start >= millis ? Effect.succeed(undefined) : Effect.andThen(Effect.interruptible(Effect.sleep(Duration.millis(10))), loop)))
+        return loop
+      }),
+    held: Effect.sync(() => Owner.held(dir, name)),
+    stamp: Effect.sync(() => Owner.stamp(dir, name)),
+    request: (what) => Effect.sync(() => Owner.request(dir, name, what))
+  }
+}
+
 class SysVCounter implements Counter {
   readonly kind = "sysv" as const
   readonly exact = true
   readonly lib: L.Libc
   readonly name: string
+  readonly dir: string
+  readonly owner: Counter["owner"]
+  readonly hints: Counter["hints"]
   id: number
   private readonly forget: () => void
 
-  constructor(lib: L.Libc, name: string, id: number, forget: () => void) {
+  constructor(lib: L.Libc, name: string, dir: string, id: number, forget: () => void) {
     this.lib = lib
     this.name = name
+    this.dir = dir
     this.id = id
     this.forget = forget
+    this.owner = fileOwner(lib, name, dir)
+    this.hints = fileHints(dir, name)
   }
 
-  private fail(syscall: string): SystemError {
-    const errno = this.lib.errno()
+  private fail(syscall: string, errno = this.lib.errno()): SystemError {
     // A removed set's id is invalid: semop reports EIDRM to sleepers, EINVAL to later callers.
     if (errno === L.EINVAL || errno === L.EIDRM) {
       return new SemaphoreSetRemoved({ service: this.name, syscall, errno, code: errno === L.EIDRM ? "EIDRM" : "EINVAL" })
@@ -129,6 +193,11 @@ class SysVCounter implements Counter {
     return Effect.suspend(() =>
       this.lib.semop(this.id, ops, ops.length / 6) < 0 ? Effect.fail(this.fail(syscall)) : Effect.void
     )
+  }
+
+  private getval(sem: number): number | SystemError {
+    const n = this.lib.semctl(this.id, sem, L.GETVAL)
+    return n < 0 ? this.fail("semctl(GETVAL)") : n
   }
 
   /** One bounded kernel wait on the libuv pool: `true` when the operations were performed. */
@@ -143,12 +212,7 @@ class SysVCounter implements Counter {
         void ops
         if (result === 0) return resume(Effect.succeed(true))
         if (errno === L.EAGAIN || errno === L.EINTR) return resume(Effect.succeed(false))
-        if (errno === L.EINVAL || errno === L.EIDRM) {
-          return resume(Effect.fail(
-            new SemaphoreSetRemoved({ service: this.name, syscall, errno, code: errno === L.EIDRM ? "EIDRM" : "EINVAL" })
-          ))
-        }
-        resume(Effect.fail(fromErrno(this.name, syscall, errno)))
+        resume(Effect.fail(this.fail(syscall, errno)))
       })
     })
   }
@@ -157,7 +221,7 @@ class SysVCounter implements Counter {
     if (this.lib.semop(this.id, ops, ops.length / 6) === 0) return true
     const errno = this.lib.errno()
     if (errno === L.EAGAIN) return false
-    return this.fail(syscall)
+    return this.fail(syscall, errno)
   }
 
   lock = (timeout: Duration.Duration): Effect.Effect<void, LockTimeout | SystemError> =>
@@ -167,12 +231,11 @@ class SysVCounter implements Counter {
       if (first !== false) return Effect.fail(first)
       const total = Duration.toMillis(timeout)
       const deadline = Date.now() + total
-      // Called from an uninterruptible region (see `Counter.lock`): a slice that takes the lock
-      // must hand it to the caller, never be abandoned, so slices run uninterruptibly and
-      // interruption is only observed between them, while nothing is held.
+      // A slice that takes the lock must hand it to the caller, never be abandoned, so slices
+      // run uninterruptibly and interruption is only observed between them, while nothing is held.
       const loop: Effect.Effect<void, LockTimeout | SystemError> = Effect.suspend(() => {
         const left = deadline - Date.now()
-        if (left <= 0) return Effect.fail(new LockTimeout({ service: this.name, timeoutMillis: total }))
+        if (left <= 0) return Effect.fail(this.timeout(total))
         return Effect.andThen(
           Effect.interruptible(Effect.void),
           Effect.flatMap(
@@ -184,47 +247,75 @@ class SysVCounter implements Counter {
       return loop
     })
 
-  unlock = (delta: -1 | 0 | 1): Effect.Effect<void, SystemError> => this.op(opsUnlock[delta], "semop(unlock)")
+  tryLock: Effect.Effect<boolean, SystemError> = Effect.suspend(() => {
+    const r = this.tryNowait(opsLockNowait, "semop(lock)")
+    return typeof r === "boolean" ? Effect.succeed(r) : Effect.fail(r)
+  })
+
+  unlock: Effect.Effect<void, SystemError> = Effect.suspend(() => this.op(opsUnlock, "semop(unlock)"))
+
+  register: Effect.Effect<void, SystemError> = Effect.suspend(() => {
+    const rings = this.getval(RING)
+    if (typeof rings !== "number") return Effect.fail(rings)
+    return this.op(rings < RING_MAX ? opsRegister : opsRegisterQuiet, "semop(register)")
+  })
+
+  reregister: Effect.Effect<void, SystemError> = Effect.suspend(() => this.op(opsRegisterQuiet, "semop(re-register)"))
 
   decrement: Effect.Effect<void, SystemError> = Effect.suspend(() => this.op(opsDecrement, "semop(release)"))
 
   count: Effect.Effect<number, SystemError> = Effect.suspend(() => {
-    const n = this.lib.semctl(this.id, COUNT, L.GETVAL)
-    return n < 0 ? Effect.fail(this.fail("semctl(GETVAL)")) : Effect.succeed(n)
+    const n = this.getval(COUNT)
+    return typeof n === "number" ? Effect.succeed(n) : Effect.fail(n)
   })
 
-  hasReaper: Effect.Effect<boolean, SystemError> = Effect.suspend(() => {
-    const n = this.lib.semctl(this.id, REAPER, L.GETVAL)
-    return n < 0 ? Effect.fail(this.fail("semctl(GETVAL)")) : Effect.succeed(n > 0)
+  rings: Effect.Effect<number, SystemError> = Effect.suspend(() => {
+    const n = this.getval(RING)
+    return typeof n === "number" ? Effect.succeed(n) : Effect.fail(n)
   })
 
-  claimReaper: Effect.Effect<boolean, SystemError> = Effect.suspend(() => {
-    const r = this.tryNowait(opsClaimReaper, "semop(claim reaper)")
-    return typeof r === "boolean" ? Effect.succeed(r) : Effect.fail(r)
-  })
+  awaitZero = (millis: number): Effect.Effect<boolean, SystemError> =>
+    this.timedWait(opsAwaitZero, millis, "semtimedop(wait for zero)")
 
-  releaseReaper: Effect.Effect<void, SystemError> = Effect.suspend(() => this.op(opsReleaseReaper, "semop(release reaper)"))
-
-  awaitZero: Effect.Effect<void, SystemError> = Effect.suspend(() => {
-    // Wait-for-zero changes nothing, so abandoning a slice on interruption is harmless.
-    const loop: Effect.Effect<void, SystemError> = Effect.flatMap(
-      this.timedWait(opsAwaitZero, SLICE_MS * 4, "semtimedop(wait for zero)"),
-      (done) => done ? Effect.void : loop
-    )
-    return loop
-  })
-
-  reopen = (holding: boolean): Effect.Effect<void, SystemError> =>
-    Effect.suspend(() => {
-      const r = openSet(this.lib, this.name, true)
-      if (typeof r !== "number") return Effect.fail(r)
-      this.id = r
-      return holding ? this.op(opsIncrement, "semop(re-register)") : Effect.void
+  awaitRing = (millis: number): Effect.Effect<boolean, SystemError> =>
+    Effect.flatMap(this.timedWait(opsAwaitRing, millis, "semtimedop(ring)"), (rung) => {
+      if (!rung) return Effect.succeed(false)
+      // Consume the other pending rings too (a late one only makes the next wait return at once).
+      const n = this.getval(RING)
+      if (typeof n === "number" && n > 0) this.tryNowait(L.sembufs([RING, -n, W]), "semop(ring)")
+      return Effect.succeed(true)
     })
+
+  reopen: Effect.Effect<void, SystemError> = Effect.suspend(() => {
+    const r = openSet(this.lib, this.name, this.dir, true)
+    if (typeof r !== "number") return Effect.fail(r)
+    this.id = r
+    return Effect.void
+  })
 
   remove: Effect.Effect<void, SystemError> = Effect.suspend(() => {
     const failed = this.lib.semctl(this.id, 0, L.IPC_RMID) < 0 ? this.fail("semctl(IPC_RMID)") : undefined
     this.forget()
     return failed === undefined ? Effect.void : Effect.fail(failed)
   })
+
+  private timeout(total: number): LockTimeout {
+    const holder = this.holderUnsafe()
+    if (holder === undefined) return new LockTimeout({ service: this.name, timeoutMillis: total })
+    const st = Proc.stat(holder)
+    const holderState = Proc.isDead(st) ? "gone" : Proc.isStopped(st) ? "stopped" : "running"
+    return new LockTimeout({ service: this.name, timeoutMillis: total, holder, holderState })
+  }
+
+  private holderUnsafe(): number | undefined {
+    const pid = this.lib.semctl(this.id, LOCK, L.GETPID)
+    return pid > 0 ? pid : undefined
+  }
+
+  lockHolder: Effect.Effect<number | undefined> = Effect.sync(() => this.holderUnsafe())
+
+  instance = (): number => this.id
+
+  /** SysV undo records belong to the process and survive `execve`: nothing to do. */
+  prepareExec: Effect.Effect<void, SystemError> = Effect.void
 }
