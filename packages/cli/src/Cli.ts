@@ -1,5 +1,5 @@
 /**
- * The `quiesce` command line: `run`, `status`, `list` and `stop`, built with `effect/cli`.
+ * The `quiesce` command line: `run`, `status`, `list`, `stop` and `logs`, built with `effect/cli`.
  *
  * `main(argv)` parses, runs, prints errors as one line on stderr and returns the process exit
  * code; `bin.ts` is a thin shell around it.
@@ -16,18 +16,23 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import { readFileSync } from "node:fs"
 import * as Argv from "./internal/argv.ts"
 import * as Exec from "./internal/exec.ts"
 import * as Flags from "./internal/flags.ts"
 import { statusDetail, statusTable, stopLine, toJson } from "./internal/format.ts"
 import { Manager } from "./internal/manager.ts"
 import { runCommand } from "./internal/runCommand.ts"
-import { CommandError, ExitCode, type QuiesceError } from "./QuiesceError.ts"
+import { layer as managerLayer } from "./internal/shared.ts"
+import { CommandError, ExitCode, type QuiesceError, render } from "./QuiesceError.ts"
 
 /**
+ * The package's version, as its package.json says (one level up from both `src/` and `dist/`,
+ * where the bundle is too).
+ *
  * @since 0.1.0
  */
-export const version = "0.1.0"
+export const version: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version
 
 /** The exit code a handler decided, for `main` to return (handlers themselves return void). */
 class ExitStatus extends Context.Service<ExitStatus, { code: number }>()("@quiesce/cli/Cli/ExitStatus") {}
@@ -157,21 +162,32 @@ const stop = Command.make("stop", {
     Command.withExamples([{ command: "quiesce stop db", description: "Stop db now" }])
   )
 
-/**
- * The `quiesce` command tree.
- *
- * @since 0.1.0
- * @category commands
- */
-export const quiesce = Command.make("quiesce").pipe(
+const logs = Command.make("logs", {
+  name: Flags.positionalName,
+  follow: Flags.follow
+}, (input) => Effect.flatMap(Manager, (manager) => manager.logs(input.name, { follow: input.follow }))).pipe(
+  Command.withShortDescription("Show a service's output"),
+  Command.withDescription(
+    "Show the output of the service's current instance (<runtime dir>/NAME.log, fresh at every start); when it is " +
+      "not running, its last instance's (NAME.log.1). With --follow, keep printing what it writes until it stops."
+  ),
+  Command.withExamples([
+    { command: "quiesce logs db", description: "What db has printed since it started" },
+    { command: "quiesce logs db --follow", description: "And what it prints next, until it stops (or Ctrl-C)" }
+  ])
+)
+
+/** The `quiesce` command tree. */
+const quiesce = Command.make("quiesce").pipe(
   Command.withDescription("Share one local service (a database, an emulator, a dev server) between concurrent commands."),
-  Command.withSubcommands([run, status, list, stop]),
+  Command.withSubcommands([run, status, list, stop, logs]),
   Command.withExamples([
     {
       command: `quiesce run --name db --service "postgres -D ./data" --ready tcp:5432 -- npm test`,
       description: "Run npm test with a shared Postgres"
     },
     { command: "quiesce list", description: "Which services are running" },
+    { command: "quiesce logs db", description: "What it printed" },
     { command: "quiesce stop db", description: "Stop one now" }
   ])
 )
@@ -229,14 +245,28 @@ const isQuiesceError = (u: unknown): u is QuiesceError =>
 
 /**
  * Runs `quiesce` with `argv` (without the node and script paths) and returns the exit code.
- * Errors are printed on stderr as one line.
+ * Errors are printed on stderr, each in one or two lines (a failed start adds the service's last
+ * output). `NodeServices.layer` of `@effect/platform-node` provides what it needs.
+ *
+ * `run` replaces the calling process with its command (`process.execve`) where it can: it does
+ * not return then. In a worker thread, or without `process.execve`, it runs the command as a
+ * child and returns its exit code.
+ *
+ * @example
+ * ```ts
+ * import { NodeServices } from "@effect/platform-node"
+ * import { Cli } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ *
+ * const code = await Effect.runPromise(Cli.main(["list", "--json"]).pipe(Effect.provide(NodeServices.layer)))
+ * ```
  *
  * @since 0.1.0
  * @category running
  */
 export const main = (
   argv: ReadonlyArray<string>
-): Effect.Effect<number, never, Manager | Command.Environment | ChildProcessSpawner> =>
+): Effect.Effect<number, never, Command.Environment | ChildProcessSpawner> =>
   Effect.suspend(() => {
     const status = { code: 0 }
     return Command.runWith(quiesce, { version })(Argv.delimit(argv, "run", runValueFlags)).pipe(
@@ -247,6 +277,7 @@ export const main = (
     Effect.provide(CliOutput.layerPresenter(presenter)),
     Effect.provide(CliOutput.layer(formatter)),
     Effect.provide(CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] })),
+    Effect.provide(managerLayer),
     Effect.catch((error) => {
       if (CliError.isCliError(error)) {
         // ShowHelp has been presented: with errors it was a bad invocation; without, a bare
@@ -254,7 +285,7 @@ export const main = (
         return Effect.succeed(ExitCode.usage)
       }
       if (isQuiesceError(error)) {
-        return Effect.as(Console.error(`quiesce: ${error.message}`), error.exitCode)
+        return Effect.as(Console.error(render(error)), error.exitCode)
       }
       return Effect.as(Console.error(`quiesce: ${String(error)}`), ExitCode.failure)
     })

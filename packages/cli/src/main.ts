@@ -12,14 +12,12 @@ import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import { constants } from "node:os"
 import * as Cli from "./Cli.ts"
-import { layer as managerLayer } from "./internal/shared.ts"
 import * as Signals from "./internal/signals.ts"
 
 const program = Cli.main(process.argv.slice(2)).pipe(
-  Effect.provide(Layer.provideMerge(managerLayer, NodeServices.layer))
+  Effect.provide(NodeServices.layer)
 )
 
 const fiber = Effect.runFork(program)

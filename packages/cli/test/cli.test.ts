@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
 import { join } from "node:path"
 import { SharedService } from "@quiesce/shared-service"
 import {
@@ -260,16 +261,20 @@ describe("quiesce run", { timeout: 120_000 }, () => {
       yield* eventually("the half-started service to be killed", () => !isAlive(servicePid))
     }))
 
-  it.live("a service that is not ready in time: one line naming the probe, exit 125, service killed", () =>
+  it.live("a service that is not ready in time: one line naming the probe, then its output; exit 124, service killed", () =>
     Effect.gen(function*() {
       const { env, log, name } = yield* testService("notready")
       const port = yield* freePort
       const result = yield* quiesceExit(neverReady(name, log, port, "1500ms"), { env })
-      assert.strictEqual(result.code, 125)
+      assert.strictEqual(result.code, 124, result.stderr)
+      const [first, ...rest] = result.stderr.trim().split("\n")
       assert.match(
-        result.stderr.trim(),
-        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404\\); its output is in .*${name}\\.log$`)
+        first!,
+        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404\\)$`)
       )
+      // The demo service says it started: its output is shown, not just named.
+      assert.strictEqual(rest[0], `quiesce: its last output (all of it: quiesce logs ${name}):`)
+      assert.match(rest.slice(1).join("\n"), /^  \| demo-service .* started pid=\d+ port=/m)
       const servicePid = Number(/pid=(\d+)/.exec(starts(log)[0]!)![1])
       yield* eventually("the service to be killed", () => !isAlive(servicePid))
     }))
@@ -352,6 +357,125 @@ describe("where quiesce's options end, and readiness without a probe", { timeout
       yield* Effect.ignore(SharedService.remove(other))
       assert.strictEqual(dead.code, 125, dead.stderr)
       assert.match(dead.stderr.trim(), new RegExp(`^quiesce: service "${other}" failed to start: .*exited with status 3 before it was ready`))
+    }))
+})
+
+describe("the service's output, its port, its lock: what a failed start shows", { timeout: 120_000 }, () => {
+  it.live("a service that fails to start: its exit status or signal and its last output (stderr too) on quiesce's stderr, exit 125", () =>
+    Effect.gen(function*() {
+      const { env, name } = yield* testService("failing")
+      const service = "echo 'bad-setting-7: unknown option' >&2; echo 'to stdout'; exit 3"
+      const result = yield* quiesceExit(["run", "-n", name, "-s", service, "--start-timeout", "1m", "true"], { env })
+      assert.strictEqual(result.code, 125, result.stderr)
+      assert.strictEqual(result.stdout, "")
+      assert.deepStrictEqual(result.stderr.trimEnd().split("\n").slice(1), [
+        `quiesce: its last output (all of it: quiesce logs ${name}):`,
+        "  | bad-setting-7: unknown option",
+        "  | to stdout"
+      ])
+      assert.match(result.stderr, new RegExp(`^quiesce: service "${name}" failed to start: the service process \\d+ exited with status 3 before it was ready\n`))
+      // A signal is named as such.
+      const killed = yield* quiesceExit(["run", "-n", name, "-s", "sh -c 'kill -KILL $$'", "true"], { env })
+      assert.strictEqual(killed.code, 125, killed.stderr)
+      assert.match(killed.stderr, /failed to start: the service process \d+ killed by SIGKILL before it was ready\n/)
+      assert.include(killed.stderr, `quiesce: the service printed nothing (quiesce logs ${name})`)
+    }))
+
+  it.live("quiesce logs prints what the service wrote; --follow also sees a later line and ends when the service stops", () =>
+    Effect.gen(function*() {
+      const { dir, env, name } = yield* testService("logs")
+      const fifo = join(dir, "next-line")
+      ChildProcess.execFileSync("mkfifo", [fifo])
+      // The service prints one line, then whatever the test writes into the fifo, then waits.
+      const service = `sh -c 'echo first-line-of-service; cat ${fifo}; exec sleep 60'`
+      const holder = yield* quiesce(["run", "-n", name, "-s", service, "--grace", "0", node, client, "hold"], { env })
+      yield* holder.line("holding")
+      const once = yield* quiesceExit(["logs", name], { env })
+      assert.strictEqual(once.code, 0, once.stderr)
+      assert.include(once.stdout, "first-line-of-service\n")
+      const follow = yield* quiesce(["logs", name, "--follow"], { env })
+      yield* follow.line("first-line-of-service")
+      // Blocks until the service's cat has the fifo open, then the line is in the log.
+      ChildProcess.execFileSync("sh", ["-c", `echo a-later-line > '${fifo}'`])
+      yield* follow.line("a-later-line")
+      // The last client leaves (grace 0): the service stops, and so does --follow.
+      yield* holder.closeStdin
+      assert.strictEqual((yield* holder.exit).code, 0)
+      const ended = yield* follow.exit
+      assert.strictEqual(ended.code, 0, follow.stderr())
+      assert.include(follow.stderr(), `quiesce: service "${name}" has stopped`)
+      // Stopped, its last instance's output is still there, said to be so.
+      const after = yield* quiesceExit(["logs", name], { env })
+      assert.strictEqual(after.code, 0, after.stderr)
+      assert.include(after.stdout, "a-later-line")
+      assert.match(after.stderr, new RegExp(`^quiesce: service "${name}" is not running; its last instance's output \\(.*${name}\\.log\\.1\\):`))
+    }))
+
+  it.live("quiesce logs of a name with no log, or an invalid name: one line, exit 125 or 2", () =>
+    Effect.gen(function*() {
+      const { env, name } = yield* testService("nolog")
+      const none = yield* quiesceExit(["logs", name], { env })
+      assert.strictEqual(none.code, 125)
+      assert.match(none.stderr, new RegExp(`^quiesce: service "${name}" has no log: neither .*${name}\\.log nor .*${name}\\.log\\.1 exists\n$`))
+      const bad = yield* quiesceExit(["logs", "../etc"], { env })
+      assert.strictEqual(bad.code, 2)
+      assert.strictEqual(bad.stderr.trim().split("\n").length, 1, bad.stderr)
+      assert.include(bad.stderr, "Invalid value for argument <name>")
+    }))
+
+  it.live("a foreign listener on the service's port: refused before anything starts, naming the holder, exit 122", () =>
+    Effect.gen(function*() {
+      const { dir, env, name } = yield* testService("portinuse")
+      const port = yield* freePort
+      const foreign = createServer()
+      yield* Effect.acquireRelease(
+        Effect.callback<void>((resume) => void foreign.listen(port, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.callback<void>((resume) => void foreign.close(() => resume(Effect.void)))
+      )
+      const marker = join(dir, "service-ran")
+      const service = `touch '${marker}'; exec sleep 30`
+      // A start timeout of a minute: had quiesce waited for readiness, the test would time out first.
+      for (const target of [["--port", String(port)], ["--ready", `tcp:127.0.0.1:${port}`]]) {
+        const result = yield* quiesceExit(["run", "-n", name, "-s", service, ...target, "--start-timeout", "1m", "true"], { env })
+        assert.strictEqual(result.code, 122, result.stderr)
+        assert.strictEqual(result.stdout, "")
+        const lines = result.stderr.trimEnd().split("\n")
+        assert.strictEqual(lines.length, 2, result.stderr)
+        assert.match(lines[0]!, new RegExp(`^quiesce: port ${port} of service "${name}" is already in use by pid ${process.pid} \\(.+\\)$`))
+        assert.strictEqual(lines[1], "quiesce: stop that process, or give the service another port (--port auto picks a free one)")
+        assert.isFalse(existsSync(marker), "the service never ran")
+      }
+    }))
+
+  it.live("a stopped quiesce holding the startup lock: the next one names it after its lock timeout, exit 123", () =>
+    Effect.gen(function*() {
+      const { env, log, name } = yield* testService("locked")
+      const port = yield* freePort
+      // The first one starts a service that never becomes ready, and is stopped while it waits (under the lock).
+      const first = yield* quiesce(neverReady(name, log, port, "1m"), { env })
+      yield* eventually("the service to start", () => starts(log).length === 1)
+      yield* first.kill("SIGSTOP")
+      yield* Effect.addFinalizer(() => first.kill("SIGKILL"))
+      // Its lock timeout: start timeout 1s + stop timeout 5s + 5s.
+      const second = yield* quiesceExit(["run", "-n", name, "-s", "sleep 30", "--start-timeout", "1s", "true"], { env })
+      assert.strictEqual(second.code, 123, second.stderr)
+      assert.deepStrictEqual(second.stderr.trimEnd().split("\n"), [
+        `quiesce: service "${name}": pid ${first.pid} (stopped) held its startup lock for 11s`,
+        `quiesce: pid ${first.pid} is stopped: continue it (kill -CONT ${first.pid}) or end it`
+      ])
+    }))
+
+  it.live("an unusable runtime directory: what is wrong with it and what to do, exit 125", () =>
+    Effect.gen(function*() {
+      const { dir, name } = yield* testService("rundir")
+      const file = join(dir, "not-a-directory")
+      writeFileSync(file, "")
+      const result = yield* quiesceExit(["run", "-n", name, "-s", "sleep 30", "true"], { env: { QUIESCE_RUNTIME_DIR: file } })
+      assert.strictEqual(result.code, 125, result.stderr)
+      const lines = result.stderr.trimEnd().split("\n")
+      assert.strictEqual(lines.length, 2, result.stderr)
+      assert.match(lines[0]!, new RegExp(`^quiesce: service "${name}": the runtime directory ${file} is unusable: .+`))
+      assert.strictEqual(lines[1], "quiesce: set QUIESCE_RUNTIME_DIR to a directory of your own (default: $XDG_RUNTIME_DIR/quiesce)")
     }))
 })
 

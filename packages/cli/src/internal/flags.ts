@@ -99,6 +99,12 @@ export const startTimeout = duration(
   30_000
 )
 
+export const follow = Flag.Boolean("follow").pipe(
+  Flag.withAlias("f"),
+  Flag.withDescription("Keep printing the service's output as it comes, until the service stops (or Ctrl-C)"),
+  Flag.withDefault(false)
+)
+
 export const json = Flag.Boolean("json").pipe(
   Flag.withDescription("Print machine-readable JSON"),
   Flag.withDefault(false)

@@ -45,4 +45,6 @@ export class Manager extends Context.Service<Manager, {
   readonly status: (name: string) => Effect.Effect<ServiceStatus, QuiesceError>
   readonly list: Effect.Effect<ReadonlyArray<ServiceStatus>, QuiesceError>
   readonly stop: (name: string, options: { readonly timeoutMillis: number }) => Effect.Effect<StopReport, QuiesceError>
+  /** Prints the service's output (its current instance's, else its last one's); with `follow`, until that instance ends. */
+  readonly logs: (name: string, options: { readonly follow: boolean }) => Effect.Effect<void, QuiesceError>
 }>()("@quiesce/cli/internal/Manager") {}

@@ -1,19 +1,27 @@
 /**
  * The `Manager` over `@quiesce/shared-service`: `SharedService.command` starts the service
- * detached (its own process group, output to `<runtime dir>/<name>.log`) under the cross-process
- * startup lock and spawns the detached reaper that stops it `--grace` after the last client,
- * SIGKILL included. Readiness and health use this package's probe (every resolved address).
+ * under the cross-process startup lock with its detached supervisor (output to
+ * `<runtime dir>/<name>.log`), which stops it `--grace` after the last client, SIGKILL included. Readiness and health use this package's probe (every resolved address).
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Net from "node:net"
-import { join } from "node:path"
-import { ServiceInfo, SharedService } from "@quiesce/shared-service"
-import { NotReadyError, ServiceStartError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
+import { ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
+import {
+  LockTimeoutError,
+  NotReadyError,
+  PortInUseError,
+  type QuiesceError,
+  RuntimeDirectoryError,
+  ServiceStartError,
+  SharedServiceFailure,
+  UsageError
+} from "../QuiesceError.ts"
 import * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
+import { logs } from "./logs.ts"
 import { aliveMillis, Manager, type RunOptions } from "./manager.ts"
 
 /** A port nothing listens on right now, for `--port auto`. */
@@ -27,7 +35,13 @@ const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((r
   })
 })
 
-const notExecable = new Set(["cd", "export", "set", "unset", ".", "source", "eval", "exec", "if", "while", "until", "for", "case", "!", "{"])
+// Words `exec` cannot run: the shell's special builtins (POSIX), the builtins that act on the
+// shell itself, and the reserved words; `exec exit 3` would fail with 127 instead of exiting 3.
+const notExecable = new Set([
+  ...[":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "times", "trap", "unset"],
+  ...["alias", "bg", "cd", "command", "fg", "getopts", "hash", "jobs", "local", "read", "source", "type", "ulimit", "umask", "unalias", "wait"],
+  ...["!", "{", "case", "for", "if", "until", "while"]
+])
 
 /**
  * `exec COMMAND` when COMMAND is one simple command, so that the service's recorded pid (what
@@ -46,18 +60,53 @@ export const execSimple = (command: string): string => {
 const targetOf = (explicit: Readiness.Target | undefined, info: ServiceInfo.ServiceInfo): Readiness.Target =>
   explicit ?? (info.port === undefined ? Readiness.none : Readiness.tcp(info.port))
 
-/** `SharedService.command` appends the service's output here. */
-const logOf = (service: string): string => join(SharedService.runtimeDirectory(), `${service}.log`)
+/** The service's output without the supervisor's own narration (its status is shown apart). */
+const serviceLines = (output: string | undefined): string | undefined => {
+  const kept = output?.split("\n").filter((line) => !line.startsWith("[quiesce supervisor ")).join("\n")
+  return kept === undefined || kept.trim() === "" ? undefined : kept
+}
 
-const failure = (service: string) => (error: { readonly _tag: string; readonly message: string }) => {
+const outputOf = (error: SharedServiceError.StartFailed) => {
+  const output = serviceLines(error.output)
+  return {
+    ...(error.status === undefined ? {} : { status: error.status }),
+    ...(output === undefined ? {} : { output }),
+    ...(error.logFile === undefined ? {} : { log: error.logFile })
+  }
+}
+
+/** A command line on one short line (an argument may hold newlines, or a whole script). */
+const oneLine = (command: string): string => {
+  const flat = command.replace(/\s+/g, " ").trim()
+  return flat.length > 80 ? `${flat.slice(0, 79)}…` : flat
+}
+
+const holderOf = (error: SharedServiceError.PortInUse): string =>
+  error.pid === undefined
+    ? error.uid === undefined ? "another process" : `a process of uid ${error.uid}`
+    : `pid ${error.pid}${error.command === undefined ? "" : ` (${oneLine(error.command)})`}`
+
+/** The shared-service error as the CLI's: what to print and which exit code. */
+const failure = (service: string) => (error: SharedServiceError.SharedServiceError): QuiesceError => {
   switch (error._tag) {
     case "InvalidName":
       return new UsageError({ message: error.message })
     case "StartFailed":
-      return new ServiceStartError({
+      return new ServiceStartError({ service, reason: error.reason, ...outputOf(error) })
+    case "PortInUse":
+      return new PortInUseError({ service, port: error.port, holder: holderOf(error) })
+    case "LockTimeout":
+      return new LockTimeoutError({
         service,
-        reason: error.message.replace(/^shared service "[^"]*" failed to start: /, ""),
-        log: logOf(service)
+        timeoutMillis: error.timeoutMillis,
+        ...(error.holder === undefined ? {} : { holder: error.holder }),
+        ...(error.holderState === undefined ? {} : { holderState: error.holderState })
+      })
+    case "RuntimeDirectoryUnusable":
+      return new RuntimeDirectoryError({
+        service,
+        path: error.path,
+        reason: error.errno === 0 ? error.reason : `${error.reason} (${error.syscall}: ${error.code})`
       })
     default:
       return new SharedServiceFailure({ service, reason: error.message })
@@ -105,14 +154,14 @@ const acquire = (options: RunOptions) =>
     }).pipe(Effect.mapError(failure(options.name)))
     const handle = yield* SharedService.acquire(service).pipe(
       Effect.mapError((error) =>
-        // The start timed out (or gave up) while the probe still failed: say what the probe saw.
-        error._tag === "StartFailed" && (error.timeoutMillis !== undefined || error.reason.includes("not ready"))
+        // The start timed out while the service lived and the probe still failed: say what the probe saw.
+        error._tag === "StartFailed" && error.timeoutMillis !== undefined && error.status === undefined
           ? new NotReadyError({
             service: options.name,
             target,
             timeoutMillis: options.startTimeoutMillis,
             lastFailure,
-            log: logOf(options.name)
+            ...outputOf(error)
           })
           : failure(options.name)(error)
       )
@@ -189,6 +238,7 @@ export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.eff
       prepareExec: (service) => Effect.mapError(SharedService.prepareExec(service), failure(service)),
       status,
       list,
-      stop
+      stop,
+      logs
     }))
 )
