@@ -1,7 +1,7 @@
 /**
  * The `quiesce` command line: `run`, `status`, `list`, `stop` and `logs`, built with `effect/cli`.
  *
- * `main(argv)` parses, runs, prints errors as one line on stderr and returns the process exit
+ * `main(argv)` parses, runs, prints errors in one or two lines on stderr and returns the process exit
  * code; `bin.ts` is a thin shell around it.
  *
  * @since 0.1.0

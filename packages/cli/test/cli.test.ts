@@ -398,6 +398,11 @@ describe("the service's output, its port, its lock: what a failed start shows", 
       // Blocks until the service's cat has the fifo open, then the line is in the log.
       ChildProcess.execFileSync("sh", ["-c", `echo a-later-line > '${fifo}'`])
       yield* follow.line("a-later-line")
+      // Ctrl-C (SIGINT) ends a --follow as it ends any command: 128 + 2.
+      const interrupted = yield* quiesce(["logs", name, "-f"], { env })
+      yield* interrupted.line("a-later-line")
+      yield* interrupted.kill("SIGINT")
+      assert.strictEqual((yield* interrupted.exit).code, 130, interrupted.stderr())
       // The last client leaves (grace 0): the service stops, and so does --follow.
       yield* holder.closeStdin
       assert.strictEqual((yield* holder.exit).code, 0)
