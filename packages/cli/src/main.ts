@@ -20,8 +20,9 @@ const program = Cli.main(process.argv.slice(2)).pipe(
   Effect.provide(NodeServices.layer)
 )
 
-const fiber = Effect.runFork(program)
-const uninstall = Signals.install(fiber)
+const interrupt = new AbortController()
+const uninstall = Signals.install(() => interrupt.abort())
+const fiber = Effect.runFork(program, { signal: interrupt.signal })
 fiber.addObserver((exit) => {
   uninstall()
   if (Exit.isSuccess(exit)) {

@@ -13,7 +13,6 @@
  */
 import * as Effect from "effect/Effect"
 import { readFileSync } from "node:fs"
-import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 
 const forwarded = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -42,8 +41,14 @@ const inTerminalForeground = (): boolean => {
 const deliveredByTerminal = (signal: NodeJS.Signals): boolean =>
   (signal === "SIGINT" || signal === "SIGHUP") && inTerminalForeground()
 
-/** Routes the process's signals for the lifetime of `fiber`. Returns the uninstaller. */
-export const install = (fiber: Fiber.Fiber<unknown, unknown>): () => void => {
+/**
+ * Routes the process's signals: `interrupt` (the main fiber's) until a command runs as a child.
+ * Installed before the main fiber starts: its first steps run synchronously inside
+ * `Effect.runFork`, and a signal arriving meanwhile would otherwise meet the default action and
+ * kill quiesce (Node runs handlers from the event loop, so none is missed once installed).
+ * Returns the uninstaller.
+ */
+export const install = (interrupt: () => void): () => void => {
   const onSignal = (signal: NodeJS.Signals) => {
     received ??= signal
     if (forwardTo !== undefined) {
@@ -54,7 +59,7 @@ export const install = (fiber: Fiber.Fiber<unknown, unknown>): () => void => {
         // The command has already exited; its exit status is on its way.
       }
     } else {
-      fiber.interruptUnsafe(fiber.id)
+      interrupt()
     }
   }
   for (const signal of forwarded) process.on(signal, onSignal)
