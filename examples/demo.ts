@@ -149,8 +149,8 @@ const sharedService = Effect.scoped(Effect.gen(function*() {
 
   yield* say(`\n1. One service shared by concurrent commands — \`quiesce run\`\n`)
   yield* say(`   The service is the embedded demo HTTP server; quiesce calls it "${name}" and gives it a`)
-  yield* say(`   free port. Four commands start at the same moment, each with:`)
-  yield* say(`     quiesce run --name ${name} --service "demo-service" --grace 1s -- node client.ts visit …`)
+  yield* say(`   free port (--port auto). Four commands start at the same moment, each with:`)
+  yield* say(`     quiesce run --name ${name} --service "demo-service" --port auto --grace 1s node client.ts visit …`)
   yield* say(`   Each command asks the service who it is, then keeps working until told to finish.\n`)
 
   const service = `'${node}' '${demoService}' --name ${name} --log '${log}'`
@@ -163,6 +163,8 @@ const sharedService = Effect.scoped(Effect.gen(function*() {
         name,
         "--service",
         service,
+        "--port",
+        "auto",
         "--grace",
         `${grace}ms`,
         "--",
@@ -188,8 +190,8 @@ const sharedService = Effect.scoped(Effect.gen(function*() {
   }
 
   const victim = runs[1]!
-  yield* say(`\n   ${clock()}  Killing command 2's \`quiesce run\` (pid ${victim.pid}) with SIGKILL: no cleanup code of`)
-  yield* say(`            its own runs. Its reference was a kernel semaphore adjustment, which the kernel undoes.`)
+  yield* say(`\n   ${clock()}  Killing command 2 (pid ${victim.pid}: \`quiesce run\` became the command) with SIGKILL: no`)
+  yield* say(`            cleanup code runs. Its reference was a kernel semaphore adjustment, which the kernel undoes.`)
   yield* victim.kill
   yield* victim.exit
   const afterKill = yield* quiesceJson(["status", name], env)

@@ -8,8 +8,8 @@
  * `npm run bundle -w packages/cli` (also run by `prepack`, by `test/bundle.test.ts` and by the
  * benchmark). A build script, not a benchmark: the root `tsconfig.tooling.json` type-checks it.
  *
- * The shared-service package finds its reaper entry through its own exports
- * (`import.meta.resolve("@quiesce/shared-service/bin/reaper")`), which Node resolves from the
+ * The shared-service package finds its supervisor entry through its own exports
+ * (`import.meta.resolve("@quiesce/shared-service/bin/supervisor")`), which Node resolves from the
  * bundle's location too (through `node_modules`), so the bundle needs no special handling.
  */
 import { chmodSync, existsSync } from "node:fs"

@@ -1,7 +1,7 @@
 /**
- * The `quiesce` command line: `run`, `status`, `list` and `stop`, built with `effect/cli`.
+ * The `quiesce` command line: `run`, `status`, `list`, `stop` and `logs`, built with `effect/cli`.
  *
- * `main(argv)` parses, runs, prints errors as one line on stderr and returns the process exit
+ * `main(argv)` parses, runs, prints errors in one or two lines on stderr and returns the process exit
  * code; `bin.ts` is a thin shell around it.
  *
  * @since 0.1.0
@@ -16,16 +16,23 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import { readFileSync } from "node:fs"
+import * as Argv from "./internal/argv.ts"
+import * as Exec from "./internal/exec.ts"
 import * as Flags from "./internal/flags.ts"
 import { statusDetail, statusTable, stopLine, toJson } from "./internal/format.ts"
 import { Manager } from "./internal/manager.ts"
 import { runCommand } from "./internal/runCommand.ts"
-import { ExitCode, type QuiesceError } from "./QuiesceError.ts"
+import { layer as managerLayer } from "./internal/shared.ts"
+import { CommandError, ExitCode, type QuiesceError, render } from "./QuiesceError.ts"
 
 /**
+ * The package's version, as its package.json says (one level up from both `src/` and `dist/`,
+ * where the bundle is too).
+ *
  * @since 0.1.0
  */
-export const version = "0.1.0"
+export const version: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version
 
 /** The exit code a handler decided, for `main` to return (handlers themselves return void). */
 class ExitStatus extends Context.Service<ExitStatus, { code: number }>()("@quiesce/cli/Cli/ExitStatus") {}
@@ -38,38 +45,58 @@ const setExitCode = (code: number) => Effect.map(Effect.service(ExitStatus), (st
 const report = <A>(json: boolean, value: A, text: (value: A) => string, ok: (value: A) => boolean) =>
   Effect.andThen(Console.log(json ? toJson(value) : text(value)), ok(value) ? Effect.void : setExitCode(1))
 
-const run = Command.make("run", {
+const runFlags = {
   name: Flags.name,
   service: Flags.service,
   ready: Flags.ready,
   port: Flags.port,
   grace: Flags.grace,
-  startTimeout: Flags.startTimeout,
-  command: Flags.command
-}, (input) =>
-  Effect.scoped(Effect.gen(function*() {
+  startTimeout: Flags.startTimeout
+}
+
+/** The flags of `run` that take a value, for `Argv.delimit`. */
+const runValueFlags = Argv.valueFlags(Object.values(runFlags))
+
+const run = Command.make("run", { ...runFlags, command: Flags.command }, (input) =>
+  Effect.gen(function*() {
+    // Before anything starts: a command that cannot run needs no service.
+    const program = Exec.resolve(input.command)
+    if (program instanceof CommandError) return yield* program
     const manager = yield* Manager
-    const lease = yield* manager.acquire({
-      name: input.name,
-      command: input.service,
-      ready: Option.getOrUndefined(input.ready),
-      port: Option.getOrUndefined(input.port),
-      graceMillis: input.grace,
-      startTimeoutMillis: input.startTimeout
-    })
-    const env: Record<string, string> = {
-      QUIESCE_SERVICE_NAME: lease.name,
-      QUIESCE_SERVICE_PID: String(lease.pid)
-    }
-    if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
-    yield* setExitCode(yield* runCommand(input.command, env))
-  }))).pipe(
+    // Scoped, but on the exec path the scope is never closed: the reference outlives this
+    // process's code, held by the command the process becomes, until it exits.
+    yield* Effect.scoped(Effect.gen(function*() {
+      const lease = yield* manager.acquire({
+        name: input.name,
+        command: input.service,
+        ready: Option.getOrUndefined(input.ready),
+        port: Option.getOrUndefined(input.port),
+        graceMillis: input.grace,
+        startTimeoutMillis: input.startTimeout
+      })
+      const env: Record<string, string> = {
+        ...process.env as Record<string, string>,
+        QUIESCE_SERVICE_NAME: lease.name,
+        QUIESCE_SERVICE_PID: String(lease.pid)
+      }
+      if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
+      else delete env["QUIESCE_SERVICE_PORT"]
+      if (Exec.available()) {
+        yield* manager.prepareExec(lease.name)
+        return yield* Exec.replace(program, env)
+      }
+      // No execve (Windows, Node < 22.15): run the command as a child, forward signals, wait.
+      yield* setExitCode(yield* runCommand(input.command, env))
+    }))
+  })).pipe(
     Command.withShortDescription("Run a command with a shared service, starting it if no one holds it"),
     Command.withDescription(
       "Run a command with a shared service: start the service unless another `quiesce run` already holds it, " +
-        "wait until it is ready, run the command with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID and " +
-        "QUIESCE_SERVICE_PORT set, and exit with its exit code. The service stops once its last client " +
-        "has left (or was killed) and the grace period has passed."
+        "wait until it is ready, then become the command (exec), with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID " +
+        "and QUIESCE_SERVICE_PORT set: the command holds the reference, so its exit status, signals and " +
+        "terminal are its own, as if run directly. The service stops once its last client has exited (or was " +
+        "killed) and the grace period has passed. quiesce's options end at the first word that is not one of " +
+        "them, or at --; the rest is the command, untouched."
     ),
     Command.withExamples([
       {
@@ -81,8 +108,8 @@ const run = Command.make("run", {
         description: "Reuse a dev server across back-to-back commands"
       },
       {
-        command: `quiesce run -n demo -s "quiesce-demo-service" -- sh -c 'curl -s localhost:$QUIESCE_SERVICE_PORT'`,
-        description: "The embedded demo service on a free port"
+        command: `quiesce run -n demo -s "quiesce-demo-service" --port auto sh -c 'curl -s localhost:$QUIESCE_SERVICE_PORT'`,
+        description: "The embedded demo service on a free port (no -- needed: options end at the command)"
       }
     ])
   )
@@ -135,24 +162,53 @@ const stop = Command.make("stop", {
     Command.withExamples([{ command: "quiesce stop db", description: "Stop db now" }])
   )
 
-/**
- * The `quiesce` command tree.
- *
- * @since 0.1.0
- * @category commands
- */
-export const quiesce = Command.make("quiesce").pipe(
+const logs = Command.make("logs", {
+  name: Flags.positionalName,
+  follow: Flags.follow
+}, (input) => Effect.flatMap(Manager, (manager) => manager.logs(input.name, { follow: input.follow }))).pipe(
+  Command.withShortDescription("Show a service's output"),
+  Command.withDescription(
+    "Show the output of the service's current instance (<runtime dir>/NAME.log, fresh at every start); when it is " +
+      "not running, its last instance's (NAME.log.1). With --follow, keep printing what it writes until it stops."
+  ),
+  Command.withExamples([
+    { command: "quiesce logs db", description: "What db has printed since it started" },
+    { command: "quiesce logs db --follow", description: "And what it prints next, until it stops (or Ctrl-C)" }
+  ])
+)
+
+/** The `quiesce` command tree. */
+const quiesce = Command.make("quiesce").pipe(
   Command.withDescription("Share one local service (a database, an emulator, a dev server) between concurrent commands."),
-  Command.withSubcommands([run, status, list, stop]),
+  Command.withSubcommands([run, status, list, stop, logs]),
   Command.withExamples([
     {
       command: `quiesce run --name db --service "postgres -D ./data" --ready tcp:5432 -- npm test`,
       description: "Run npm test with a shared Postgres"
     },
     { command: "quiesce list", description: "Which services are running" },
+    { command: "quiesce logs db", description: "What it printed" },
     { command: "quiesce stop db", description: "Stop one now" }
   ])
 )
+
+/** A suggestion list as a clause: `--name`, `--name or --grace`. */
+const didYouMean = (suggestions: ReadonlyArray<string>): string =>
+  suggestions.length === 0
+    ? ""
+    : `; did you mean ${suggestions.slice(0, -1).join(", ")}${suggestions.length > 1 ? " or " : ""}${suggestions.at(-1)}?`
+
+/** effect/cli's message, on one line (its "Did you mean" block is several). */
+const oneLine = (error: CliError.CliError): string => {
+  switch (error._tag) {
+    case "UnrecognizedOption":
+      return `Unrecognized flag: ${error.option}${didYouMean(error.suggestions)}`
+    case "UnknownSubcommand":
+      return `Unknown subcommand "${error.subcommand}"${didYouMean(error.suggestions)}`
+    default:
+      return error.message.replace(/\s*\n\s*/g, " ")
+  }
+}
 
 /** Bad invocations print one line, then where to look: the full help is one `--help` away. */
 const presenter: CliOutput.Presenter = {
@@ -161,9 +217,27 @@ const presenter: CliOutput.Presenter = {
     const first = event.errors[0]
     const where = event.commandPath.join(" ")
     return Console.error(
-      `${where}: ${first === undefined ? "invalid invocation" : first.message} (see '${where} --help')`
+      `${where}: ${first === undefined ? "invalid invocation" : oneLine(first)} (see '${where} --help')`
     )
   }
+}
+
+let defaults: CliOutput.Formatter | undefined
+/** Built on first use: it checks whether stdout is a terminal, which opens it, on a path (`run`) that does not need it. */
+const base = (): CliOutput.Formatter => defaults ??= CliOutput.defaultFormatter()
+
+/** effect/cli's formatter, except that `run`'s usage line shows where its options end. */
+const formatter: CliOutput.Formatter = {
+  formatHelpDoc: (doc) =>
+    base().formatHelpDoc(
+      doc.commandPath?.join(" ") === "quiesce run"
+        ? { ...doc, usage: doc.usage.replace(/<command\.\.\.>$/, "[--] <command> [args...]") }
+        : doc
+    ),
+  formatCliError: (error) => base().formatCliError(error),
+  formatError: (error) => base().formatError(error),
+  formatErrors: (errors) => base().formatErrors(errors),
+  formatVersion: (name, version) => base().formatVersion(name, version)
 }
 
 const isQuiesceError = (u: unknown): u is QuiesceError =>
@@ -171,23 +245,39 @@ const isQuiesceError = (u: unknown): u is QuiesceError =>
 
 /**
  * Runs `quiesce` with `argv` (without the node and script paths) and returns the exit code.
- * Errors are printed on stderr as one line.
+ * Errors are printed on stderr, each in one or two lines (a failed start adds the service's last
+ * output). `NodeServices.layer` of `@effect/platform-node` provides what it needs.
+ *
+ * `run` replaces the calling process with its command (`process.execve`) where it can: it does
+ * not return then. In a worker thread, or without `process.execve`, it runs the command as a
+ * child and returns its exit code.
+ *
+ * @example
+ * ```ts
+ * import { NodeServices } from "@effect/platform-node"
+ * import { Cli } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ *
+ * const code = await Effect.runPromise(Cli.main(["list", "--json"]).pipe(Effect.provide(NodeServices.layer)))
+ * ```
  *
  * @since 0.1.0
  * @category running
  */
 export const main = (
   argv: ReadonlyArray<string>
-): Effect.Effect<number, never, Manager | Command.Environment | ChildProcessSpawner> =>
+): Effect.Effect<number, never, Command.Environment | ChildProcessSpawner> =>
   Effect.suspend(() => {
     const status = { code: 0 }
-    return Command.runWith(quiesce, { version })(argv).pipe(
+    return Command.runWith(quiesce, { version })(Argv.delimit(argv, "run", runValueFlags)).pipe(
       Effect.provideService(ExitStatus, status),
       Effect.map(() => status.code)
     )
   }).pipe(
     Effect.provide(CliOutput.layerPresenter(presenter)),
+    Effect.provide(CliOutput.layer(formatter)),
     Effect.provide(CliConfig.layer({ builtIns: [GlobalFlag.Help, GlobalFlag.Version] })),
+    Effect.provide(managerLayer),
     Effect.catch((error) => {
       if (CliError.isCliError(error)) {
         // ShowHelp has been presented: with errors it was a bad invocation; without, a bare
@@ -195,7 +285,7 @@ export const main = (
         return Effect.succeed(ExitCode.usage)
       }
       if (isQuiesceError(error)) {
-        return Effect.as(Console.error(`quiesce: ${error.message}`), error.exitCode)
+        return Effect.as(Console.error(render(error)), error.exitCode)
       }
       return Effect.as(Console.error(`quiesce: ${String(error)}`), ExitCode.failure)
     })

@@ -1,7 +1,8 @@
 /**
  * The errors of the `quiesce` command line, one `Schema.TaggedError` each, carrying what a user
- * needs to act. Every error knows the process exit code it maps to: `2` for a bad invocation (as
- * for any well-behaved command line), `125` when `quiesce` itself could not do its part (the
+ * needs to act, in one or two lines (a failed start adds the service's last output). Every error
+ * knows the process exit code it maps to (`ExitCode`): `2` for a bad invocation (as for any
+ * well-behaved command line), 122–125 when `quiesce` itself could not do its part (the
  * convention of `env`, `timeout` and `xargs`, so it cannot be confused with the code of the
  * command it runs), `126` when the command cannot be executed, `127` when it does not exist.
  *
@@ -10,13 +11,26 @@
 import * as Schema from "effect/Schema"
 
 /**
+ * The exit codes of `quiesce` itself (any other code is the command's own). 122–125 are taken
+ * only before the command runs, so a script can tell why quiesce did not run it.
+ *
  * @since 0.1.0
  * @category exit codes
  */
 export const ExitCode = {
+  /** A bad invocation: an unknown flag, a missing value, an invalid name. */
   usage: 2,
+  /** The service's port is held by a process that is not the service (`PortInUse`). */
+  portInUse: 122,
+  /** The startup lock stayed held by another process (a stopped or hung `quiesce run`). */
+  lockTimeout: 123,
+  /** The service did not pass its readiness probe within `--start-timeout` (as `timeout`'s 124). */
+  notReady: 124,
+  /** quiesce could not do its part: the service failed to start, the runtime directory or IPC is unusable. */
   failure: 125,
+  /** The command cannot be executed. */
   cannotExecute: 126,
+  /** The command does not exist. */
   notFound: 127
 } as const
 
@@ -32,6 +46,27 @@ export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
   readonly exitCode: number = ExitCode.usage
 }
 
+const serviceOutput = {
+  /** How the service process ended ("exited with status 127", "killed by SIGKILL"), when it did. */
+  status: Schema.optional(Schema.String),
+  /** The last lines of the service's output (quiesce's own supervisor lines left out). */
+  output: Schema.optional(Schema.String),
+  /** Where all of the service's output is. */
+  log: Schema.optional(Schema.String)
+}
+
+/**
+ * The lines a failed start shows after its one-line summary: the service's last output,
+ * indented, and where the rest is.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const outputLines = (e: { readonly service: string; readonly output?: string | undefined }): ReadonlyArray<string> =>
+  e.output === undefined || e.output.trim() === ""
+    ? [`the service printed nothing (quiesce logs ${e.service})`]
+    : [`its last output (all of it: quiesce logs ${e.service}):`, ...e.output.split("\n").map((line) => `  | ${line}`)]
+
 /**
  * The service did not answer its readiness probe in time.
  *
@@ -43,14 +78,13 @@ export class NotReadyError extends Schema.TaggedError<NotReadyError>()("NotReady
   target: Schema.String,
   timeoutMillis: Schema.Number,
   lastFailure: Schema.String,
-  /** Where the service's output went, when known. */
-  log: Schema.optional(Schema.String)
+  ...serviceOutput
 }) {
-  readonly exitCode: number = ExitCode.failure
+  readonly exitCode: number = ExitCode.notReady
   override get message(): string {
     return `service "${this.service}" was not ready at ${this.target} after ${
       formatMillis(this.timeoutMillis)
-    } (last probe: ${this.lastFailure})${this.log === undefined ? "" : `; its output is in ${this.log}`}`
+    } (last probe: ${this.lastFailure})`
   }
 }
 
@@ -63,19 +97,82 @@ export class NotReadyError extends Schema.TaggedError<NotReadyError>()("NotReady
 export class ServiceStartError extends Schema.TaggedError<ServiceStartError>()("ServiceStartError", {
   service: Schema.String,
   reason: Schema.String,
-  /** Where the service's output went, when known. */
-  log: Schema.optional(Schema.String)
+  ...serviceOutput
 }) {
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
-    return `service "${this.service}" failed to start: ${this.reason}${
-      this.log === undefined ? "" : `; its output is in ${this.log}`
-    }`
+    return `service "${this.service}" failed to start: ${this.reason}`
   }
 }
 
 /**
- * An operation on the shared service failed (the semaphores, the lock, the hint file).
+ * The service's port is already held by a process outside the service: quiesce would otherwise
+ * hand the command someone else's server.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PortInUseError extends Schema.TaggedError<PortInUseError>()("PortInUseError", {
+  service: Schema.String,
+  port: Schema.Number,
+  /** Who holds it: `pid 123 (postgres -D data)`, `a process of uid 1001`, or `another process`. */
+  holder: Schema.String
+}) {
+  readonly exitCode: number = ExitCode.portInUse
+  override get message(): string {
+    return `port ${this.port} of service "${this.service}" is already in use by ${this.holder}\n` +
+      `stop that process, or give the service another port (--port auto picks a free one)`
+  }
+}
+
+/**
+ * Another process held the service's startup lock for the whole lock timeout (a `quiesce run`
+ * that is stopped, or whose service takes that long to start or stop).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockTimeoutError extends Schema.TaggedError<LockTimeoutError>()("LockTimeoutError", {
+  service: Schema.String,
+  timeoutMillis: Schema.Number,
+  holder: Schema.optional(Schema.Number),
+  /** `running`, `stopped` (SIGSTOP, a debugger) or `gone`. */
+  holderState: Schema.optional(Schema.String)
+}) {
+  readonly exitCode: number = ExitCode.lockTimeout
+  override get message(): string {
+    const who = this.holder === undefined
+      ? "another process"
+      : `pid ${this.holder}${this.holderState === undefined ? "" : ` (${this.holderState})`}`
+    const hint = this.holderState === "stopped"
+      ? `pid ${this.holder} is stopped: continue it (kill -CONT ${this.holder}) or end it`
+      : `it is starting or stopping the service; try again, or see quiesce status ${this.service}`
+    return `service "${this.service}": ${who} held its startup lock for ${formatMillis(this.timeoutMillis)}\n${hint}`
+  }
+}
+
+/**
+ * The runtime directory (hints, logs, lock files) cannot be used: not a directory, a link,
+ * another user's, read-only or full.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RuntimeDirectoryError extends Schema.TaggedError<RuntimeDirectoryError>()("RuntimeDirectoryError", {
+  service: Schema.String,
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  readonly exitCode: number = ExitCode.failure
+  override get message(): string {
+    return `service "${this.service}": the runtime directory ${this.path} is unusable: ${this.reason}\n` +
+      `set QUIESCE_RUNTIME_DIR to a directory of your own (default: $XDG_RUNTIME_DIR/quiesce)`
+  }
+}
+
+/**
+ * Another operation on the shared service failed (the semaphores, the hint file, the IPC limits):
+ * `reason` is the shared-service error's own message, which names the system call and errno.
  *
  * @since 0.1.0
  * @category errors
@@ -86,7 +183,24 @@ export class SharedServiceFailure extends Schema.TaggedError<SharedServiceFailur
 }) {
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
-    return `service "${this.service}": ${this.reason}`
+    return this.reason
+  }
+}
+
+/**
+ * `quiesce logs NAME`: the service has no output to show (it never ran under this runtime
+ * directory, or its files were removed).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NoLogError extends Schema.TaggedError<NoLogError>()("NoLogError", {
+  service: Schema.String,
+  path: Schema.String
+}) {
+  readonly exitCode: number = ExitCode.failure
+  override get message(): string {
+    return `service "${this.service}" has no log: neither ${this.path} nor ${this.path}.1 exists`
   }
 }
 
@@ -114,8 +228,25 @@ export type QuiesceError =
   | UsageError
   | NotReadyError
   | ServiceStartError
+  | PortInUseError
+  | LockTimeoutError
+  | RuntimeDirectoryError
   | SharedServiceFailure
+  | NoLogError
   | CommandError
+
+/**
+ * What `quiesce` prints for an error: its message, each line prefixed `quiesce: `, then for a
+ * failed start the service's last output.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const render = (error: QuiesceError): string => {
+  const lines = error.message.split("\n")
+  if (error._tag === "ServiceStartError" || error._tag === "NotReadyError") lines.push(...outputLines(error))
+  return lines.map((line) => line.startsWith("  | ") ? line : `quiesce: ${line}`).join("\n")
+}
 
 /**
  * Formats milliseconds the way the flags accept them (`250ms`, `5s`, `1.5s`, `2m`).

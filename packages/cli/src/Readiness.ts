@@ -11,9 +11,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import { lookup } from "node:dns"
-import * as Http from "node:http"
-import * as Https from "node:https"
+import type * as Http from "node:http"
+import type * as Https from "node:https"
 import * as Net from "node:net"
 import { formatMillis, NotReadyError } from "./QuiesceError.ts"
 
@@ -96,7 +95,7 @@ const parsePort = (text: string): number | undefined => {
  * @category parsing
  */
 export const parse = (spec: string): Result.Result<Target, string> => {
-  const expected = "tcp:PORT, tcp:HOST:PORT, http://HOST:PORT/PATH or none"
+  const expected = "tcp:PORT, tcp:HOST:PORT, an http:// or https:// URL, or none"
   if (spec === "none") return Result.succeed(none)
   if (spec.startsWith("tcp:")) {
     const rest = spec.slice(4)
@@ -184,7 +183,7 @@ export const resolve = (host: string): Effect.Effect<ReadonlyArray<Address>, str
   if (family === 4 || family === 6) return Effect.succeed([{ address: bare, family }])
   const isLocalhost = bare.toLowerCase() === "localhost"
   return Effect.callback<ReadonlyArray<Address>, string>((resume) => {
-    lookup(bare, { all: true, verbatim: true }, (error, found) => {
+    process.getBuiltinModule("node:dns").lookup(bare, { all: true, verbatim: true }, (error, found) => {
       const addresses: Array<Address> = error === null
         ? found.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }))
         : []
@@ -260,7 +259,9 @@ const tcpAttempt = (port: number, attemptMillis: number) => (address: Address, d
 }
 
 const httpAttempt = (url: URL, attemptMillis: number) => (address: Address, done: (failure: string | undefined) => void) => {
-  const client = url.protocol === "https:" ? Https : Http
+  // Loaded on first use: node:http alone loads some 100 modules of Node's own (undici, http2),
+  // a third of a `quiesce run`'s startup on a path that probes TCP or nothing.
+  const client: typeof Http | typeof Https = process.getBuiltinModule(url.protocol === "https:" ? "node:https" : "node:http")
   const port = url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port)
   const request = client.request({
     host: address.address,
@@ -351,6 +352,7 @@ export const waitUntilReady = (target: Target, options: {
  * @category parsing
  */
 export const parseDuration = (text: string): Result.Result<number, string> => {
+  if (text.trim().startsWith("-")) return Result.fail("a duration of 0 or more, such as 500ms, 5s or 2m")
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim())
   if (match === null || (match[2] === undefined && Number(match[1]) !== 0)) {
     return Result.fail("a duration such as 500ms, 5s or 2m")

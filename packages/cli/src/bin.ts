@@ -9,7 +9,18 @@
  *
  * @since 0.1.0
  */
+import { readFileSync } from "node:fs"
 import * as Module from "node:module"
+
+// The standard descriptors as this process got them, before anything opens them: the command
+// `quiesce run` becomes gets them back so (see `internal/exec.ts`; `bin/launch.js` does the same).
+;(globalThis as Record<symbol, unknown>)[Symbol.for("@quiesce/cli/stdio")] ??= [0, 1, 2].map((fd) => {
+  try {
+    return readFileSync(`/proc/self/fdinfo/${fd}`, "latin1")
+  } catch {
+    return undefined
+  }
+})
 
 Module.enableCompileCache?.()
 await import("./main.ts")

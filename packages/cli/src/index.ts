@@ -6,7 +6,7 @@
  */
 
 /**
- * The `quiesce` command tree and `main(argv)`.
+ * `main(argv)`: the `quiesce` command line, run in this process.
  *
  * @since 0.1.0
  */

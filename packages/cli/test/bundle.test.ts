@@ -14,7 +14,7 @@ const runsAndReaps = (executable: string, label: string) =>
     const result = yield* Effect.callback<{ code: number | null; stdout: string; stderr: string }>((resume) => {
       ChildProcess.execFile(
         node,
-        [executable, "run", "--name", name, "--service", `'${node}' '${demoService}'`, "--grace", "0", "--", node, client, "get"],
+        [executable, "run", "--name", name, "--service", `'${node}' '${demoService}'`, "--port", "auto", "--grace", "0", "--", node, client, "get"],
         { env: { ...process.env, ...env } },
         (error, stdout, stderr) =>
           resume(Effect.succeed({ code: error === null ? 0 : (error.code as number), stdout, stderr }))
@@ -28,10 +28,10 @@ const runsAndReaps = (executable: string, label: string) =>
 const built = () =>
   assert.isTrue(existsSync(join(root, "dist", "main.js")), "dist/main.js is missing: run `tsc -b` first (npm test does)")
 
-// What `npm install` users run is dist/quiesce.js, one bundled file; the tsc output (dist/bin.js,
-// importing shared-service's dist/) is what a workspace build runs.
+// What `npm install` users run is bin/quiesce.js, which runs dist/quiesce.js (one bundled file) once
+// it is built; the tsc output (dist/bin.js, importing shared-service's dist/) is what a workspace build runs.
 describe("the built executables", () => {
-  it.live("bundled (dist/quiesce.js): runs a command with a shared service, whose reaper then stops it", () =>
+  it.live("bin/quiesce.js, bundled (dist/quiesce.js): runs a command with a shared service, whose reaper then stops it", () =>
     Effect.gen(function*() {
       built()
       // `npm run bundle`, as prepack runs it.
@@ -39,7 +39,7 @@ describe("the built executables", () => {
         ChildProcess.execFile(node, [join(root, "scripts", "bundle.ts")], (error, _stdout, stderr) =>
           resume(error === null ? Effect.void : Effect.die(new Error(`bundle failed: ${stderr}`))))
       })
-      yield* runsAndReaps(join(root, "dist", "quiesce.js"), "bundle")
+      yield* runsAndReaps(join(root, "bin", "quiesce.js"), "bundle")
     }), { timeout: 60_000 })
 
   it.live("tsc output (dist/bin.js): runs a command with a shared service, whose reaper then stops it", () =>

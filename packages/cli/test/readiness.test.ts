@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Result, Schema } from "effect"
 import { TestClock } from "effect/testing"
+import { readFileSync } from "node:fs"
 import * as Http from "node:http"
+import * as Https from "node:https"
 import * as Net from "node:net"
 import type { AddressInfo } from "node:net"
 import { Readiness } from "@quiesce/cli"
@@ -30,6 +32,7 @@ describe("Readiness.parse", () => {
       Readiness.parse("http://[::1]:3000/health"),
       Result.succeed(Readiness.http("http://[::1]:3000/health"))
     )
+    assert.deepStrictEqual(Readiness.parse("https://localhost:8443/"), Result.succeed(Readiness.http("https://localhost:8443/")))
   })
 
   it("refuses what it cannot probe, saying what it expected", () => {
@@ -62,6 +65,7 @@ describe("Readiness.parse", () => {
     for (const bad of ["5", "s", "-1s", "5 days", "1e3ms", ""]) {
       assert.isTrue(isFailure(Readiness.parseDuration(bad)), bad)
     }
+    assert.deepStrictEqual(Readiness.parseDuration("-1s"), Result.fail("a duration of 0 or more, such as 500ms, 5s or 2m"))
   })
 })
 
@@ -92,6 +96,29 @@ describe("Readiness.probe on real sockets", () => {
       yield* Readiness.probe(Readiness.http(`http://127.0.0.1:${v4}/health`))
       const unhealthy = yield* Effect.flip(Readiness.probe(Readiness.http(`http://localhost:${v4}/other`)))
       assert.include(unhealthy, "answered 503")
+    }))
+
+  it.effect("HTTPS: a self-signed certificate is accepted (readiness is not identity), the status still checked", () =>
+    Effect.gen(function*() {
+      // A throw-away self-signed certificate for localhost, 127.0.0.1 and ::1 (test/fixtures).
+      const tls = {
+        key: readFileSync(new URL("fixtures/tls-key.pem", import.meta.url)),
+        cert: readFileSync(new URL("fixtures/tls-cert.pem", import.meta.url))
+      }
+      const port = yield* Effect.acquireRelease(
+        Effect.callback<Https.Server>((resume) => {
+          const server = Https.createServer(tls, (req, res) => void res.writeHead(req.url === "/health" ? 200 : 404).end())
+          server.once("error", (error) => resume(Effect.die(error)))
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+      ).pipe(Effect.map((server) => (server.address() as AddressInfo).port))
+      yield* Readiness.probe(Readiness.http(`https://127.0.0.1:${port}/health`))
+      yield* Readiness.probe(Readiness.http(`https://localhost:${port}/health`))
+      const missing = yield* Effect.flip(Readiness.probe(Readiness.http(`https://127.0.0.1:${port}/other`)))
+      assert.include(missing, "answered 404")
+      // Plain HTTP to a TLS port is not an answer.
+      yield* Effect.flip(Readiness.probe(Readiness.http(`http://127.0.0.1:${port}/health`)))
     }))
 
   it.effect("localhost means both loopback addresses, whatever /etc/hosts says", () =>

@@ -3,7 +3,7 @@
  */
 import { Deferred, Effect, Exit } from "effect"
 import * as ChildProcess from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,6 +16,15 @@ export const demoService = join(root, "src", "bin", "demo-service.ts")
 export const client = join(root, "examples", "client.ts")
 export const node = process.execPath
 export const nodeArgs = ["--conditions=@quiesce/source"]
+
+/**
+ * How `quiesce run` runs the command: `exec` (it becomes the command, the default where
+ * `process.execve` exists) or `spawn` (the fallback where it does not: Windows, Node < 22.15),
+ * which tests force by removing `process.execve` before quiesce loads.
+ */
+export type Mode = "exec" | "spawn"
+export const spawnMode = ["--import=data:text/javascript,delete process.execve"]
+const modeArgs = (mode: Mode | undefined) => mode === "spawn" ? spawnMode : []
 
 /** A service name no other test (or test run) uses. */
 export const uniqueName = (label: string): string =>
@@ -47,16 +56,24 @@ export interface Quiesce {
   readonly line: (text: string) => Effect.Effect<string>
   readonly stdout: () => string
   readonly stderr: () => string
+  /** Its exit status, once its output has ended too. */
   readonly exit: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  /** Its exit status, as soon as the process is gone (children may still hold its output open). */
+  readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
   readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
   readonly closeStdin: Effect.Effect<void>
 }
 
+export interface QuiesceOptions {
+  readonly env?: Record<string, string>
+  readonly mode?: Mode
+}
+
 /** Starts `quiesce ARGS` as a child process; killed with SIGKILL if still running when the scope closes. */
-export const quiesce = (args: ReadonlyArray<string>, options?: { readonly env?: Record<string, string> }) =>
+export const quiesce = (args: ReadonlyArray<string>, options?: QuiesceOptions) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = ChildProcess.spawn(node, [...nodeArgs, bin, ...args], {
+      const child = ChildProcess.spawn(node, [...nodeArgs, ...modeArgs(options?.mode), bin, ...args], {
         stdio: ["pipe", "pipe", "pipe"],
         env: { ...process.env, ...options?.env }
       })
@@ -75,8 +92,10 @@ export const quiesce = (args: ReadonlyArray<string>, options?: { readonly env?: 
       child.stderr.on("data", (chunk: Buffer) => {
         err += chunk.toString()
       })
+      const closed = Deferred.makeUnsafe<{ code: number | null; signal: NodeJS.Signals | null }>()
+      child.on("close", (code, signal) => Deferred.doneUnsafe(closed, Exit.succeed({ code, signal })))
       const exited = Deferred.makeUnsafe<{ code: number | null; signal: NodeJS.Signals | null }>()
-      child.on("close", (code, signal) => Deferred.doneUnsafe(exited, Exit.succeed({ code, signal })))
+      child.on("exit", (code, signal) => Deferred.doneUnsafe(exited, Exit.succeed({ code, signal })))
       const handle: Quiesce = {
         pid: child.pid!,
         line: (text) =>
@@ -86,7 +105,7 @@ export const quiesce = (args: ReadonlyArray<string>, options?: { readonly env?: 
             check()
             return Deferred.await(deferred).pipe(
               Effect.timeoutOrElse({
-                duration: 20_000,
+                duration: 60_000,
                 orElse: () =>
                   Effect.die(new Error(`no line with ${JSON.stringify(text)}; stdout: ${out}; stderr: ${err}`))
               })
@@ -94,7 +113,8 @@ export const quiesce = (args: ReadonlyArray<string>, options?: { readonly env?: 
           }),
         stdout: () => out,
         stderr: () => err,
-        exit: Deferred.await(exited),
+        exit: Deferred.await(closed),
+        exited: Deferred.await(exited),
         kill: (signal) => Effect.sync(() => void child.kill(signal)),
         closeStdin: Effect.sync(() => void child.stdin.end())
       }
@@ -107,7 +127,7 @@ export const quiesce = (args: ReadonlyArray<string>, options?: { readonly env?: 
   ).pipe(Effect.map(({ handle }) => handle))
 
 /** Runs `quiesce ARGS` to completion. */
-export const quiesceExit = (args: ReadonlyArray<string>, options?: { readonly env?: Record<string, string> }) =>
+export const quiesceExit = (args: ReadonlyArray<string>, options?: QuiesceOptions) =>
   Effect.scoped(Effect.gen(function*() {
     const q = yield* quiesce(args, options)
     yield* q.closeStdin
@@ -152,12 +172,31 @@ export const freePort: Effect.Effect<number> = Effect.callback((resume) => {
   })
 })
 
+const zombie = (pid: number | string): boolean => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")
+}
+
+/** Live (not zombie) processes whose command line contains every one of `markers`. */
+export const processesWith = (...markers: ReadonlyArray<string>): ReadonlyArray<number> =>
+  readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      if (zombie(entry)) return []
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8")
+      return markers.every((marker) => cmdline.includes(marker)) ? [Number(entry)] : []
+    } catch {
+      return []
+    }
+  })
+
+/**
+ * Whether `pid` is a live process. A zombie is not: a service `quiesce run` started is a child
+ * of the process that started it, which is now the command, and the command need not reap it.
+ */
 export const isAlive = (pid: number): boolean => {
   try {
-    process.kill(pid, 0)
-    return true
+    return !zombie(pid)
   } catch {
     return false
   }
 }
-

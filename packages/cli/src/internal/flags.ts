@@ -8,6 +8,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { SharedService } from "@quiesce/shared-service"
 import * as Readiness from "../Readiness.ts"
+import { aliveMillis } from "./manager.ts"
 
 const fromResult = <A>(result: Result.Result<A, string>): Option.Option<A> =>
   Result.isSuccess(result) ? Option.some(result.success) : Option.none()
@@ -21,12 +22,14 @@ const nameRule = "1-64 letters, digits, '.', '_' or '-', not starting with '.' o
 export const name = Flag.String("name").pipe(
   Flag.withAlias("n"),
   Flag.withMetavar("NAME"),
-  Flag.withDescription("The shared service's name: every `quiesce run` with the same name shares one service"),
+  Flag.withDescription(
+    `The shared service's name: every \`quiesce run\` with the same name shares one service (${nameRule})`
+  ),
   Flag.filter(nameIsValid, () => nameRule)
 )
 
 export const positionalName = Argument.String("name").pipe(
-  Argument.withDescription("The service's name"),
+  Argument.withDescription(`The service's name (${nameRule})`),
   Argument.filter(nameIsValid, () => nameRule)
 )
 
@@ -34,7 +37,8 @@ export const service = Flag.String("service").pipe(
   Flag.withAlias("s"),
   Flag.withMetavar("COMMAND"),
   Flag.withDescription(
-    "Shell command that starts the service if no one holds it; it gets PORT and QUIESCE_SERVICE_PORT in its environment"
+    "Shell command that starts the service if no one holds it; with a port (--port, or the --ready target's), " +
+      "it gets PORT and QUIESCE_SERVICE_PORT in its environment"
   ),
   Flag.filter((value) => value.trim() !== "", () => "a non-empty shell command")
 )
@@ -44,17 +48,31 @@ const parseReady = (text: string) => Readiness.parse(text)
 export const ready = Flag.String("ready").pipe(
   Flag.withMetavar("TARGET"),
   Flag.withDescription(
-    "When the service is ready: tcp:PORT, tcp:HOST:PORT, http://HOST:PORT/PATH, or none (default: tcp:PORT when a port is known, else none)"
+    "When the service is ready: tcp:PORT or tcp:HOST:PORT (a connection succeeds), http://HOST:PORT/PATH or " +
+      "https://… (a 2xx or 3xx answer; an https certificate is not verified: readiness is not identity), " +
+      `or none (at once). Default: tcp:PORT with --port; with neither, once the service has stayed alive for ${aliveMillis}ms`
   ),
   Flag.filterMap((text) => fromResult(parseReady(text)), (text) => errorOf(parseReady(text))),
   Flag.optional
 )
 
-export const port = Flag.Int("port").pipe(
+const parsePort = (text: string): Result.Result<number | "auto", string> => {
+  const n = Number(text)
+  return text === "auto"
+    ? Result.succeed("auto")
+    : /^\d{1,5}$/.test(text) && n > 0 && n <= 65535
+    ? Result.succeed(n)
+    : Result.fail("a port number from 1 to 65535, or auto")
+}
+
+export const port = Flag.String("port").pipe(
   Flag.withAlias("p"),
-  Flag.withMetavar("PORT"),
-  Flag.withDescription("The service's port, given to it as PORT (default: the --ready port, else a free port)"),
-  Flag.filter((n) => Number.isInteger(n) && n > 0 && n <= 65535, () => "a port number from 1 to 65535"),
+  Flag.withMetavar("PORT|auto"),
+  Flag.withDescription(
+    "The service's port, given to it as PORT and to the command as QUIESCE_SERVICE_PORT, and probed unless --ready " +
+      "says otherwise; auto: a free port quiesce picks (default: the --ready port, else none)"
+  ),
+  Flag.filterMap((text) => fromResult(parsePort(text)), (text) => errorOf(parsePort(text))),
   Flag.optional
 )
 
@@ -81,12 +99,21 @@ export const startTimeout = duration(
   30_000
 )
 
+export const follow = Flag.Boolean("follow").pipe(
+  Flag.withAlias("f"),
+  Flag.withDescription("Keep printing the service's output as it comes, until the service stops (or Ctrl-C)"),
+  Flag.withDefault(false)
+)
+
 export const json = Flag.Boolean("json").pipe(
   Flag.withDescription("Print machine-readable JSON"),
   Flag.withDefault(false)
 )
 
 export const command = Argument.String("command").pipe(
-  Argument.withDescription("The command to run once the service is ready (after --)"),
+  Argument.withDescription(
+    "The command and its arguments, run once the service is ready: quiesce's own options end at the first word " +
+      "that is not one of them (or at --), and everything after it is the command's, untouched"
+  ),
   Argument.variadic({ min: 1 })
 )

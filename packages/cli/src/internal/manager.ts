@@ -13,10 +13,17 @@ export interface RunOptions {
   readonly name: string
   readonly command: string
   readonly ready: Readiness.Target | undefined
-  readonly port: number | undefined
+  /** `"auto"`: a free port that quiesce picks. */
+  readonly port: number | "auto" | undefined
   readonly graceMillis: number
   readonly startTimeoutMillis: number
 }
+
+/**
+ * With neither `--ready` nor `--port` there is nothing to probe: the service is ready once its
+ * process has stayed alive this long (long enough for a bad command or a config error to fail).
+ */
+export const aliveMillis = 500
 
 /** A held reference to a ready service. */
 export interface Lease {
@@ -30,7 +37,14 @@ export interface Lease {
 export class Manager extends Context.Service<Manager, {
   /** Holds a reference to the service until the scope closes, starting it if no one holds it. */
   readonly acquire: (options: RunOptions) => Effect.Effect<Lease, QuiesceError, Scope.Scope>
+  /**
+   * Makes the references this process holds (on `service` and any other) survive `execve`, so
+   * that the program it becomes holds them until it exits (the acquiring scope is then never closed).
+   */
+  readonly prepareExec: (service: string) => Effect.Effect<void, QuiesceError>
   readonly status: (name: string) => Effect.Effect<ServiceStatus, QuiesceError>
   readonly list: Effect.Effect<ReadonlyArray<ServiceStatus>, QuiesceError>
   readonly stop: (name: string, options: { readonly timeoutMillis: number }) => Effect.Effect<StopReport, QuiesceError>
+  /** Prints the service's output (its current instance's, else its last one's); with `follow`, until that instance ends. */
+  readonly logs: (name: string, options: { readonly follow: boolean }) => Effect.Effect<void, QuiesceError>
 }>()("@quiesce/cli/internal/Manager") {}

@@ -1,6 +1,7 @@
 /**
- * Runs the user's command in the foreground: inherited stdio, the service's coordinates in its
- * environment, signals forwarded, its exit status returned as a process exit code.
+ * The fallback where `quiesce run` cannot become its command (no `process.execve`: Windows,
+ * Node < 22.15): runs it as a child in the foreground, with inherited stdio, the environment it
+ * is given, signals forwarded, and returns its exit status as a process exit code.
  */
 import * as Effect from "effect/Effect"
 import * as PlatformError from "effect/PlatformError"
@@ -47,8 +48,9 @@ export const runCommand = Effect.fnUntraced(function*(
   const spawner = yield* ChildProcessSpawner
   return yield* Effect.scoped(Effect.gen(function*() {
     const handle = yield* spawner.spawn(ChildProcess.make(command, args, {
+      // Already the whole environment (quiesce's own, with the service's coordinates).
       env,
-      extendEnv: true,
+      extendEnv: false,
       stdin: "inherit",
       stdout: "inherit",
       stderr: "inherit",

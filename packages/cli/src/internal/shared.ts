@@ -1,21 +1,30 @@
 /**
  * The `Manager` over `@quiesce/shared-service`: `SharedService.command` starts the service
- * detached (its own process group, output to `<runtime dir>/<name>.log`) under the cross-process
- * startup lock and spawns the detached reaper that stops it `--grace` after the last client,
- * SIGKILL included. Readiness and health use this package's probe (every resolved address).
+ * under the cross-process startup lock with its detached supervisor (output to
+ * `<runtime dir>/<name>.log`), which stops it `--grace` after the last client, SIGKILL included. Readiness and health use this package's probe (every resolved address).
  */
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Net from "node:net"
-import { join } from "node:path"
-import { ServiceInfo, SharedService } from "@quiesce/shared-service"
-import { NotReadyError, ServiceStartError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
+import { ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
+import {
+  LockTimeoutError,
+  NotReadyError,
+  PortInUseError,
+  type QuiesceError,
+  RuntimeDirectoryError,
+  ServiceStartError,
+  SharedServiceFailure,
+  UsageError
+} from "../QuiesceError.ts"
 import * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
-import { Manager, type RunOptions } from "./manager.ts"
+import { logs } from "./logs.ts"
+import { aliveMillis, Manager, type RunOptions } from "./manager.ts"
 
-/** A port nothing listens on right now, for a service started without `--port`. */
+/** A port nothing listens on right now, for `--port auto`. */
 const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((resume) => {
   const server = Net.createServer()
   server.once("error", (error) =>
@@ -26,7 +35,13 @@ const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((r
   })
 })
 
-const notExecable = new Set(["cd", "export", "set", "unset", ".", "source", "eval", "exec", "if", "while", "until", "for", "case", "!", "{"])
+// Words `exec` cannot run: the shell's special builtins (POSIX), the builtins that act on the
+// shell itself, and the reserved words; `exec exit 3` would fail with 127 instead of exiting 3.
+const notExecable = new Set([
+  ...[":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "times", "trap", "unset"],
+  ...["alias", "bg", "cd", "command", "fg", "getopts", "hash", "jobs", "local", "read", "source", "type", "ulimit", "umask", "unalias", "wait"],
+  ...["!", "{", "case", "for", "if", "until", "while"]
+])
 
 /**
  * `exec COMMAND` when COMMAND is one simple command, so that the service's recorded pid (what
@@ -45,18 +60,53 @@ export const execSimple = (command: string): string => {
 const targetOf = (explicit: Readiness.Target | undefined, info: ServiceInfo.ServiceInfo): Readiness.Target =>
   explicit ?? (info.port === undefined ? Readiness.none : Readiness.tcp(info.port))
 
-/** `SharedService.command` appends the service's output here. */
-const logOf = (service: string): string => join(SharedService.runtimeDirectory(), `${service}.log`)
+/** The service's output without the supervisor's own narration (its status is shown apart). */
+const serviceLines = (output: string | undefined): string | undefined => {
+  const kept = output?.split("\n").filter((line) => !line.startsWith("[quiesce supervisor ")).join("\n")
+  return kept === undefined || kept.trim() === "" ? undefined : kept
+}
 
-const failure = (service: string) => (error: { readonly _tag: string; readonly message: string }) => {
+const outputOf = (error: SharedServiceError.StartFailed) => {
+  const output = serviceLines(error.output)
+  return {
+    ...(error.status === undefined ? {} : { status: error.status }),
+    ...(output === undefined ? {} : { output }),
+    ...(error.logFile === undefined ? {} : { log: error.logFile })
+  }
+}
+
+/** A command line on one short line (an argument may hold newlines, or a whole script). */
+const oneLine = (command: string): string => {
+  const flat = command.replace(/\s+/g, " ").trim()
+  return flat.length > 80 ? `${flat.slice(0, 79)}…` : flat
+}
+
+const holderOf = (error: SharedServiceError.PortInUse): string =>
+  error.pid === undefined
+    ? error.uid === undefined ? "another process" : `a process of uid ${error.uid}`
+    : `pid ${error.pid}${error.command === undefined ? "" : ` (${oneLine(error.command)})`}`
+
+/** The shared-service error as the CLI's: what to print and which exit code. */
+const failure = (service: string) => (error: SharedServiceError.SharedServiceError): QuiesceError => {
   switch (error._tag) {
     case "InvalidName":
       return new UsageError({ message: error.message })
     case "StartFailed":
-      return new ServiceStartError({
+      return new ServiceStartError({ service, reason: error.reason, ...outputOf(error) })
+    case "PortInUse":
+      return new PortInUseError({ service, port: error.port, holder: holderOf(error) })
+    case "LockTimeout":
+      return new LockTimeoutError({
         service,
-        reason: error.message.replace(/^shared service "[^"]*" failed to start: /, ""),
-        log: logOf(service)
+        timeoutMillis: error.timeoutMillis,
+        ...(error.holder === undefined ? {} : { holder: error.holder }),
+        ...(error.holderState === undefined ? {} : { holderState: error.holderState })
+      })
+    case "RuntimeDirectoryUnusable":
+      return new RuntimeDirectoryError({
+        service,
+        path: error.path,
+        reason: error.errno === 0 ? error.reason : `${error.reason} (${error.syscall}: ${error.code})`
       })
     default:
       return new SharedServiceFailure({ service, reason: error.message })
@@ -65,9 +115,12 @@ const failure = (service: string) => (error: { readonly _tag: string; readonly m
 
 const acquire = (options: RunOptions) =>
   Effect.gen(function*() {
-    const port = options.port ?? (options.ready === undefined ? undefined : Readiness.port(options.ready)) ??
-      (options.ready?._tag === "None" ? undefined : yield* freePort)
-    const ready = options.ready ?? (port === undefined ? Readiness.none : Readiness.tcp(port))
+    // Only a port the user named (or asked quiesce to pick) is given to the service and probed.
+    const port = options.port === "auto"
+      ? yield* freePort
+      : options.port ?? (options.ready === undefined ? undefined : Readiness.port(options.ready))
+    const ready = options.ready ?? (port === undefined ? undefined : Readiness.tcp(port))
+    const target = ready === undefined ? `alive for ${aliveMillis}ms` : Readiness.format(ready)
     let lastFailure = "no probe finished"
     const check = (info: ServiceInfo.ServiceInfo) =>
       Readiness.probe(targetOf(options.ready, info)).pipe(
@@ -77,6 +130,12 @@ const acquire = (options: RunOptions) =>
           })
         )
       )
+    // Polled from the service's spawn until it passes; the process dying meanwhile fails the start.
+    let firstPoll: number | undefined
+    const alive = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      firstPoll ??= now
+      return now - firstPoll >= aliveMillis ? Effect.void : Effect.fail(`alive for ${now - firstPoll}ms`)
+    })
     const service = yield* SharedService.command({
       name: options.name,
       command: execSimple(options.command),
@@ -84,23 +143,25 @@ const acquire = (options: RunOptions) =>
       env: port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) },
       metadata: {
         command: options.command,
-        ready: Readiness.format(ready),
+        ready: target,
         startedAt: new Date().toISOString()
       },
-      ready: SharedService.check(check),
+      ready: SharedService.check(ready === undefined ? () => alive : check),
+      // A later client finds the service alive (its hint is verified) and has nothing else to check.
+      ...(ready === undefined ? { healthCheck: false } : {}),
       idleTimeToLive: options.graceMillis,
       startTimeout: options.startTimeoutMillis
     }).pipe(Effect.mapError(failure(options.name)))
     const handle = yield* SharedService.acquire(service).pipe(
       Effect.mapError((error) =>
-        // The start timed out (or gave up) while the probe still failed: say what the probe saw.
-        error._tag === "StartFailed" && (error.timeoutMillis !== undefined || error.reason.includes("not ready"))
+        // The start timed out while the service lived and the probe still failed: say what the probe saw.
+        error._tag === "StartFailed" && error.timeoutMillis !== undefined && error.status === undefined
           ? new NotReadyError({
             service: options.name,
-            target: Readiness.format(ready),
+            target,
             timeoutMillis: options.startTimeoutMillis,
             lastFailure,
-            log: logOf(options.name)
+            ...outputOf(error)
           })
           : failure(options.name)(error)
       )
@@ -174,8 +235,10 @@ export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.eff
   Effect.map(Effect.context<ChildProcessSpawner>(), (context) =>
     Manager.of({
       acquire: (options) => Effect.provideContext(acquire(options), context),
+      prepareExec: (service) => Effect.mapError(SharedService.prepareExec(service), failure(service)),
       status,
       list,
-      stop
+      stop,
+      logs
     }))
 )

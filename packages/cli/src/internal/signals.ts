@@ -1,10 +1,11 @@
 /**
- * Signal routing for the `quiesce` process. While a command runs, SIGINT, SIGTERM and SIGHUP
- * sent to `quiesce` are forwarded to it (and `quiesce` waits for it to exit, keeping its
- * reference on the service until then); at any other time they interrupt the main fiber, so
- * scopes close and the service reference is released before the process exits.
+ * Signal routing for the `quiesce` process. Until it becomes the command, SIGINT, SIGTERM and
+ * SIGHUP interrupt the main fiber, so that scopes close and the service reference is released
+ * before the process exits with 128 + N; once it has become the command, they are the command's.
  *
- * Except one case: the command shares quiesce's process group, so when that group is the
+ * On the fallback path without `execve`, while the command runs as a child, they are forwarded
+ * to it instead (and `quiesce` waits for it to exit, keeping its reference until then), except
+ * one case: the command shares quiesce's process group, so when that group is the
  * foreground group of a terminal, the terminal's Ctrl-C (SIGINT) and hang-up (SIGHUP) reach
  * the command directly from the kernel. Forwarding them again would make one Ctrl-C a double
  * one, which many tools read as "force quit, skip cleanup". A SIGINT sent with `kill` to a
@@ -12,7 +13,6 @@
  */
 import * as Effect from "effect/Effect"
 import { readFileSync } from "node:fs"
-import type * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 
 const forwarded = ["SIGINT", "SIGTERM", "SIGHUP"] as const
@@ -41,8 +41,14 @@ const inTerminalForeground = (): boolean => {
 const deliveredByTerminal = (signal: NodeJS.Signals): boolean =>
   (signal === "SIGINT" || signal === "SIGHUP") && inTerminalForeground()
 
-/** Routes the process's signals for the lifetime of `fiber`. Returns the uninstaller. */
-export const install = (fiber: Fiber.Fiber<unknown, unknown>): () => void => {
+/**
+ * Routes the process's signals: `interrupt` (the main fiber's) until a command runs as a child.
+ * Installed before the main fiber starts: its first steps run synchronously inside
+ * `Effect.runFork`, and a signal arriving meanwhile would otherwise meet the default action and
+ * kill quiesce (Node runs handlers from the event loop, so none is missed once installed).
+ * Returns the uninstaller.
+ */
+export const install = (interrupt: () => void): () => void => {
   const onSignal = (signal: NodeJS.Signals) => {
     received ??= signal
     if (forwardTo !== undefined) {
@@ -53,7 +59,7 @@ export const install = (fiber: Fiber.Fiber<unknown, unknown>): () => void => {
         // The command has already exited; its exit status is on its way.
       }
     } else {
-      fiber.interruptUnsafe(fiber.id)
+      interrupt()
     }
   }
   for (const signal of forwarded) process.on(signal, onSignal)
