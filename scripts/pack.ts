@@ -115,7 +115,13 @@ const withoutCondition = (value: Json, condition: string): Json => {
 /** The package.json as published: the workspace-only source condition removed. */
 export const publishedManifest = (manifest: Manifest): Manifest => ({
   ...manifest,
-  exports: withoutCondition(manifest["exports"] ?? null, "@quiesce/source")
+  exports: withoutCondition(manifest["exports"] ?? null, "@quiesce/source"),
+  // Development scripts that need the workspace's sources (shared-service's `model-check`) do not ship.
+  ...(manifest["scripts"] === undefined ? {} : {
+    scripts: Object.fromEntries(
+      Object.entries(manifest["scripts"] as Record<string, string>).filter(([, command]) => !command.includes("@quiesce/source"))
+    )
+  })
 })
 
 /**

@@ -100,7 +100,8 @@ export class LockTimeout extends Schema.TaggedError<LockTimeout>()("LockTimeout"
  * service never became ready. The startup lock is released, no reference is kept, and the
  * service's supervisor stops whatever was started and removes what it leaves. For a `command`,
  * `status` says how the service process ended ("exited with status 127") when it did, `output`
- * holds the last lines it printed and `logFile` where all of it is.
+ * holds the last lines it printed (its supervisor's own lines left out) and `logFile` where all
+ * of it is once the supervisor has cleaned up (`<name>.log.1`, the last instance's log).
  *
  * @category errors
  * @since 0.1.0

@@ -304,7 +304,9 @@ describe("issue 8: a lifecycle that cannot orphan, leak or be hijacked", () => {
     const port = await freePort()
     const service = await run(SharedService.command({
       name,
-      command: `${server(port, join(dir, `${name}.starts`))} & sleep 0.3; exit 0`,
+      // The shell exits at once; what it forked lives on (and would listen in 2 s): the start
+      // fails whatever the machine's speed, and the forked tree must be killed with it.
+      command: `(sleep 2; ${server(port, join(dir, `${name}.starts`))}) & exit 0`,
       ready: SharedService.tcp(port),
       port
     }))

@@ -60,14 +60,9 @@ export const execSimple = (command: string): string => {
 const targetOf = (explicit: Readiness.Target | undefined, info: ServiceInfo.ServiceInfo): Readiness.Target =>
   explicit ?? (info.port === undefined ? Readiness.none : Readiness.tcp(info.port))
 
-/** The service's output without the supervisor's own narration (its status is shown apart). */
-const serviceLines = (output: string | undefined): string | undefined => {
-  const kept = output?.split("\n").filter((line) => !line.startsWith("[quiesce supervisor ")).join("\n")
-  return kept === undefined || kept.trim() === "" ? undefined : kept
-}
-
 const outputOf = (error: SharedServiceError.StartFailed) => {
-  const output = serviceLines(error.output)
+  // The service's own lines (StartFailed leaves its supervisor's out).
+  const output = error.output?.trim() === "" ? undefined : error.output
   return {
     ...(error.status === undefined ? {} : { status: error.status }),
     ...(output === undefined ? {} : { output }),

@@ -417,7 +417,10 @@ const tail = (path: string, lines = 20): string | undefined => {
     const n = readSync(fd, buf, 0, length, size - length)
     const text = buf.subarray(0, n).toString("utf8").trimEnd()
     if (text === "") return undefined
-    return text.split("\n").slice(-lines).map((l) => l.length > 400 ? `${l.slice(0, 400)}…` : l).join("\n")
+    // The supervisor writes its own lines to the same log: the output is the service's.
+    const own = text.split("\n").filter((l) => !l.startsWith("[quiesce supervisor "))
+    if (own.every((l) => l === "")) return undefined
+    return own.slice(-lines).map((l) => l.length > 400 ? `${l.slice(0, 400)}…` : l).join("\n")
   } catch {
     return undefined
   } finally {
@@ -750,7 +753,9 @@ const readyOnce = <E, R>(ctx: Context<E, R>, gen: Gen): Effect.Effect<void, unkn
 
 const withOutput = (counter: Counter) => {
   const output = tail(logPath(counter))
-  return { logFile: logPath(counter), ...(output === undefined ? {} : { output }) }
+  // Where the log is once the failed generation's supervisor has cleaned up (it keeps the last
+  // instance's log as `.log.1`).
+  return { logFile: `${logPath(counter)}.1`, ...(output === undefined ? {} : { output }) }
 }
 
 /** A `command` service that died before it was ready: how it ended and what it said. */
