@@ -4,61 +4,13 @@
  * clients as far as the server can tell (the machine tests, `postgres.machines.test.ts`, use
  * real processes in network namespaces).
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import * as PgConnection from "@effect/sql-pg/PgConnection"
+import { assert, describe, it } from "@effect/vitest"
 import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
-import { Cause, Duration, Effect, Exit, Fiber, Redacted, Scope } from "effect"
-import type { Cluster } from "./pg/cluster.ts"
-import { startCluster } from "./pg/cluster.ts"
+import { Cause, Duration, Effect, Exit, Fiber, Scope } from "effect"
+import { pgSuite } from "./pg/suite.ts"
 import { uniqueName } from "./util.ts"
 
-let cluster: Cluster
-
-beforeAll(async () => {
-  cluster = await startCluster({ listen: ["127.0.0.1"] })
-}, 120_000)
-
-afterAll(async () => {
-  await cluster?.stop()
-}, 60_000)
-
-const keepalive = { idle: "1 second", interval: "1 second", count: 2 } as const
-const counter = (namespace?: string) =>
-  RefCounter.makePostgres({ url: cluster.tcpUrl("127.0.0.1"), keepalive, ...(namespace === undefined ? {} : { namespace }) })
-
-/** A `make` service recording its starts and stops. */
-const recorded = (name: string, extra: Partial<SharedService.Options<never, never>> = {}) => {
-  const log: Array<string> = []
-  const service = SharedService.makeUnsafe({
-    name,
-    start: Effect.sync(() => {
-      log.push("start")
-      return ServiceInfo.make({ pid: 1, metadata: { n: String(log.length) } })
-    }),
-    stop: () => Effect.sync(() => void log.push("stop")),
-    ...extra
-  })
-  return { service, log }
-}
-
-const as = (rc: RefCounter.RefCounter) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.provideService(effect, RefCounter.RefCounter, rc)
-
-/** A raw session of the test's own, for what no client would do (terminating backends, holding locks). */
-const raw = Effect.flatMap(
-  Effect.suspend(() => PgConnection.make({ url: Redacted.make(cluster.tcpUrl("127.0.0.1")) })),
-  (c) => Effect.succeed((sql: string, params: ReadonlyArray<unknown> = []) => Effect.map(Effect.orDie(c.query(sql, params)), (r) => r.rows))
-)
-
-const eventually = (check: Effect.Effect<boolean>, millis: number): Effect.Effect<boolean> =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (Date.now() < deadline) {
-      if (yield* check) return true
-      yield* Effect.sleep("20 millis")
-    }
-    return yield* check
-  })
+const { as, cluster: theCluster, counter, eventually, raw, recorded } = pgSuite()
 
 describe("RefCounter.postgres", () => {
   it.live("a reference per holding client, counted in pg_locks; one start; stopped after the last release", () =>
@@ -201,10 +153,10 @@ describe("RefCounter.postgres", () => {
 
   it.live("typed errors: an unreachable server, an unknown role", () =>
     Effect.gen(function*() {
-      const closed = cluster.port + 1000
+      const closed = theCluster().port + 1000
       const unreachable = yield* Effect.exit(RefCounter.makePostgres({ url: `postgres://postgres@127.0.0.1:${closed}/postgres` }))
       assert.strictEqual(Exit.isFailure(unreachable) ? (Cause.squash(unreachable.cause) as { _tag?: string })._tag : "", "DatabaseUnreachable")
-      const auth = yield* Effect.exit(RefCounter.makePostgres({ url: cluster.tcpUrl("127.0.0.1").replace("postgres@", "nosuchrole@") }))
+      const auth = yield* Effect.exit(RefCounter.makePostgres({ url: theCluster().tcpUrl("127.0.0.1").replace("postgres@", "nosuchrole@") }))
       assert.strictEqual(Exit.isFailure(auth) ? (Cause.squash(auth.cause) as { _tag?: string })._tag : "", "AuthenticationFailed")
     }).pipe(Effect.scoped), 60_000)
 })

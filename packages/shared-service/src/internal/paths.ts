@@ -23,6 +23,7 @@ import {
   rmSync,
   writeSync
 } from "node:fs"
+import type { BigIntStats } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, isAbsolute, join } from "node:path"
 import { RuntimeDirectoryUnusable } from "../SharedServiceError.ts"
@@ -136,14 +137,18 @@ export const runtimeDir = (service: string): string | RuntimeDirectoryUnusable =
   return real
 }
 
-/** Refuses a descriptor that is not a regular file of ours with no group/other access. */
-const checkFd = (service: string, path: string, fd: number): RuntimeDirectoryUnusable | undefined => {
-  const st = fstatSync(fd)
-  if (!st.isFile()) return dirError(service, path, "is not a regular file", "fstat", undefined, st.uid)
-  if (st.uid !== uid()) return dirError(service, path, `is owned by uid ${st.uid}`, "fstat", undefined, st.uid)
-  if ((st.mode & 0o077) !== 0) return dirError(service, path, `has mode ${(st.mode & 0o777).toString(8)}, not 600`, "fstat")
+/** Why a file (its `fstat`) is refused: not a regular file of ours with no group/other access. */
+const refusal = (service: string, path: string, st: BigIntStats): RuntimeDirectoryUnusable | undefined => {
+  const owner = Number(st.uid)
+  if (!st.isFile()) return dirError(service, path, "is not a regular file", "fstat", undefined, owner)
+  if (owner !== uid()) return dirError(service, path, `is owned by uid ${owner}`, "fstat", undefined, owner)
+  const mode = Number(st.mode)
+  if ((mode & 0o077) !== 0) return dirError(service, path, `has mode ${(mode & 0o777).toString(8)}, not 600`, "fstat")
   return undefined
 }
+
+const checkFd = (service: string, path: string, fd: number): RuntimeDirectoryUnusable | undefined =>
+  refusal(service, path, fstatSync(fd, { bigint: true }))
 
 const refuseLink = (service: string, path: string, e: unknown, what: string): RuntimeDirectoryUnusable =>
   nodeCode(e) === "ELOOP"
@@ -196,14 +201,13 @@ interface Seen<A> {
 }
 
 /**
- * `parse` of the content of `path` (see `readSecure`), reusing the last result while the file
- * is the same one, unchanged (device, inode, size and mtime): a hint is read on every acquire.
+ * `body` of the open file at `path` (`undefined` when there is none), refused unless a file of
+ * ours. O_NONBLOCK: a FIFO planted in place of the file must not block the open (it is refused).
  */
-export const readSecureCached = <A>(
+const withReadable = <A>(
   service: string,
   path: string,
-  cache: Map<string, Seen<A>>,
-  parse: (text: string) => A
+  body: (fd: number, st: BigIntStats) => A
 ): A | undefined | RuntimeDirectoryUnusable => {
   let fd: number
   try {
@@ -214,9 +218,23 @@ export const readSecureCached = <A>(
   }
   try {
     const st = fstatSync(fd, { bigint: true })
-    if (!st.isFile()) return dirError(service, path, "is not a regular file", "fstat", undefined, Number(st.uid))
-    if (Number(st.uid) !== uid()) return dirError(service, path, `is owned by uid ${st.uid}`, "fstat", undefined, Number(st.uid))
-    if ((Number(st.mode) & 0o077) !== 0) return dirError(service, path, `has mode ${(Number(st.mode) & 0o777).toString(8)}, not 600`, "fstat")
+    return refusal(service, path, st) ?? body(fd, st)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * `parse` of the content of `path` (see `readSecure`), reusing the last result while the file
+ * is the same one, unchanged (device, inode, size and mtime): a hint is read on every acquire.
+ */
+export const readSecureCached = <A>(
+  service: string,
+  path: string,
+  cache: Map<string, Seen<A>>,
+  parse: (text: string) => A
+): A | undefined | RuntimeDirectoryUnusable =>
+  withReadable(service, path, (fd, st) => {
     const seen = cache.get(path)
     const [dev, ino, size] = [Number(st.dev), Number(st.ino), Number(st.size)]
     if (seen !== undefined && seen.dev === dev && seen.ino === ino && seen.size === size && seen.mtimeNs === st.mtimeNs) {
@@ -225,10 +243,7 @@ export const readSecureCached = <A>(
     const value = parse(readAll(fd))
     cache.set(path, { dev, ino, size, mtimeNs: st.mtimeNs, value })
     return value
-  } finally {
-    closeSync(fd)
-  }
-}
+  })
 
 const readAll = (fd: number): string => {
   const chunks: Array<Buffer> = []
@@ -239,23 +254,8 @@ const readAll = (fd: number): string => {
 }
 
 /** The content of `path`, `undefined` when it does not exist; refused unless a file of ours. */
-export const readSecure = (service: string, path: string): string | undefined | RuntimeDirectoryUnusable => {
-  let fd: number
-  try {
-    // O_NONBLOCK: a FIFO planted in place of the file must not block the open (it is refused below).
-    fd = openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
-  } catch (e) {
-    if (nodeCode(e) === "ENOENT") return undefined
-    return refuseLink(service, path, e, "read")
-  }
-  try {
-    const bad = checkFd(service, path, fd)
-    if (bad !== undefined) return bad
-    return readAll(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
+export const readSecure = (service: string, path: string): string | undefined | RuntimeDirectoryUnusable =>
+  withReadable(service, path, (fd) => readAll(fd))
 
 /** Writes `path` atomically: a fresh `O_EXCL` temporary file of ours, renamed into place. */
 export const writeAtomic = (service: string, path: string, content: string): RuntimeDirectoryUnusable | undefined => {
