@@ -9,6 +9,14 @@ import * as Schema from "effect/Schema"
  * The state a ref was observed in when an operation was refused, as reported by
  * {@link RundownNotCompleteError}.
  *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { RundownError } from "@quiesce/rundown"
+ *
+ * console.log(Schema.is(RundownError.ObservedState)("RunningDown")) // true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -18,6 +26,25 @@ export const ObservedState = Schema.Literals(["Active", "RunningDown", "RunDown"
  * An acquisition was refused because the ref is being (or has been) run down: the resource
  * behind it must not be entered any more. Refusals are expected on a hot path, so they all
  * share one immutable instance rather than building an `Error` (and its stack) each time.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * // An HTTP handler answers 503 once shutdown has begun.
+ * const handle = RundownRef.protect(ref, Effect.succeed(200)).pipe(
+ *   Effect.catchTag("RundownInProgressError", () => Effect.succeed(503))
+ * )
+ *
+ * const program = Effect.gen(function*() {
+ *   console.log(yield* handle) // 200
+ *   yield* RundownRef.waitForRundown(ref)
+ *   console.log(yield* handle) // 503
+ * })
+ * Effect.runPromise(program)
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -37,6 +64,20 @@ export class RundownInProgressError extends Schema.TaggedError<RundownInProgress
 /**
  * `reInit` was called before the rundown completed: either no rundown was started (`Active`)
  * or references are still outstanding (`RunningDown`, with their `count`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * const program = RundownRef.reInit(ref).pipe(
+ *   Effect.catchTag("RundownNotCompleteError", (error) => Effect.succeed(`${error.state}: ${error.message}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log)
+ * // "Active: Cannot re-initialise: the ref has not been run down"
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -62,6 +103,19 @@ export class RundownNotCompleteError extends Schema.TaggedError<RundownNotComple
  * A reference count that `acquireN` cannot take: `n` is not a positive integer, or taking it
  * would exceed `max`, the largest count the ref's word can hold (`current` were held).
  * The ref is left unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * const program = Effect.scoped(RundownRef.acquireN(ref, 0)).pipe(
+ *   Effect.catchTag("RundownCountError", (error) => Effect.succeed(error.reason))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "NotAPositiveInteger"
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -89,6 +143,20 @@ export class RundownCountError extends Schema.TaggedError<RundownCountError>()(
  * The value given to `RundownRef.fromShared` is not a handle made by `RundownRef.makeShared`
  * (or was damaged on the way): `reason` says what is wrong with it.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * // A message from a worker that is not a handle is refused, not trusted.
+ * const program = RundownRef.fromShared({ _tag: "something else" }).pipe(
+ *   Effect.catchTag("RundownHandleError", (error) => Effect.succeed(error.message))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log)
+ * // "Not a RundownRef shared handle: missing or wrong _tag (expected \"~@quiesce/rundown/SharedHandle\")"
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -115,6 +183,25 @@ export class RundownHandleError extends Schema.TaggedError<RundownHandleError>()
  * caller as a defect: `protect` and `acquire` die with it, `guard.release` too, and
  * `guard.releaseUnsafe()` throws it. Acquisitions after it take a new slot.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownError } from "@quiesce/rundown"
+ *
+ * // A defect, not a typed failure: recognise it where defects are handled, e.g. to restart
+ * // the work that ran while this thread's references were presumed dead.
+ * const work = Effect.die(new RundownError.RundownLeaseError({ leaseMillis: 2000 }))
+ * const program = work.pipe(
+ *   Effect.catchDefect((defect) =>
+ *     defect instanceof RundownError.RundownLeaseError
+ *       ? Effect.succeed(`lost the lease of ${defect.leaseMillis} ms: redo the work`)
+ *       : Effect.die(defect)
+ *   )
+ * )
+ *
+ * Effect.runPromise(program).then(console.log)
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -140,6 +227,29 @@ export class RundownLeaseError extends Schema.TaggedError<RundownLeaseError>()(
  * lease after its death if it held nothing, but only by the next rundown if it still counts
  * references. Raise the `slots` option of `RundownRef.makeShared`. Reaches the caller as a
  * defect.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownError, RundownRef } from "@quiesce/rundown"
+ *
+ * // One slot: a second view (standing for a second thread) finds none free.
+ * const ref = RundownRef.makeSharedUnsafe({ slots: 1 })
+ * const other = RundownRef.fromSharedUnsafe(structuredClone(ref.handle))
+ *
+ * const program = Effect.gen(function*() {
+ *   const guard = yield* RundownRef.tryAcquire(ref)
+ *   const refused = yield* RundownRef.tryAcquire(other).pipe(
+ *     Effect.catchDefect((defect) =>
+ *       defect instanceof RundownError.RundownSlotsError ? Effect.succeed(defect.slots) : Effect.die(defect)
+ *     )
+ *   )
+ *   yield* guard.release
+ *   return refused
+ * })
+ *
+ * Effect.runPromise(program).then((slots) => console.log(`all ${slots} slot(s) taken`))
+ * ```
  *
  * @since 0.1.0
  * @category errors

@@ -38,12 +38,32 @@ import type {
 } from "./RundownError.ts"
 
 /**
+ * The property every `RundownRef` carries, which {@link isRundownRef} looks for.
+ *
+ * @example
+ * ```ts
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * console.log(RundownRef.TypeId in ref) // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: "~@quiesce/rundown/RundownRef" = internal.TypeId
 
 /**
+ * The type of {@link TypeId}.
+ *
+ * @example
+ * ```ts
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const id: RundownRef.TypeId = RundownRef.TypeId
+ * console.log(id) // "~@quiesce/rundown/RundownRef"
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -52,6 +72,24 @@ export type TypeId = typeof TypeId
 /**
  * A run-down reference: a count of outstanding protections plus a "running down" flag, kept
  * in one word.
+ *
+ * @example
+ * ```ts
+ * import { Context, Effect, Layer } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * // The ref guarding a connection pool, held by the service that owns the pool.
+ * class PoolGuard extends Context.Service<PoolGuard, RundownRef.RundownRef>()("app/PoolGuard") {
+ *   static readonly layer = Layer.effect(PoolGuard, RundownRef.make)
+ * }
+ *
+ * const query = Effect.gen(function*() {
+ *   const guard = yield* PoolGuard
+ *   return yield* RundownRef.protect(guard, Effect.succeed("3 rows"))
+ * })
+ *
+ * Effect.runPromise(query.pipe(Effect.provide(PoolGuard.layer))).then(console.log) // "3 rows"
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -65,6 +103,22 @@ export interface RundownRef extends Pipeable, Inspectable {
  * rebuild the ref there with {@link fromShared}: every operation then acts on the same state
  * from every thread.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const ref: RundownRef.SharedRundownRef = yield* RundownRef.makeShared()
+ *   // In a worker: `new Worker(file, { workerData: ref.handle })`, rebuilt there with fromShared.
+ *   const view = yield* RundownRef.fromShared(structuredClone(ref.handle))
+ *   yield* RundownRef.protect(view, Effect.log("working in the other view"))
+ *   return yield* RundownRef.state(ref)
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "Active", count: 0 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -74,6 +128,22 @@ export interface SharedRundownRef extends RundownRef {
 
 /**
  * A structured-cloneable description of a shared ref, for `postMessage`/`workerData`.
+ *
+ * @example
+ * ```ts
+ * import { MessageChannel } from "node:worker_threads"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeSharedUnsafe()
+ * const { port1, port2 } = new MessageChannel()
+ * // What a worker thread does with the handle it receives (postMessage or workerData).
+ * port2.once("message", (handle: RundownRef.SharedHandle) => {
+ *   const view = RundownRef.fromSharedUnsafe(handle)
+ *   console.log(RundownRef.stateUnsafe(view)) // { _tag: "Active", count: 0 }
+ *   port1.close()
+ * })
+ * port1.postMessage(ref.handle)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -95,6 +165,28 @@ export interface SharedHandle {
  * - `RunningDown`: a rundown has begun; acquisitions fail; `count` are still held.
  * - `RunDown`: the rundown has completed (the count reached zero).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const describe = (state: RundownRef.RundownState): string => {
+ *   switch (state._tag) {
+ *     case "Active":
+ *       return `serving, ${state.count} in flight`
+ *     case "RunningDown":
+ *       return `draining, ${state.count} left`
+ *     case "RunDown":
+ *       return "closed"
+ *   }
+ * }
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * console.log(describe(RundownRef.stateUnsafe(ref))) // "serving, 0 in flight"
+ * Effect.runSync(RundownRef.waitForRundown(ref))
+ * console.log(describe(RundownRef.stateUnsafe(ref))) // "closed"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -107,6 +199,26 @@ export type RundownState =
  * The guard returned by {@link tryAcquire}, the crate's RAII style. `release` (or
  * `[Symbol.dispose]`, for `using`) gives the reference back the first time and does nothing
  * afterwards, so a double release can never take away another holder's reference.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * const program = Effect.gen(function*() {
+ *   {
+ *     // `using` releases the guard when the block ends, however it ends.
+ *     using guard = yield* RundownRef.tryAcquire(ref)
+ *     console.log(RundownRef.stateUnsafe(ref)) // { _tag: "Active", count: 1 }
+ *     console.log(guard.releaseUnsafe()) // true
+ *     console.log(guard.releaseUnsafe()) // false: already released
+ *   }
+ *   return RundownRef.stateUnsafe(ref)
+ * })
+ *
+ * console.log(Effect.runSync(program)) // { _tag: "Active", count: 0 }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -131,6 +243,25 @@ export interface RundownGuard {
  *   (so `TestClock` applies). For a shared ref, the view that began the rundown records it, as
  *   soon as its thread sees the completion.
  *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const metrics: RundownRef.RundownMetrics = {
+ *   active: Metric.gauge("db_active_queries"),
+ *   rundownDuration: Metric.timer("db_rundown")
+ * }
+ * const program = Effect.gen(function*() {
+ *   const ref = RundownRef.makeUnsafe({ metrics })
+ *   yield* RundownRef.protect(ref, Effect.void)
+ *   yield* RundownRef.waitForRundown(ref)
+ *   return yield* Metric.value(Metric.timer("db_rundown"))
+ * })
+ *
+ * Effect.runPromise(program).then((timer) => console.log(timer.count)) // 1
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -140,6 +271,23 @@ export interface RundownMetrics {
 }
 
 /**
+ * Options of {@link makeWith}, {@link makeUnsafe} and {@link fromShared}.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const options: RundownRef.Options = { metrics: { active: Metric.gauge("cache_users") } }
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const ref = yield* RundownRef.makeWith(options)
+ *   yield* RundownRef.acquire(ref)
+ *   return yield* Metric.value(Metric.gauge("cache_users"))
+ * }))
+ *
+ * Effect.runPromise(program).then((gauge) => console.log(gauge.value)) // 1
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -163,6 +311,21 @@ export interface Options {
  *   thread ends (or the view is garbage-collected); the slot is then reclaimed a lease later
  *   if it held nothing, or by the next rundown if it still counts references.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * // Up to 8 threads, each presumed dead after 500 ms without a heartbeat.
+ * const options: RundownRef.SharedOptions = { leaseMillis: 500, slots: 8 }
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const ref = yield* RundownRef.makeShared(options)
+ *   return yield* RundownRef.protect(ref, Effect.succeed("done"))
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "done"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -176,18 +339,50 @@ export interface SharedOptions extends Options {
  * 31-bit word with the two state bits. A shared ref counts each thread's references in that
  * thread's slot, so the limit applies per thread there.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * const tooMany = Effect.scoped(RundownRef.acquireN(ref, RundownRef.MAX_COUNT + 1))
+ *
+ * Effect.runPromise(Effect.flip(tooMany)).then((error) => console.log(error.message))
+ * // "acquireN(536870912) would overflow the reference count: 0 held, at most 536870911"
+ * ```
+ *
  * @since 0.1.0
  * @category constants
  */
 export const MAX_COUNT: number = internal.MAX_COUNT
 
 /**
+ * Whether `u` is a `RundownRef` (local or shared).
+ *
+ * @example
+ * ```ts
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * console.log(RundownRef.isRundownRef(RundownRef.makeUnsafe())) // true
+ * console.log(RundownRef.isRundownRef({ count: 0 })) // false
+ * ```
+ *
  * @since 0.1.0
  * @category guards
  */
 export const isRundownRef: (u: unknown) => u is RundownRef = internal.isRundownRef
 
 /**
+ * Whether `u` is a `SharedRundownRef`, whose `handle` can be sent to other threads.
+ *
+ * @example
+ * ```ts
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * console.log(RundownRef.isSharedRundownRef(RundownRef.makeSharedUnsafe())) // true
+ * console.log(RundownRef.isSharedRundownRef(RundownRef.makeUnsafe())) // false
+ * ```
+ *
  * @since 0.1.0
  * @category guards
  */
@@ -206,6 +401,8 @@ export const isSharedRundownRef: (u: unknown) => u is SharedRundownRef = interna
  *   const ref = yield* RundownRef.make
  *   return yield* RundownRef.protect(ref, Effect.succeed("used under protection"))
  * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "used under protection"
  * ```
  *
  * @since 0.1.0
@@ -216,6 +413,19 @@ export const make: Effect.Effect<RundownRef, never, Scope.Scope> = internal.make
 /**
  * {@link make} with {@link Options} (metrics).
  *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const ref = yield* RundownRef.makeWith({ metrics: { rundownDuration: Metric.timer("pool_rundown") } })
+ *   yield* RundownRef.protect(ref, Effect.void)
+ * }))
+ *
+ * Effect.runPromise(program).then(() => console.log("run down, duration recorded"))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -224,6 +434,23 @@ export const makeWith: (options: Options) => Effect.Effect<RundownRef, never, Sc
 /**
  * A ref whose rundown the caller owns: nothing runs it down unless {@link waitForRundown} is
  * called.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * // A module-level ref, run down explicitly at shutdown.
+ * const ref = RundownRef.makeUnsafe()
+ * const handler = RundownRef.protect(ref, Effect.succeed("200 OK"))
+ *
+ * const program = Effect.gen(function*() {
+ *   console.log(yield* handler) // "200 OK"
+ *   yield* RundownRef.waitForRundown(ref)
+ *   console.log(yield* Effect.flip(handler)) // RundownInProgressError
+ * })
+ * Effect.runPromise(program)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -254,14 +481,18 @@ export const makeUnsafe: (options?: Options) => RundownRef = internal.makeUnsafe
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Worker } from "node:worker_threads"
  * import { RundownRef } from "@quiesce/rundown"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
- *   const ref = yield* RundownRef.makeShared()
- *   new Worker(new URL("./worker.ts", import.meta.url), { workerData: ref.handle })
- *   // in worker.ts: const ref = RundownRef.fromSharedUnsafe(workerData)
+ *   const ref = yield* RundownRef.makeShared({ leaseMillis: 1000 })
+ *   // Give `ref.handle` to a worker: `new Worker(file, { workerData: ref.handle })`; there,
+ *   // `RundownRef.fromSharedUnsafe(workerData)` is a view of the same ref.
+ *   const view = RundownRef.fromSharedUnsafe(structuredClone(ref.handle))
+ *   yield* RundownRef.acquire(view)
+ *   return yield* RundownRef.state(ref)
  * }))
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "Active", count: 1 }
  * ```
  *
  * @since 0.1.0
@@ -274,6 +505,20 @@ export const makeShared: (options?: SharedOptions) => Effect.Effect<SharedRundow
  * {@link makeShared} without a scope: the caller owns the rundown. Throws a `RangeError` for
  * options out of range.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeSharedUnsafe({ slots: 4 })
+ * const program = RundownRef.protect(ref, Effect.succeed("ok")).pipe(
+ *   Effect.andThen(RundownRef.waitForRundown(ref)),
+ *   Effect.andThen(RundownRef.state(ref))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "RunDown" }
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -283,6 +528,21 @@ export const makeSharedUnsafe: (options?: SharedOptions) => SharedRundownRef = i
  * Rebuilds a shared ref from a handle received from another thread. The value is checked
  * (shape, buffer type and size, and that the shared word holds a valid state); anything else
  * fails with `RundownHandleError` and touches nothing.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeSharedUnsafe()
+ * const program = Effect.gen(function*() {
+ *   const view = yield* RundownRef.fromShared(structuredClone(ref.handle))
+ *   console.log(yield* RundownRef.protect(view, Effect.succeed("through the view"))) // "through the view"
+ *   const error = yield* Effect.flip(RundownRef.fromShared({ not: "a handle" }))
+ *   console.log(error._tag) // "RundownHandleError"
+ * })
+ * Effect.runPromise(program)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -294,6 +554,16 @@ export const fromShared: (
 
 /**
  * {@link fromShared}, synchronously; throws `RundownHandleError` on a malformed handle.
+ *
+ * @example
+ * ```ts
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeSharedUnsafe()
+ * // Typically `RundownRef.fromSharedUnsafe(workerData)` at the top of a worker's module.
+ * const view = RundownRef.fromSharedUnsafe(structuredClone(ref.handle))
+ * console.log(RundownRef.isSharedRundownRef(view)) // true
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -318,6 +588,15 @@ export const fromSharedUnsafe: (handle: unknown, options?: Options) => SharedRun
  *
  * const ref = RundownRef.makeUnsafe()
  * const query = Effect.succeed([1, 2, 3]).pipe(RundownRef.protect(ref))
+ *
+ * const program = Effect.gen(function*() {
+ *   console.log(yield* query) // [1, 2, 3]
+ *   yield* RundownRef.waitForRundown(ref)
+ *   // Once the rundown has begun the query does not run.
+ *   const refused = yield* query.pipe(Effect.catchTag("RundownInProgressError", () => Effect.succeed("503")))
+ *   console.log(refused) // "503"
+ * })
+ * Effect.runPromise(program)
  * ```
  *
  * @since 0.1.0
@@ -345,12 +624,15 @@ export const protect: {
  * import { Effect } from "effect"
  * import { RundownRef } from "@quiesce/rundown"
  *
- * declare const ref: RundownRef.RundownRef
+ * const ref = RundownRef.makeUnsafe()
  * // Protection for a whole scoped section, e.g. a stream consumer's lifetime.
  * const consumer = Effect.scoped(Effect.gen(function*() {
  *   yield* RundownRef.acquire(ref)
- *   // ... use the resource; the reference is released when the scope closes
+ *   console.log(yield* RundownRef.state(ref)) // { _tag: "Active", count: 1 }
  * }))
+ *
+ * Effect.runPromise(consumer.pipe(Effect.andThen(RundownRef.state(ref)))).then(console.log)
+ * // { _tag: "Active", count: 0 }: released when the scope closed
  * ```
  *
  * @since 0.1.0
@@ -363,6 +645,21 @@ export const acquire: (self: RundownRef) => Effect.Effect<void, RundownInProgres
  * Takes `n` references at once (NT `ExAcquireRundownProtectionEx`) for the lifetime of the
  * current scope; all or nothing. Fails with `RundownCountError` if `n` is not a positive safe
  * integer or if the count would exceed {@link MAX_COUNT}, leaving the ref unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * // One reference per request of a batch, all or nothing.
+ * const batch = Effect.scoped(Effect.gen(function*() {
+ *   yield* RundownRef.acquireN(ref, 3)
+ *   return yield* RundownRef.state(ref)
+ * }))
+ *
+ * Effect.runPromise(batch).then(console.log) // { _tag: "Active", count: 3 }
+ * ```
  *
  * @since 0.1.0
  * @category combinators
@@ -382,13 +679,17 @@ export const acquireN: {
  * import { Effect } from "effect"
  * import { RundownRef } from "@quiesce/rundown"
  *
- * declare const ref: RundownRef.RundownRef
+ * const ref = RundownRef.makeUnsafe()
  * const program = Effect.gen(function*() {
  *   const guard = yield* RundownRef.tryAcquire(ref)
  *   // ... hand the guard to a callback API, which releases it when done
- *   yield* guard.release
+ *   setTimeout(() => guard.releaseUnsafe(), 10)
+ *   yield* RundownRef.waitForRundown(ref) // returns once the callback released it
  *   yield* guard.release // a no-op: never releases someone else's reference
+ *   return yield* RundownRef.state(ref)
  * })
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "RunDown" }
  * ```
  *
  * @since 0.1.0
@@ -414,13 +715,20 @@ export const tryAcquire: (self: RundownRef) => Effect.Effect<RundownGuard, Rundo
  * import { Effect } from "effect"
  * import { RundownRef } from "@quiesce/rundown"
  *
- * declare const ref: RundownRef.RundownRef
- * declare const destroyResource: Effect.Effect<void>
- * // Refuse new users, give the current ones 30 seconds, then tear down either way.
- * const shutdown = RundownRef.waitForRundown(ref).pipe(
- *   Effect.timeoutOption("30 seconds"),
- *   Effect.andThen(destroyResource)
- * )
+ * const ref = RundownRef.makeUnsafe()
+ * const destroyResource = Effect.sync(() => console.log("pool closed"))
+ *
+ * const program = Effect.gen(function*() {
+ *   // A request in flight.
+ *   yield* Effect.forkChild(RundownRef.protect(ref, Effect.sleep("20 millis")))
+ *   yield* Effect.yieldNow
+ *   // Refuse new users, give the current ones 30 seconds, then tear down either way.
+ *   yield* RundownRef.waitForRundown(ref).pipe(
+ *     Effect.timeoutOption("30 seconds"),
+ *     Effect.andThen(destroyResource)
+ *   )
+ * })
+ * Effect.runPromise(program) // "pool closed", after about 20 ms
  * ```
  *
  * @since 0.1.0
@@ -438,13 +746,16 @@ export const waitForRundown: (self: RundownRef) => Effect.Effect<void> = interna
  * import { Effect } from "effect"
  * import { RundownRef } from "@quiesce/rundown"
  *
- * declare const ref: RundownRef.RundownRef
- * declare const reload: Effect.Effect<void>
+ * const ref = RundownRef.makeUnsafe()
+ * const reload = Effect.sync(() => console.log("configuration reloaded"))
  * // Swap the resource out from under its users, then let them back in.
  * const restart = RundownRef.waitForRundown(ref).pipe(
  *   Effect.andThen(reload),
  *   Effect.andThen(RundownRef.reInit(ref))
  * )
+ *
+ * Effect.runPromise(restart.pipe(Effect.andThen(RundownRef.state(ref)))).then(console.log)
+ * // { _tag: "Active", count: 0 }
  * ```
  *
  * @since 0.1.0
@@ -455,6 +766,20 @@ export const reInit: (self: RundownRef) => Effect.Effect<void, RundownNotComplet
 /**
  * The current state, for diagnostics.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   yield* RundownRef.acquire(ref)
+ *   return yield* RundownRef.state(ref)
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "Active", count: 1 }
+ * ```
+ *
  * @since 0.1.0
  * @category getters
  */
@@ -462,6 +787,15 @@ export const state: (self: RundownRef) => Effect.Effect<RundownState> = internal
 
 /**
  * {@link state}, synchronously.
+ *
+ * @example
+ * ```ts
+ * import { RundownRef } from "@quiesce/rundown"
+ *
+ * const ref = RundownRef.makeUnsafe()
+ * // e.g. in a health endpoint written as a plain function
+ * console.log(RundownRef.stateUnsafe(ref)) // { _tag: "Active", count: 0 }
+ * ```
  *
  * @since 0.1.0
  * @category getters

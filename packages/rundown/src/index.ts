@@ -1,4 +1,6 @@
 /**
+ * `@quiesce/rundown`: run-down protection (`RundownRef`) for Effect, and its errors.
+ *
  * @since 0.1.0
  */
 

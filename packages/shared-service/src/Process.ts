@@ -11,6 +11,15 @@ import * as L from "./internal/linux.ts"
  * The start time of `pid` (clock ticks since boot), `undefined` when it does not exist or is a
  * zombie. Linux only (`/proc`); `undefined` elsewhere.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * // Recorded with a pid, so that a later process reusing the pid is not mistaken for it.
+ * Effect.runPromise(Process.startTime(process.pid)).then((ticks) => console.log(typeof ticks)) // "number" on Linux
+ * ```
+ *
  * @category getters
  * @since 0.1.0
  */
@@ -19,6 +28,14 @@ export const startTime = (pid: number): Effect.Effect<number | undefined> =>
 
 /**
  * Synchronous `isAlive`, for hot paths and finalizers.
+ *
+ * @example
+ * ```ts
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * console.log(Process.isAliveUnsafe(process.pid)) // true
+ * console.log(Process.isAliveUnsafe(-1)) // false
+ * ```
  *
  * @category getters
  * @since 0.1.0
@@ -41,6 +58,24 @@ export const isAliveUnsafe = (pid: number, startTime?: number): boolean => {
  * Whether process `pid` is alive and, when `startTime` is given, is the same process that had
  * that start time (not a later process that got the recycled pid). Zombies count as dead.
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const child = spawn("sleep", ["5"], { stdio: "ignore" })
+ *   const started = yield* Process.startTime(child.pid!)
+ *   const before = yield* Process.isAlive(child.pid!, started)
+ *   child.kill("SIGKILL")
+ *   yield* Effect.promise(() => new Promise((resolve) => child.once("exit", resolve)))
+ *   return [before, yield* Process.isAlive(child.pid!, started)]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [true, false]
+ * ```
+ *
  * @category getters
  * @since 0.1.0
  */
@@ -49,6 +84,22 @@ export const isAlive = (pid: number, startTime?: number): Effect.Effect<boolean>
 
 /**
  * Options of `terminate`, `kill` and `stop`.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   // A detached child leads its own process group: signal the group, and only this process.
+ *   const child = spawn("sleep", ["5"], { stdio: "ignore", detached: true })
+ *   const options: Process.SignalOptions = { startTime: yield* Process.startTime(child.pid!), group: true }
+ *   return yield* Process.terminate(child.pid!, options)
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -89,6 +140,18 @@ const signal = (pid: number, sig: NodeJS.Signals, options: SignalOptions | undef
 /**
  * Sends SIGTERM, if the process is (still) the one with `startTime`. `true` when sent.
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * const child = spawn("sleep", ["5"], { stdio: "ignore" })
+ * const program = Effect.flatMap(Process.startTime(child.pid!), (startTime) => Process.terminate(child.pid!, { startTime }))
+ *
+ * Effect.runPromise(program).then(console.log) // true: SIGTERM sent
+ * ```
+ *
  * @category signals
  * @since 0.1.0
  */
@@ -97,6 +160,16 @@ export const terminate = (pid: number, options?: SignalOptions): Effect.Effect<b
 
 /**
  * Sends SIGKILL, if the process is (still) the one with `startTime`. `true` when sent.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * const child = spawn("sleep", ["5"], { stdio: "ignore" })
+ * Effect.runPromise(Process.kill(child.pid!)).then(console.log) // true: SIGKILL sent
+ * ```
  *
  * @category signals
  * @since 0.1.0
@@ -113,6 +186,22 @@ export const kill = (pid: number, options?: SignalOptions): Effect.Effect<boolea
  * to signal even once the leader has exited, because Linux does not hand out a pid that is still
  * in use as a process group id. If the leader is already gone at the start, nothing is
  * signalled (the group can no longer be told apart from a later one).
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process } from "@quiesce/shared-service"
+ *
+ * // A process that ignores SIGTERM: killed after the 100 ms grace period.
+ * const child = spawn("sh", ["-c", "trap '' TERM; sleep 5"], { stdio: "ignore" })
+ * const program = Effect.gen(function*() {
+ *   yield* Effect.sleep("50 millis") // let the shell install its trap
+ *   return yield* Process.stop(child.pid!, { timeout: "100 millis" })
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // true: gone
+ * ```
  *
  * @category signals
  * @since 0.1.0

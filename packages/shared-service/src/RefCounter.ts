@@ -33,6 +33,24 @@ import type { InvalidName, LockTimeout, SessionLost, SystemError } from "./Share
 /**
  * The owner lock of a name (see `PROTOCOL.md`): held by the supervisor of the live generation.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* RefCounter.memoryKernel().process().open("docs-owner")
+ *   // What `inspect` looks at: is a supervisor holding this name's owner lock?
+ *   const before = yield* counter.owner.held
+ *   const owned = yield* counter.owner.take
+ *   const after = yield* counter.owner.held
+ *   yield* owned!.release
+ *   return [before, after]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [false, true]
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -54,6 +72,25 @@ export interface Owner {
 
 /**
  * The owner lock, held by this process.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* RefCounter.memoryKernel().process().open("docs-owned")
+ *   const owned = yield* counter.owner.take
+ *   if (owned === undefined) return "a live supervisor holds it"
+ *   // A supervisor stamps the lock with its pid, and checks between waits whether to retire.
+ *   yield* owned.writeStamp(process.pid)
+ *   const retire = yield* owned.retireRequested
+ *   yield* owned.release
+ *   return `stamped ${yield* counter.owner.stamp}, retire requested: ${retire}`
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "stamped <pid>, retire requested: false"
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -105,6 +142,25 @@ export interface Owned {
  * same `Counter` object is returned for the same name within one `RefCounter`, and the process
  * holds at most one reference through it (callers keep their own in-process count above it).
  * The protocol these operations serve is in `PROTOCOL.md`.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * // The client side of the protocol: lock, register (which unlocks), and drop the reference.
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* kernel.process().open("docs-counter")
+ *   yield* counter.lock(Duration.seconds(1))
+ *   yield* counter.register
+ *   const held = yield* counter.count
+ *   yield* counter.decrement
+ *   return [held, yield* counter.count]
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // [1, 0]
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -176,12 +232,45 @@ export interface Counter extends View {
  * was seen ready): a file in the runtime directory for the kernel counters. Only ever written
  * under the startup lock, and only ever a hint: readers verify it against the owner lock.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const view = yield* RefCounter.memoryKernel().process().view("docs-hints")
+ *   // Only ever a hint: verified against the owner lock by whoever reads it.
+ *   const hint = yield* view.hints.read
+ *   return hint === undefined ? `no generation recorded at ${view.hints.where}` : "a generation is recorded"
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "no generation recorded at <runtime dir>/docs-hints.json"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export interface HintStore extends hintImpl.Store {}
 
 /**
+ * A kernel (or database) that keeps each name's cross-process count, its startup and owner locks, its ring and its generation record: what `SharedService` acquires through. Provided as the `RefCounter` service.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * // Choose the implementation explicitly, e.g. the flock fallback on a host without SysV IPC.
+ * const pick = (sysvAvailable: boolean): RefCounter.RefCounter => sysvAvailable ? RefCounter.sysV() : RefCounter.flock()
+ *
+ * const program = Effect.gen(function*() {
+ *   const counter: RefCounter.RefCounter = yield* RefCounter.RefCounter
+ *   return counter.kind
+ * }).pipe(Effect.provideService(RefCounter.RefCounter, pick(true)))
+ *
+ * Effect.runPromise(program).then(console.log) // "sysv"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -203,6 +292,20 @@ export interface RefCounter {
 /**
  * What can be looked at for a name without its kernel objects: the owner lock and the hint.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * // Look at a name without creating its kernel objects.
+ * const program = Effect.gen(function*() {
+ *   const view: RefCounter.View = yield* RefCounter.memoryKernel().process().view("docs-view")
+ *   return yield* view.owner.held
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // false
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -217,6 +320,21 @@ export interface View {
  * directory, name): the startup lock, the count, and the ring. Created mode 0600 and never
  * `SETVAL`'d (a fresh Linux set starts at zero; `SETVAL` would wipe every process's undo records).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* RefCounter.sysV().open("docs-sysv")
+ *   const seen = [counter.kind, counter.exact, yield* counter.count]
+ *   yield* counter.remove // sets persist by design: remove one no longer needed
+ *   return seen
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["sysv", true, 0]
+ * ```
+ *
  * @category constructors
  * @since 0.1.0
  */
@@ -227,6 +345,22 @@ export const sysV: () => RefCounter = sysvImpl.make
  * startup lock is an exclusive lock on `<name>.lock`, the ring is the size of `<name>.ring`. It
  * can tell "any clients left", not how many (`exact: false`), and its waits poll.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter, SharedService } from "@quiesce/shared-service"
+ *
+ * // Services acquired in this program count their clients with flock(2) instead of SysV.
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* RefCounter.flock().open("docs-flock")
+ *   const seen = [counter.kind, counter.exact, counter.dir === SharedService.runtimeDirectory()]
+ *   yield* counter.remove // its lock files
+ *   return seen
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // ["flock", false, true]
+ * ```
+ *
  * @category constructors
  * @since 0.1.0
  */
@@ -234,6 +368,25 @@ export const flock: () => RefCounter = flockImpl.make
 
 /**
  * Options of `RefCounter.postgres`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const options: RefCounter.PostgresOptions = {
+ *   url: "postgres://quiesce@127.0.0.1:1/quiesce",
+ *   namespace: "ci",
+ *   keepalive: { idle: "5 seconds", interval: "1 second", count: 3 },
+ *   connectTimeout: "200 millis"
+ * }
+ * // Nothing listens on port 1: the first session cannot be opened.
+ * const program = Effect.scoped(RefCounter.makePostgres(options)).pipe(
+ *   Effect.catchTag("DatabaseUnreachable", (error) => Effect.succeed(error._tag))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "DatabaseUnreachable"
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -272,6 +425,19 @@ export interface PostgresOptions {
  * section). Fails with `DatabaseUnreachable`, `AuthenticationFailed` or `DatabaseError` when the
  * first session cannot be opened or the table cannot be created.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const counter = yield* RefCounter.makePostgres({ url: "postgres://quiesce@127.0.0.1:1/quiesce", connectTimeout: "200 millis" })
+ *   return counter.kind
+ * })).pipe(Effect.catchTag("DatabaseUnreachable", (error) => Effect.succeed(`no database: ${error.address}`)))
+ *
+ * Effect.runPromise(program).then(console.log) // "no database: postgres://quiesce@127.0.0.1:1/quiesce"
+ * ```
+ *
  * @category constructors
  * @since 0.1.0
  */
@@ -281,6 +447,22 @@ export const makePostgres = (options: PostgresOptions): Effect.Effect<RefCounter
 /**
  * `makePostgres` as a layer providing `RefCounter` (its sessions close with the layer; a
  * supervisor this process runs keeps its own session until its service is stopped).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter, SharedService } from "@quiesce/shared-service"
+ *
+ * // Every service acquired under this layer is shared across the machines using the database.
+ * const Shared = RefCounter.postgres({ url: "postgres://quiesce@127.0.0.1:1/quiesce", connectTimeout: "200 millis" })
+ *
+ * const program = SharedService.list.pipe(
+ *   Effect.provide(Shared),
+ *   Effect.catchTag("DatabaseUnreachable", (error) => Effect.succeed(error.message))
+ * )
+ * Effect.runPromise(program).then(console.log)
+ * // 'shared service "(setup)": the database postgres://quiesce@127.0.0.1:1/quiesce is unreachable: ...'
+ * ```
  *
  * @category layers
  * @since 0.1.0
@@ -293,12 +475,53 @@ export const postgres = (options: PostgresOptions): Layer.Layer<never, SystemErr
  * `MemoryKernel.process()` is one simulated process's `RefCounter`; `crash` drops what the
  * kernel would undo. Waits use the Effect clock, so `TestClock` drives lock timeouts.
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const [a, b] = [kernel.process(), kernel.process()]
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-kernel",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ * })
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   yield* Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, a)
+ *   yield* Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, b)
+ *   console.log(kernel.countOf("docs-kernel")) // 2
+ *   yield* b.crash // the kernel drops a crashed process's reference
+ *   console.log(kernel.countOf("docs-kernel")) // 1
+ * }))
+ * Effect.runPromise(program)
+ * ```
+ *
  * @category constructors
  * @since 0.1.0
  */
 export const memoryKernel: () => MemoryKernel = memoryImpl.makeKernel
 
 /**
+ * The in-memory kernel of {@link memoryKernel}: the factory of simulated processes, and what it counts.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const kernel: RefCounter.MemoryKernel = RefCounter.memoryKernel()
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* kernel.process().open("docs-memory")
+ *   yield* counter.lock(Duration.seconds(1))
+ *   yield* counter.register
+ *   return kernel.countOf("docs-memory")
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // 1
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -310,6 +533,26 @@ export interface MemoryKernel {
 }
 
 /**
+ * One simulated process of a {@link MemoryKernel}: a `RefCounter` to provide, and its `crash`.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const process: RefCounter.MemoryProcess = kernel.process()
+ * const program = Effect.gen(function*() {
+ *   const counter = yield* process.open("docs-crash")
+ *   yield* counter.lock(Duration.seconds(1))
+ *   // Dies holding the startup lock: the kernel releases it, so the next process is not stuck.
+ *   yield* process.crash
+ *   return yield* (yield* kernel.process().open("docs-crash")).tryLock
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -324,6 +567,18 @@ export interface MemoryProcess extends RefCounter {
  * A counter for a platform without a crash-safe implementation: every `open` fails with
  * `UnsupportedPlatform` (what `platformDefault` is on macOS and Windows).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = RefCounter.unsupported("win32").open("docs-unsupported").pipe(
+ *   Effect.catchTag("UnsupportedPlatform", (error) => Effect.succeed(error.platform))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "win32"
+ * ```
+ *
  * @category constructors
  * @since 0.1.0
  */
@@ -332,6 +587,13 @@ export const unsupported: (platform: string) => RefCounter = sysvImpl.unsupporte
 /**
  * The platform default: `sysV` on Linux; on other platforms a counter whose `open` fails with
  * `UnsupportedPlatform`.
+ *
+ * @example
+ * ```ts
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * console.log(RefCounter.platformDefault().kind) // "sysv" on Linux, "unsupported" elsewhere
+ * ```
  *
  * @category constructors
  * @since 0.1.0
@@ -342,6 +604,22 @@ export const platformDefault = (): RefCounter =>
 /**
  * The `RefCounter` in use: a `Context.Reference` defaulting to `platformDefault()`, so nothing
  * needs providing; tests provide a `MemoryProcess` with `Effect.provideService(RefCounter, …)`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * // Nothing to provide: the platform default, unless a test provides a simulated process.
+ * const kind = Effect.gen(function*() {
+ *   const counter = yield* RefCounter.RefCounter
+ *   return counter.kind
+ * })
+ *
+ * Effect.runPromise(kind).then(console.log) // "sysv"
+ * Effect.runPromise(Effect.provideService(kind, RefCounter.RefCounter, RefCounter.memoryKernel().process()))
+ *   .then(console.log) // "memory"
+ * ```
  *
  * @category services
  * @since 0.1.0

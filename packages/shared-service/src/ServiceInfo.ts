@@ -9,6 +9,19 @@
 import { Schema } from "effect"
 
 /**
+ * What a running shared service is: its pid (with the start time that makes it unambiguous), port, instance id and metadata, as recorded in its hint.
+ *
+ * @example
+ * ```ts
+ * import { Schema } from "effect"
+ * import { ServiceInfo } from "@quiesce/shared-service"
+ *
+ * // It is a Schema class: decode it from JSON received from another process.
+ * const decode = Schema.decodeUnknownSync(ServiceInfo.ServiceInfo)
+ * const info = decode({ pid: 4242, port: 5432, instanceId: "a1", metadata: { url: "postgres://127.0.0.1:5432" } })
+ * console.log(info.metadata["url"]) // "postgres://127.0.0.1:5432"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -37,12 +50,12 @@ export class ServiceInfo extends Schema.Class<ServiceInfo>("@quiesce/shared-serv
 /**
  * Creates a `ServiceInfo`, filling in a fresh `instanceId` and empty metadata.
  *
- * **Example**
- *
+ * @example
  * ```ts
  * import { ServiceInfo } from "@quiesce/shared-service"
  *
- * const info = ServiceInfo.make({ pid: 4242, port: 5432 })
+ * const info = ServiceInfo.make({ pid: 4242, port: 5432, metadata: { db: "dev" } })
+ * console.log(info.port, info.instanceId.length > 0) // 5432 true
  * ```
  *
  * @category constructors
@@ -66,6 +79,16 @@ export const make = (options: {
   })
 
 /**
+ * Whether `u` is a `ServiceInfo`.
+ *
+ * @example
+ * ```ts
+ * import { ServiceInfo } from "@quiesce/shared-service"
+ *
+ * console.log(ServiceInfo.isServiceInfo(ServiceInfo.make({ pid: 1 }))) // true
+ * console.log(ServiceInfo.isServiceInfo({ pid: 1 })) // false
+ * ```
+ *
  * @category guards
  * @since 0.1.0
  */

@@ -42,6 +42,17 @@ import { CorruptHint } from "./SharedServiceError.ts"
 import type { InvalidName, LockTimeout, PortInUse, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
 
 /**
+ * The property every `SharedService` definition carries, which {@link isSharedService} looks for.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const db = SharedService.makeUnsafe({ name: "docs-typeid", start: Effect.succeed(ServiceInfo.make({ pid: 1 })) })
+ * console.log(SharedService.TypeId in db) // true
+ * ```
+ *
  * @category type ids
  * @since 0.1.0
  */
@@ -51,6 +62,26 @@ export const TypeId: typeof internal.TypeId = internal.TypeId
  * A shared service definition: its name and how to start, stop, check and recover it. It holds
  * no state of its own; acquiring it coordinates through the `RefCounter` (the kernel).
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * // A definition is plain data: build it once, acquire it wherever the service is needed.
+ * const cache: SharedService.SharedService = SharedService.makeUnsafe({
+ *   name: "docs-cache",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ * })
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const handle = yield* SharedService.acquire(cache)
+ *   return handle.started
+ * })).pipe(Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process()))
+ *
+ * Effect.runPromise(program).then(console.log) // true: this client started it
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -59,6 +90,29 @@ export interface SharedService<out E = never, out R = never> extends internal.Sh
 /**
  * What `acquire` gives back: the verified `ServiceInfo` (pid, port, metadata) of the running
  * service, valid until the acquiring scope closes.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-handle",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid!, port: 8080 }))
+ * })
+ * // Two simulated processes: the first starts the service, the second finds it running.
+ * const client = (name: string) =>
+ *   Effect.gen(function*() {
+ *     const handle: SharedService.ServiceHandle = yield* SharedService.acquire(service)
+ *     console.log(name, handle.started, handle.info.port)
+ *   }).pipe(Effect.provideService(RefCounter.RefCounter, kernel.process()))
+ *
+ * Effect.runPromise(Effect.scoped(Effect.andThen(client("first"), client("second"))))
+ * // first true 8080
+ * // second false 8080
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -79,18 +133,65 @@ export interface ServiceHandle extends internal.ServiceHandle {}
  *   whose supervisor dies after the last release stays until the next acquisition sweeps it.
  *   Every service on the PostgreSQL counter is supervised this way (`RefCounter.postgres`).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * // Supervise in this process, with a custom stop, instead of a detached supervisor process.
+ * const reaper: SharedService.ReaperMode = "in-process"
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-reaper",
+ *   reaper,
+ *   start: Effect.succeed(ServiceInfo.make({ pid: process.pid })),
+ *   stop: () => Effect.log("stopping the emulator")
+ * })
+ * console.log(service.name) // "docs-reaper"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export type ReaperMode = internal.ReaperMode
 
 /**
+ * Options of {@link make}: the service's name, how to start it, and optionally how to stop, check and recover it, with the time limits.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const options: SharedService.Options<never, never> = {
+ *   name: "docs-options",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! })),
+ *   healthCheck: (info) => Effect.flatMap(Process.isAlive(info.pid), (alive) => alive ? Effect.void : Effect.fail("gone")),
+ *   idleTimeToLive: "2 seconds",
+ *   startTimeout: "10 seconds"
+ * }
+ *
+ * Effect.runPromise(SharedService.make(options)).then((service) => console.log(service.name)) // "docs-options"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
 export interface Options<E, R> extends internal.Options<E, R> {}
 
 /**
+ * Whether `u` is a `SharedService` definition (made by {@link make}, {@link makeUnsafe} or {@link command}).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const service = SharedService.makeUnsafe({ name: "docs-guard", start: Effect.succeed(ServiceInfo.make({ pid: 1 })) })
+ * console.log(SharedService.isSharedService(service)) // true
+ * console.log(SharedService.isSharedService({ name: "docs-guard" })) // false
+ * ```
+ *
  * @category guards
  * @since 0.1.0
  */
@@ -106,22 +207,29 @@ export const isSharedService: (u: unknown) => u is SharedService<unknown, unknow
  * time, no health check, no `recover` (an unhealthy generation is replaced by a new one),
  * `reaper: "detached"`.
  *
- * **Example**
- *
+ * @example
  * ```ts
+ * import { spawn } from "node:child_process"
  * import { Effect } from "effect"
- * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * // The service: a process this client spawns (here `sleep`, standing for a database).
+ * const startDatabase = () => spawn("sleep", ["5"], { stdio: "ignore" }).pid!
  *
  * const program = Effect.gen(function*() {
  *   const db = yield* SharedService.make({
- *     name: "dev-db",
+ *     name: "docs-dev-db",
  *     start: Effect.sync(() => ServiceInfo.make({ pid: startDatabase(), port: 5432 })),
- *     idleTimeToLive: "5 seconds"
+ *     idleTimeToLive: "10 millis"
  *   })
  *   const handle = yield* SharedService.acquire(db)
- *   console.log(handle.info.port)
- * }).pipe(Effect.scoped)
- * declare const startDatabase: () => number
+ *   console.log(handle.info.port) // 5432
+ * }).pipe(
+ *   Effect.scoped,
+ *   // The in-memory kernel, as in unit tests; without it the kernel's own SysV semaphores are used.
+ *   Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process())
+ * )
+ * Effect.runPromise(program)
  * ```
  *
  * @category constructors
@@ -132,6 +240,24 @@ export const make: <E = never, R = never>(options: Options<E, R>) => Effect.Effe
 
 /**
  * Synchronous `make`; throws `InvalidName`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * // A module-level definition, e.g. in the file that exports the service's layer.
+ * export const Emulator = SharedService.makeUnsafe({
+ *   name: "docs-emulator",
+ *   start: Effect.succeed(ServiceInfo.make({ pid: process.pid, metadata: { url: "http://127.0.0.1:8085" } }))
+ * })
+ *
+ * try {
+ *   SharedService.makeUnsafe({ name: "-bad", start: Effect.succeed(ServiceInfo.make({ pid: 1 })) })
+ * } catch (error) {
+ *   console.log((error as Error).name) // "InvalidName"
+ * }
+ * ```
  *
  * @category constructors
  * @since 0.1.0
@@ -153,6 +279,27 @@ export const makeUnsafe: <E = never, R = never>(options: Options<E, R>) => Share
  * and while `start`/`healthCheck`/`recover` run (an interrupted start is cleaned up like a
  * failed one).
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-acquire",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* SharedService.acquire(service)
+ *   // Fibers of one process share one kernel reference.
+ *   yield* SharedService.acquire(service)
+ *   console.log(kernel.countOf("docs-acquire")) // 1
+ * }).pipe(Effect.scoped, Effect.provideService(RefCounter.RefCounter, kernel.process()))
+ * Effect.runPromise(program).then(() => console.log(kernel.countOf("docs-acquire"))) // 0: released with the scope
+ * ```
+ *
  * @category combinators
  * @since 0.1.0
  */
@@ -162,6 +309,29 @@ export const acquire: <E, R>(self: SharedService<E, R>) => Effect.Effect<Service
 /**
  * The number of processes holding the service (exact with SysV; 0 or 1 with `flock`).
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-count",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ * })
+ * // Each client is a simulated process of its own.
+ * const client = () => Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, kernel.process())
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   yield* client()
+ *   yield* client()
+ *   return yield* SharedService.count(service)
+ * })).pipe(Effect.provideService(RefCounter.RefCounter, kernel.process()))
+ *
+ * Effect.runPromise(program).then(console.log) // 2
+ * ```
+ *
  * @category getters
  * @since 0.1.0
  */
@@ -170,17 +340,26 @@ export const count: <E, R>(self: SharedService<E, R>) => Effect.Effect<number, S
 /**
  * A layer that holds the shared service for the layer's lifetime and provides its handle.
  *
- * **Example**
- *
+ * @example
  * ```ts
- * import { Context, Effect } from "effect"
- * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ * import { spawn } from "node:child_process"
+ * import { Context, Effect, Layer } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
  *
  * class Db extends Context.Service<Db, SharedService.ServiceHandle>()("app/Db") {}
  * const DbLive = SharedService.layer(Db, {
- *   name: "dev-db",
- *   start: Effect.sync(() => ServiceInfo.make({ pid: 1234, port: 5432 }))
+ *   name: "docs-layer-db",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid!, port: 5432 }))
  * })
+ *
+ * const program = Effect.gen(function*() {
+ *   const db = yield* Db
+ *   return `postgres://127.0.0.1:${db.info.port}`
+ * })
+ * const memory = Layer.succeed(RefCounter.RefCounter, RefCounter.memoryKernel().process())
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(DbLive.pipe(Layer.provide(memory))))).then(console.log)
+ * // "postgres://127.0.0.1:5432"
  * ```
  *
  * @category layers
@@ -204,6 +383,17 @@ export const layer = <I, E = never, R = never>(
 /**
  * How to tell that a started service is ready (and, by default, healthy).
  *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const checks: ReadonlyArray<SharedService.Readiness> = [
+ *   SharedService.tcp(5432),
+ *   SharedService.http("http://127.0.0.1:8080/health")
+ * ]
+ * console.log(checks.map((check) => check._tag)) // ["Tcp", "Http"]
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -211,6 +401,14 @@ export type Readiness = command_.Readiness
 
 /**
  * Ready when a TCP connection to `host:port` (default 127.0.0.1) succeeds.
+ *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const ready = SharedService.tcp(6379, "127.0.0.1")
+ * console.log(ready) // { _tag: "Tcp", port: 6379, host: "127.0.0.1" }
+ * ```
  *
  * @category readiness
  * @since 0.1.0
@@ -220,6 +418,14 @@ export const tcp = (port: number, host?: string): Readiness => ({ _tag: "Tcp", p
 /**
  * Ready when `GET url` answers with a status below 500.
  *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const ready = SharedService.http("http://127.0.0.1:3000/health")
+ * console.log(ready._tag) // "Http"
+ * ```
+ *
  * @category readiness
  * @since 0.1.0
  */
@@ -227,6 +433,19 @@ export const http = (url: string): Readiness => ({ _tag: "Http", url })
 
 /**
  * Ready when `check(info)` succeeds.
+ *
+ * @example
+ * ```ts
+ * import { existsSync } from "node:fs"
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // Ready once the service has created its socket.
+ * const ready = SharedService.check((info) =>
+ *   existsSync(info.metadata["socket"] ?? "") ? Effect.void : Effect.fail("no socket yet")
+ * )
+ * console.log(ready._tag) // "Check"
+ * ```
  *
  * @category readiness
  * @since 0.1.0
@@ -236,6 +455,15 @@ export const check = (check: (info: ServiceInfo) => Effect.Effect<void, unknown>
 /**
  * Parses the CLI form of a readiness check: `tcp:PORT`, `tcp:HOST:PORT`, or an `http://` /
  * `https://` URL. `undefined` when it is not one of these.
+ *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * console.log(SharedService.parseReadiness("tcp:5432")) // { _tag: "Tcp", port: 5432, host: undefined }
+ * console.log(SharedService.parseReadiness("http://localhost:8080/")) // { _tag: "Http", url: "http://localhost:8080/" }
+ * console.log(SharedService.parseReadiness("udp:53")) // undefined
+ * ```
  *
  * @category readiness
  * @since 0.1.0
@@ -250,6 +478,22 @@ export const parseReadiness = (s: string): Readiness | undefined => {
 
 /**
  * Options of `command`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const options: SharedService.CommandOptions = {
+ *   name: "docs-command-options",
+ *   command: "exec sleep 5",
+ *   env: { MODE: "dev" },
+ *   metadata: { role: "worker" },
+ *   idleTimeToLive: "1 second"
+ * }
+ *
+ * Effect.runPromise(SharedService.command(options)).then((service) => console.log(service.name)) // "docs-command-options"
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -303,23 +547,22 @@ const localPort = (ready: Readiness | undefined): number | undefined => {
  * exit status and last lines of output), then registers. The supervisor stops the whole tree
  * `idleTimeToLive` after the last client is gone. This is what `quiesce run` uses.
  *
- * **Example**
- *
+ * @example
  * ```ts
  * import { Effect } from "effect"
  * import { SharedService } from "@quiesce/shared-service"
  *
+ * // A real service: the first client's supervisor starts it, and stops it when the last is gone.
  * const program = Effect.gen(function*() {
- *   const redis = yield* SharedService.command({
- *     name: "dev-redis",
- *     command: "exec redis-server --port 6390",
- *     port: 6390,
- *     ready: SharedService.tcp(6390),
- *     idleTimeToLive: "10 seconds"
+ *   const server = yield* SharedService.command({
+ *     name: "docs-dev-server",
+ *     command: "exec sleep 30", // e.g. "exec redis-server --port 6390", with port and ready
+ *     idleTimeToLive: "10 millis"
  *   })
- *   const handle = yield* SharedService.acquire(redis)
- *   console.log(handle.info.pid, handle.info.port)
+ *   const handle = yield* SharedService.acquire(server)
+ *   console.log(handle.started, handle.info.pid > 0) // true true
  * }).pipe(Effect.scoped)
+ * Effect.runPromise(program)
  * ```
  *
  * @category constructors
@@ -360,6 +603,27 @@ export const command = (
  * lock, the generation's state (`starting`, `ready`, `stale` for leftovers of one that died),
  * and the hint with whether its processes are alive.
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const describe = (status: SharedService.ServiceStatus) =>
+ *   `${status.name}: ${status.state}, ${status.count} client(s), pid ${status.info?.pid ?? "-"}`
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const service = yield* SharedService.make({
+ *     name: "docs-status",
+ *     start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ *   })
+ *   yield* SharedService.acquire(service)
+ *   return describe(yield* SharedService.inspect("docs-status"))
+ * })).pipe(Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process()))
+ *
+ * Effect.runPromise(program).then(console.log) // "docs-status: ready, 1 client(s), pid 12345"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -369,6 +633,19 @@ export interface ServiceStatus extends internal.ServiceStatus {}
  * Reads the hint and the live count for `name`, creating nothing. A corrupt hint is reported in
  * `hintError`, not raised.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter, SharedService } from "@quiesce/shared-service"
+ *
+ * // Nothing runs under this name: inspecting creates nothing.
+ * const program = SharedService.inspect("docs-nothing-here").pipe(
+ *   Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process())
+ * )
+ *
+ * Effect.runPromise(program).then((status) => console.log(status.count, status.running)) // 0 false
+ * ```
+ *
  * @category inspection
  * @since 0.1.0
  */
@@ -376,6 +653,17 @@ export const inspect: (name: string) => Effect.Effect<ServiceStatus, SystemError
 
 /**
  * `inspect` for every name with a hint file in the runtime directory.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // What `quiesce list` prints.
+ * const program = Effect.map(SharedService.list, (statuses) => statuses.map((s) => `${s.name} ${s.state}`))
+ *
+ * Effect.runPromise(program).then((lines) => console.log(Array.isArray(lines))) // true
+ * ```
  *
  * @category inspection
  * @since 0.1.0
@@ -389,6 +677,25 @@ export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = in
  * when nobody holds it. Clients still holding it keep their references to a stopped service;
  * the next one to acquire starts a new generation. Also cleans up after a generation that died
  * (`state: "stale"`). Completes with whether a live service was stopped.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const service = yield* SharedService.make({
+ *     name: "docs-force-stop",
+ *     start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ *   })
+ *   yield* SharedService.acquire(service)
+ *   // What `quiesce stop` does: stop it now, although a client still holds it.
+ *   return yield* SharedService.forceStop("docs-force-stop", { timeout: "1 second" })
+ * })).pipe(Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process()))
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
  *
  * @category inspection
  * @since 0.1.0
@@ -405,6 +712,15 @@ export const forceStop: (
  * Removes the kernel object of `name` (SysV: `IPC_RMID`). Sets persist by design (like named
  * semaphores) so that nothing ever has to re-initialise one; use this to clean up.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // Clean up the kernel object a name's services used (e.g. after a test run).
+ * Effect.runPromise(SharedService.remove("docs-scratch")).then(() => console.log("removed"))
+ * ```
+ *
  * @category inspection
  * @since 0.1.0
  */
@@ -412,6 +728,15 @@ export const remove: (name: string) => Effect.Effect<void, SystemError | Invalid
 
 /**
  * Reads the hint file of `name` as is (not verified): `undefined` when there is none.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const program = SharedService.readHint("docs-no-such-service")
+ * Effect.runPromise(program).then(console.log) // undefined: no hint file
+ * ```
  *
  * @category inspection
  * @since 0.1.0
@@ -430,6 +755,14 @@ export const readHint = (name: string): Effect.Effect<ServiceInfo | undefined, C
  * else `$XDG_RUNTIME_DIR/quiesce`, else `<tmpdir>/quiesce-<uid>` (created 0700; refused when it
  * is relative, a link, or another user's).
  *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // e.g. /run/user/1000/quiesce
+ * console.log(SharedService.runtimeDirectory())
+ * ```
+ *
  * @category inspection
  * @since 0.1.0
  */
@@ -439,6 +772,14 @@ export const runtimeDirectory = (): string => runtimeDirPath()
  * Where the output of `name`'s current instance goes (`command` services): `<runtime dir>/<name>.log`;
  * the previous instance's is `<name>.log.1`.
  *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // Where a `command` service's output goes, e.g. to show it on a failed start.
+ * console.log(SharedService.logFile("dev-redis").endsWith("/dev-redis.log")) // true
+ * ```
+ *
  * @category inspection
  * @since 0.1.0
  */
@@ -446,6 +787,14 @@ export const logFile = (name: string): string => `${runtimeDirPath()}/${name}.lo
 
 /**
  * `undefined` if `name` is a valid service name, otherwise why not.
+ *
+ * @example
+ * ```ts
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * console.log(SharedService.validateName("dev-db")) // undefined: valid
+ * console.log(SharedService.validateName("../etc") !== undefined) // true
+ * ```
  *
  * @category guards
  * @since 0.1.0
@@ -458,6 +807,26 @@ export const validateName: (name: string) => string | undefined = invalidReason
  * counter's descriptor is made inheritable. After the exec no code of this package runs in the
  * process: its reference is dropped when the exec'd program exits, and it is not re-registered
  * if the set is removed meanwhile (`ipcrm`).
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * // Before `process.execve(...)`, as `quiesce run -- command` does with the service held.
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const service = yield* SharedService.make({
+ *     name: "docs-exec",
+ *     start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ *   })
+ *   yield* SharedService.acquire(service)
+ *   yield* SharedService.prepareExec("docs-exec")
+ *   return "ready to exec"
+ * })).pipe(Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process()))
+ *
+ * Effect.runPromise(program).then(console.log) // "ready to exec"
+ * ```
  *
  * @category combinators
  * @since 0.1.0

@@ -24,6 +24,15 @@ const where = (e: { readonly syscall: string; readonly code: string; readonly er
  * System V IPC (or the fallback's locking) is not usable here: the libc could not be loaded,
  * the kernel has no SysV IPC (`ENOSYS`), or an unexpected errno came back.
  *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // ENOSYS from semget: a kernel without SysV IPC (some containers); fall back to flock.
+ * const error = SharedServiceError.fromErrno("dev-db", "semget", 38)
+ * console.log(error._tag, error.message) // "IpcUnavailable" '... semget: ENOSYS (errno 38)'
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -38,6 +47,14 @@ export class IpcUnavailable extends Schema.TaggedError<IpcUnavailable>()("IpcUna
  * mode does not let this user in (`EACCES` / `EPERM`). Sets are created mode 0600 and keyed by
  * (uid, name), so this means another user's set collides with ours, or a hostile one.
  *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * const error = SharedServiceError.fromErrno("dev-db", "semget", 13)
+ * console.log(error._tag, error.message) // "PermissionDenied" ... "semget: EACCES (errno 13)"
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -50,6 +67,15 @@ export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("Pe
 /**
  * A kernel limit was hit: no semaphore set left (`ENOSPC`, SEMMNI/SEMMNS), too many undo
  * structures (`ENOMEM`), or a semaphore value would exceed SEMVMX (`ERANGE`).
+ *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // ENOSPC from semget: the system-wide limit of semaphore sets (SEMMNI) is reached.
+ * const error = SharedServiceError.fromErrno("dev-db", "semget", 28)
+ * console.log(error._tag) // "LimitExceeded"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -65,6 +91,14 @@ export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()("LimitExc
  * using it, e.g. by `ipcrm`. `SharedService` recovers from this once by re-opening the set; the
  * error escapes only when the set disappears again during the retry.
  *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * const error = SharedServiceError.fromErrno("dev-db", "semop", 43)
+ * console.log(error._tag) // "SemaphoreSetRemoved": someone ran ipcrm, or SharedService.remove
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -77,6 +111,25 @@ export class SemaphoreSetRemoved extends Schema.TaggedError<SemaphoreSetRemoved>
 /**
  * The cross-process startup lock was not obtained within `lockTimeout` (another live process
  * held it that long: a crashed holder releases it at once, since the kernel undoes its lock).
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const program = Effect.gen(function*() {
+ *   const a = yield* kernel.process().open("docs-lock")
+ *   const b = yield* kernel.process().open("docs-lock")
+ *   yield* a.lock(Duration.seconds(1))
+ *   // Another process holds the startup lock: b gives up after 20 ms.
+ *   return yield* b.lock(Duration.millis(20)).pipe(
+ *     Effect.catchTag("LockTimeout", (error) => Effect.succeed(`gave up after ${error.timeoutMillis} ms`))
+ *   )
+ * })
+ *
+ * Effect.runPromise(program).then(console.log) // "gave up after 20 ms"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -103,6 +156,23 @@ export class LockTimeout extends Schema.TaggedError<LockTimeout>()("LockTimeout"
  * holds the last lines it printed (its supervisor's own lines left out) and `logFile` where all
  * of it is once the supervisor has cleaned up (`<name>.log.1`, the last instance's log).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter, SharedService } from "@quiesce/shared-service"
+ *
+ * const program = Effect.gen(function*() {
+ *   const stuck = yield* SharedService.make({ name: "docs-stuck", start: Effect.never, startTimeout: "20 millis" })
+ *   return yield* SharedService.acquire(stuck)
+ * }).pipe(
+ *   Effect.scoped,
+ *   Effect.catchTag("StartFailed", (error) => Effect.succeed(error.reason)),
+ *   Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process())
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "not started within 20ms"
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -124,6 +194,33 @@ export class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed"
  * A health check failed. Raised by `healthCheck` helpers; `SharedService.acquire` reacts to a
  * failing check by running `recover` instead of failing with this.
  *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { Process, RefCounter, ServiceInfo, SharedService, SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // A health check of one's own fails with Unhealthy; a later client then replaces the service.
+ * let healthy = true
+ * const kernel = RefCounter.memoryKernel()
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-unhealthy",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! })),
+ *   healthCheck: (info) =>
+ *     Effect.flatMap(Process.isAlive(info.pid), (alive) =>
+ *       alive && healthy ? Effect.void : Effect.fail(new SharedServiceError.Unhealthy({ service: "docs-unhealthy", reason: "not answering" })))
+ * })
+ * const client = () => Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, kernel.process())
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const first = yield* client()
+ *   healthy = false
+ *   const second = yield* client()
+ *   return second.started && second.info.pid !== first.info.pid
+ * }))
+ * Effect.runPromise(program).then(console.log) // true: a new generation was started
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -140,6 +237,28 @@ export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", {
 /**
  * The service failed its health check and `recover` failed too (or the recovered service
  * failed its health check again).
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-recovery",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! })),
+ *   healthCheck: () => Effect.fail("migrations pending"),
+ *   recover: () => Effect.fail("cannot migrate")
+ * })
+ * const client = () => Effect.provideService(SharedService.acquire(service), RefCounter.RefCounter, kernel.process())
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   yield* client()
+ *   return yield* client().pipe(Effect.catchTag("RecoveryFailed", (error) => Effect.succeed(error._tag)))
+ * }))
+ * Effect.runPromise(program).then(console.log) // "RecoveryFailed"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -158,6 +277,18 @@ export class RecoveryFailed extends Schema.TaggedError<RecoveryFailed>()("Recove
  * The service name is not usable: names are 1–64 characters of `[A-Za-z0-9._-]`, not starting
  * with `.` or `-` (they become file names and part of the IPC key).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const program = SharedService.make({ name: "../etc/passwd", start: Effect.succeed(ServiceInfo.make({ pid: 1 })) }).pipe(
+ *   Effect.catchTag("InvalidName", (error) => Effect.succeed(error.reason))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "only letters, digits, '.', '_' and '-' are allowed, ..."
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -175,6 +306,23 @@ export class InvalidName extends Schema.TaggedError<InvalidName>()("InvalidName"
  * 0600. Acquisition never fails with this: the hint is ignored and replaced. Inspection
  * (`SharedService.inspect`) reports it.
  *
+ * @example
+ * ```ts
+ * import { rmSync, writeFileSync } from "node:fs"
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // A hint file that is not JSON (e.g. written by something else).
+ * const path = `${SharedService.runtimeDirectory()}/docs-corrupt.json`
+ * writeFileSync(path, "not json", { mode: 0o600 })
+ * const program = SharedService.readHint("docs-corrupt").pipe(
+ *   Effect.catchTag("CorruptHint", (error) => Effect.succeed(`${error.path}: ${error.reason}`)),
+ *   Effect.ensuring(Effect.sync(() => rmSync(path)))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "<runtime dir>/docs-corrupt.json: Expected a valid JSON string"
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -191,6 +339,25 @@ export class CorruptHint extends Schema.TaggedError<CorruptHint>()("CorruptHint"
 /**
  * The platform has no crash-safe reference counter implemented here (Windows, or a system
  * without SysV IPC and without `flock`). Nothing pretends otherwise.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * // What a client on macOS or Windows meets today (`RefCounter.platformDefault` there).
+ * const service = SharedService.makeUnsafe({
+ *   name: "docs-platform",
+ *   start: Effect.sync(() => ServiceInfo.make({ pid: spawn("sleep", ["5"], { stdio: "ignore" }).pid! }))
+ * })
+ * const program = Effect.scoped(SharedService.acquire(service)).pipe(
+ *   Effect.provideService(RefCounter.RefCounter, RefCounter.unsupported("darwin")),
+ *   Effect.catchTag("UnsupportedPlatform", (error) => Effect.succeed(`not on ${error.platform}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "not on darwin"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -210,6 +377,29 @@ export class UnsupportedPlatform extends Schema.TaggedError<UnsupportedPlatform>
  * not a directory, a symbolic link, owned by another user (`owner`), not writable, or full.
  * Checked before anything is started; `syscall`/`errno`/`code` name the failing call (errno 0
  * when the refusal is ours, e.g. a directory owned by someone else).
+ *
+ * @example
+ * ```ts
+ * import { Console, Effect } from "effect"
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // Tell the user what to fix: the directory, and why it was refused.
+ * const explain = <A, R>(effect: Effect.Effect<A, SharedServiceError.RuntimeDirectoryUnusable, R>) =>
+ *   effect.pipe(Effect.catchTag("RuntimeDirectoryUnusable", (error) =>
+ *     Console.log(`fix ${error.path} (${error.reason}) or set QUIESCE_RUNTIME_DIR`)))
+ *
+ * // e.g. what an acquisition fails with when the directory belongs to another user
+ * const refused = new SharedServiceError.RuntimeDirectoryUnusable({
+ *   service: "dev-db",
+ *   syscall: "lstat",
+ *   errno: 0,
+ *   code: "",
+ *   path: "/tmp/quiesce-1000",
+ *   reason: "owned by uid 0",
+ *   owner: 0
+ * })
+ * Effect.runPromise(explain(Effect.fail(refused))) // "fix /tmp/quiesce-1000 (owned by uid 0) or set QUIESCE_RUNTIME_DIR"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -231,6 +421,27 @@ export class RuntimeDirectoryUnusable extends Schema.TaggedError<RuntimeDirector
  * start, and against the listening socket's owner during readiness): never a wait for someone
  * else's server, never a handle to it. `pid` and `command` name the holder when this user may
  * see it; `uid` is the socket's owner.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "node:net"
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * // Something else already listens on the service's port: refused before anything starts.
+ * const other = createServer().listen(0, "127.0.0.1")
+ * const program = Effect.gen(function*() {
+ *   yield* Effect.promise(() => new Promise((resolve) => other.once("listening", resolve)))
+ *   const port = (other.address() as { port: number }).port
+ *   const server = yield* SharedService.command({ name: "docs-port", command: "exec sleep 5", port, ready: SharedService.tcp(port) })
+ *   return yield* Effect.scoped(SharedService.acquire(server))
+ * }).pipe(
+ *   Effect.catchTag("PortInUse", (error) => Effect.succeed(`port ${error.port} is taken`)),
+ *   Effect.ensuring(Effect.sync(() => other.close()))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "port <port> is taken"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -255,6 +466,18 @@ export class PortInUse extends Schema.TaggedError<PortInUse>()("PortInUse", {
  * route, DNS, a connect that did not finish within the connect timeout). `address` is the
  * server without credentials; `code` is the socket's error code or SQLSTATE when there is one.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter } from "@quiesce/shared-service"
+ *
+ * const program = Effect.scoped(RefCounter.makePostgres({ url: "postgres://quiesce@127.0.0.1:1/quiesce", connectTimeout: "200 millis" })).pipe(
+ *   Effect.catchTag("DatabaseUnreachable", (error) => Effect.succeed(error.reason))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // "connect ECONNREFUSED 127.0.0.1:1"
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -272,6 +495,22 @@ export class DatabaseUnreachable extends Schema.TaggedError<DatabaseUnreachable>
 /**
  * The PostgreSQL server refused the credentials (SQLSTATE class 28: unknown role, wrong
  * password, no `pg_hba.conf` entry).
+ *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // Wrong credentials are not worth retrying, unlike an unreachable database.
+ * const retryable = (error: SharedServiceError.SystemError) => error._tag !== "AuthenticationFailed"
+ *
+ * const error = new SharedServiceError.AuthenticationFailed({
+ *   service: "(setup)",
+ *   address: "postgres://ci@db:5432/quiesce",
+ *   reason: "password authentication failed for user \"ci\"",
+ *   code: "28P01"
+ * })
+ * console.log(retryable(error)) // false
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -294,6 +533,19 @@ export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFaile
  * reference is no longer counted, a startup or owner lock is free. `ServiceHandle.lost`
  * completes with this error.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // The reference itself is gone: a client holding a service on PostgreSQL re-acquires it.
+ * const onLost = (use: Effect.Effect<string, SharedServiceError.SessionLost>) =>
+ *   use.pipe(Effect.catchTag("SessionLost", (error) => Effect.succeed(`re-acquire: ${error.reason}`)))
+ *
+ * const lost = new SharedServiceError.SessionLost({ service: "dev-db", address: "postgres://db:5432/quiesce", reason: "keepalive timed out" })
+ * Effect.runPromise(onLost(Effect.fail(lost))).then(console.log) // "re-acquire: keepalive timed out"
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -310,6 +562,21 @@ export class SessionLost extends Schema.TaggedError<SessionLost>()("SessionLost"
 /**
  * A statement of the PostgreSQL counter failed for another reason (`code` is the SQLSTATE, e.g.
  * `42501` when the role may not create the package's table).
+ *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * const error = new SharedServiceError.DatabaseError({
+ *   service: "dev-db",
+ *   address: "postgres://db:5432/quiesce",
+ *   statement: "create table quiesce_shared_service",
+ *   reason: "permission denied for schema public",
+ *   code: "42501"
+ * })
+ * console.log(error.message)
+ * // 'shared service "dev-db": create table quiesce_shared_service on postgres://db:5432/quiesce failed (42501): ...'
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -329,6 +596,23 @@ export class DatabaseError extends Schema.TaggedError<DatabaseError>()("Database
 /**
  * Failures of the kernel primitives (what a `RefCounter` can fail with).
  *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * const hint = (error: SharedServiceError.SystemError): string => {
+ *   switch (error._tag) {
+ *     case "IpcUnavailable":
+ *       return "use RefCounter.flock"
+ *     case "LimitExceeded":
+ *       return "raise kernel.sem or remove unused sets"
+ *     default:
+ *       return error.message
+ *   }
+ * }
+ * console.log(hint(SharedServiceError.fromErrno("dev-db", "semget", 28))) // "raise kernel.sem or remove unused sets"
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -347,6 +631,23 @@ export type SystemError =
 /**
  * Every failure of this package.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ServiceInfo, SharedService, SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // A command-line tool's exit code for each way an acquisition can fail.
+ * const exitCode = (error: SharedServiceError.SharedServiceError): number =>
+ *   error._tag === "LockTimeout" ? 75 : error._tag === "InvalidName" ? 64 : 70
+ *
+ * const program = SharedService.make({ name: "", start: Effect.succeed(ServiceInfo.make({ pid: 1 })) }).pipe(
+ *   Effect.flatMap((service) => Effect.scoped(SharedService.acquire(service))),
+ *   Effect.as(0),
+ *   Effect.catch((error) => Effect.succeed(exitCode(error)))
+ * )
+ * Effect.runPromise(program).then(console.log) // 64
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -362,6 +663,16 @@ export type SharedServiceError =
 
 /**
  * Maps a failed system call to the typed error a caller can act on.
+ *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * // In a platform module: a failed semop becomes the error a caller can act on.
+ * const error = SharedServiceError.fromErrno("dev-db", "semop", 43)
+ * console.log(error._tag, error.message)
+ * // "SemaphoreSetRemoved" 'the semaphore set of shared service "dev-db" was removed: semop: EIDRM (errno 43)'
+ * ```
  *
  * @category constructors
  * @since 0.1.0
@@ -395,6 +706,14 @@ const codes: ReadonlyMap<number, string> = Object.entries(osConstants.errno).red
 
 /**
  * The symbolic name of a Linux errno (`"E?"` with the number when unknown).
+ *
+ * @example
+ * ```ts
+ * import { SharedServiceError } from "@quiesce/shared-service"
+ *
+ * console.log(SharedServiceError.errnoCode(13)) // "EACCES"
+ * console.log(SharedServiceError.errnoCode(9999)) // "E?9999"
+ * ```
  *
  * @category utils
  * @since 0.1.0

@@ -1,4 +1,7 @@
 /**
+ * `@quiesce/shared-service`: one service process shared by many client processes, started by
+ * the first and stopped after the last, with the kernel counting the clients.
+ *
  * @since 0.1.0
  */
 

@@ -80,12 +80,37 @@ import type {
 } from "./StageError.ts"
 
 /**
+ * The property every `SharedStage` carries, which {@link isSharedStage} looks for.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory(), { resource: null, buffer: null })
+ *   return SharedStage.TypeId in stage
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // true
+ * ```
+ *
  * @category type ids
  * @since 0.1.0
  */
 export const TypeId: "~@quiesce/stage/SharedStage" = internal.TypeId as "~@quiesce/stage/SharedStage"
 
 /**
+ * The type of {@link TypeId}.
+ *
+ * @example
+ * ```ts
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const id: SharedStage.TypeId = SharedStage.TypeId
+ * console.log(id) // "~@quiesce/stage/SharedStage"
+ * ```
+ *
  * @category type ids
  * @since 0.1.0
  */
@@ -93,6 +118,28 @@ export type TypeId = "~@quiesce/stage/SharedStage"
 
 /**
  * The shared memory of a stage: plain data, to be sent to workers.
+ *
+ * @example
+ * ```ts
+ * import { MessageChannel } from "node:worker_threads"
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const memory: SharedStage.Memory = SharedStage.makeMemory()
+ * // Plain data: post it to a worker (here, to a port of this thread) and attach there.
+ * const { port1, port2 } = new MessageChannel()
+ * port2.once("message", (received: SharedStage.Memory) => {
+ *   const program = Effect.scoped(Effect.gen(function*() {
+ *     const stage = yield* SharedStage.attach(received, { resource: null, buffer: null })
+ *     return SharedStage.isSharedStage(stage)
+ *   }))
+ *   Effect.runPromise(program).then((attached) => {
+ *     console.log(attached) // true
+ *     port1.close()
+ *   })
+ * })
+ * port1.postMessage(memory)
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -103,6 +150,18 @@ export interface Memory {
 }
 
 /**
+ * Options of {@link makeMemory}: the sizes of the shared memory, fixed when it is made.
+ *
+ * @example
+ * ```ts
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * // Four workers with up to 64 tickets between them, presumed dead after 5 s without a heartbeat.
+ * const options: SharedStage.MemoryOptions = { capacity: 64, maxWorkers: 4, leaseMillis: 5000 }
+ * const memory = SharedStage.makeMemory(options)
+ * console.log(memory.buffer.byteLength > 0) // true
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -122,6 +181,33 @@ export interface MemoryOptions {
 /**
  * How events travel to the worker holding their token.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * // Events are strings, encoded as UTF-8 on their way to the worker holding their token.
+ * const encoder = new TextEncoder()
+ * const decoder = new TextDecoder()
+ * const events: SharedStage.Events<number, Map<number, string>, string> = {
+ *   encode: (event) => encoder.encode(event),
+ *   decode: (bytes) => decoder.decode(bytes),
+ *   offer: (buffer, token, event) => void buffer.set(token, event)
+ * }
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory(), { resource: null, buffer: new Map(), events })
+ *   yield* SharedStage.ticket(stage, 1)
+ *   const holder = yield* SharedStage.ticket(stage, 2)
+ *   return yield* SharedStage.enter(stage, holder, {
+ *     // Delivered to the holder of token 1 (this worker here), filed by `offer`.
+ *     head: (director) => Effect.map(director.deliver(1, "for one"), () => stage.buffer.get(1))
+ *   })
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "Finished", value: "for one" }
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -133,6 +219,33 @@ export interface Events<in out T, in out B, in out E> {
 }
 
 /**
+ * Options of {@link attach} and {@link layer}: this worker's resource handle, its buffer, and the codec of delivered events.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const encoder = new TextEncoder()
+ * const decoder = new TextDecoder()
+ * const options: SharedStage.AttachOptions<null, number, Map<number, string>, string> = {
+ *   resource: null,
+ *   buffer: new Map(),
+ *   events: {
+ *     encode: (event) => encoder.encode(event),
+ *     decode: (bytes) => decoder.decode(bytes),
+ *     offer: (buffer, token, event) => void buffer.set(token, event)
+ *   }
+ * }
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory(), options)
+ *   return stage.buffer.size
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // 0
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -148,6 +261,25 @@ export interface AttachOptions<R, T, B, E> {
 /**
  * One worker's attachment to a shared stage.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * // A worker's attachment, typed by its resource, tokens, buffer and events.
+ * type Replies = SharedStage.SharedStage<Array<number>, number, Map<number, string>, string>
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage: Replies = yield* SharedStage.attach<Array<number>, number, Map<number, string>, string>(SharedStage.makeMemory(), {
+ *     resource: [1, 2, 3],
+ *     buffer: new Map()
+ *   })
+ *   return stage.resource.length
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // 3
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -160,6 +292,22 @@ export interface SharedStage<out R, in out T, out B, in out E = never> extends P
 }
 
 /**
+ * A token registered across all workers. Valid until the scope it was taken in closes.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach<null, string, null>(SharedStage.makeMemory(), { resource: null, buffer: null })
+ *   const ticket: SharedStage.Ticket<string> = yield* SharedStage.ticket(stage, "job-1")
+ *   return ticket.token
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "job-1"
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -169,6 +317,35 @@ export interface Ticket<out T> extends Pipeable {
 
 /**
  * What the head is given.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * type Jobs = Array<number>
+ * const encoder = new TextEncoder()
+ * const decoder = new TextDecoder()
+ *
+ * // The head's work: one job from the shared queue, its result to whichever worker waits for it.
+ * const step = (director: SharedStage.Director<Jobs, number, Map<number, string>, string>) =>
+ *   Effect.flatMap(Effect.sync(() => director.resource.shift()!), (job) => director.deliver(job, `result ${job}`))
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach<Jobs, number, Map<number, string>, string>(SharedStage.makeMemory(), {
+ *     resource: [7],
+ *     buffer: new Map<number, string>(),
+ *     events: {
+ *       encode: (event) => encoder.encode(event),
+ *       decode: (bytes) => decoder.decode(bytes),
+ *       offer: (buffer, token, event) => void buffer.set(token, event)
+ *     }
+ *   })
+ *   return yield* SharedStage.receive(stage, { token: 7, take: (buffer, job) => buffer.get(job), poll: step })
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "result 7"
+ * ```
  *
  * @category models
  * @since 0.1.0
@@ -195,6 +372,21 @@ export interface Director<out R, in out T, out B, in out E> {
 }
 
 /**
+ * Whether `u` is a `SharedStage` (a worker's attachment).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory(), { resource: null, buffer: null })
+ *   return [SharedStage.isSharedStage(stage), SharedStage.isSharedStage({ resource: null })]
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // [true, false]
+ * ```
+ *
  * @category guards
  * @since 0.1.0
  */
@@ -202,6 +394,15 @@ export const isSharedStage = (u: unknown): u is SharedStage<unknown, unknown, un
 
 /**
  * Allocates and initializes the shared memory of a stage.
+ *
+ * @example
+ * ```ts
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * // Made once, in the main thread; given to each worker with `workerData` or `postMessage`.
+ * const memory = SharedStage.makeMemory({ capacity: 256, maxWorkers: 8 })
+ * console.log(memory._tag, memory.buffer instanceof SharedArrayBuffer) // "SharedStageMemory" true
+ * ```
  *
  * @category constructors
  * @since 0.1.0
@@ -215,56 +416,49 @@ export const makeMemory: (options?: MemoryOptions) => Memory = internal.makeMemo
  * worker stays attached (heartbeating) until then, and headship passes on
  * when it leaves.
  *
- * @example
- * ```ts
- * // main thread (examples/shared.ts): the memory and the shared resource, sent to each worker
- * import { Worker } from "node:worker_threads"
- * import { SharedStage } from "@quiesce/stage"
- * import { makeSource } from "./source.ts"
- *
- * const memory = SharedStage.makeMemory({ capacity: 64, maxWorkers: 4 })
- * const requests = makeSource(64)
- * new Worker(new URL("./sharedWorker.ts", import.meta.url), { workerData: { memory, requests, index: 0, fibers: 8 } })
- *
- * // examples/sharedWorker.ts: each worker attaches with its own buffer
- * import { workerData } from "node:worker_threads"
- * import { Effect } from "effect"
- * import { SharedStage } from "@quiesce/stage"
- * import { Source } from "./source.ts"
- *
- * const encoder = new TextEncoder()
- * const decoder = new TextDecoder()
- * const program = Effect.scoped(Effect.gen(function*() {
- *   const source = new Source(workerData.requests)
- *   const stage = yield* SharedStage.attach<Source, number, Map<number, string>, string>(workerData.memory, {
- *     resource: source, // this worker's handle on what the head polls
- *     buffer: new Map(), // this worker's own buffer
- *     events: {
- *       encode: (answer) => encoder.encode(answer),
- *       decode: (bytes) => decoder.decode(bytes),
- *       offer: (buffer, token, answer) => void buffer.set(token, answer)
- *     }
- *   })
- *   const token = workerData.index * 1000
- *   return yield* SharedStage.receive(stage, {
- *     token,
- *     // The answer cannot arrive before the ticket is held: send the request only then.
- *     onTicket: Effect.sync(() => source.push(token)),
- *     // The head's work: one request from the shared queue, its answer to whichever worker waits for it.
- *     poll: (director) => Effect.flatMap(director.resource.pop, (id) => director.deliver(id, `answer to ${id}`)),
- *     take: (buffer, token) => {
- *       const answer = buffer.get(token)
- *       buffer.delete(token)
- *       return answer
- *     },
- *     timeout: "10 seconds"
- *   })
- * }))
- * ```
- *
  * The runnable version (several fibers per worker, two workers) is
  * `examples/shared.ts` with `examples/sharedWorker.ts`, run by
  * `test/examples.test.ts`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * // In each worker: `SharedStage.attach(workerData.memory, ...)`, with its own buffer.
+ * const memory = SharedStage.makeMemory({ capacity: 64, maxWorkers: 4 })
+ * const encoder = new TextEncoder()
+ * const decoder = new TextDecoder()
+ *
+ * const worker = (requests: Array<number>) =>
+ *   Effect.scoped(Effect.gen(function*() {
+ *     const stage = yield* SharedStage.attach<Array<number>, number, Map<number, string>, string>(memory, {
+ *       resource: requests, // this worker's handle on what the head polls
+ *       buffer: new Map(), // this worker's own buffer
+ *       events: {
+ *         encode: (answer) => encoder.encode(answer),
+ *         decode: (bytes) => decoder.decode(bytes),
+ *         offer: (buffer, token, answer) => void buffer.set(token, answer)
+ *       }
+ *     })
+ *     const token = 1000
+ *     return yield* SharedStage.receive(stage, {
+ *       token,
+ *       // The answer cannot arrive before the ticket is held: send the request only then.
+ *       onTicket: Effect.sync(() => requests.push(token)),
+ *       // The head's work: one request, its answer to whichever worker waits for it.
+ *       poll: (director) => Effect.flatMap(Effect.sync(() => director.resource.shift()!), (id) => director.deliver(id, `answer to ${id}`)),
+ *       take: (buffer, token) => {
+ *         const answer = buffer.get(token)
+ *         buffer.delete(token)
+ *         return answer
+ *       },
+ *       timeout: "10 seconds"
+ *     })
+ *   }))
+ *
+ * Effect.runPromise(worker([])).then(console.log) // "answer to 1000"
+ * ```
  *
  * @category constructors
  * @since 0.1.0
@@ -277,6 +471,26 @@ export const attach: <R, T, B, E = never>(
 /**
  * A layer attaching this worker to a shared stage as the service `tag`,
  * detached with the layer's scope.
+ *
+ * @example
+ * ```ts
+ * import { Context, Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const memory = SharedStage.makeMemory()
+ *
+ * class Jobs extends Context.Service<Jobs, SharedStage.SharedStage<Array<string>, string, Map<string, string>>>()("app/Jobs") {
+ *   static readonly layer = SharedStage.layer(Jobs, memory, Effect.sync(() => ({ resource: ["job"], buffer: new Map() })))
+ * }
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const jobs = yield* Jobs
+ *   const ticket = yield* SharedStage.ticket(jobs, "me")
+ *   return yield* SharedStage.enter(jobs, ticket, { head: (director) => Effect.sync(() => director.resource.pop()) })
+ * }))
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(Jobs.layer))).then(console.log) // { _tag: "Finished", value: "job" }
+ * ```
  *
  * @category layers
  * @since 0.1.0
@@ -298,6 +512,23 @@ export const layer = <I, R, T, B, E = never, EO = never, RO = never>(
  * withdrawal semantics, a running head interrupted and keeping headship until
  * it has left).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory(), { resource: null, buffer: null })
+ *   yield* SharedStage.ticket(stage, ["user", 42])
+ *   // Tokens must have a canonical encoding to cross threads: a function has none.
+ *   return yield* SharedStage.ticket(stage, () => 42).pipe(
+ *     Effect.catchTag("TokenEncodingError", (error) => Effect.succeed(error._tag))
+ *   )
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "TokenEncodingError"
+ * ```
+ *
  * @category combinators
  * @since 0.1.0
  */
@@ -314,6 +545,30 @@ export const ticket: {
 } = dual(2, internal.ticket)
 
 /**
+ * Options of {@link enter}: what to do as head, and how long to wait.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const options: SharedStage.EnterOptions<Array<string>, string, null, never, string | undefined, never, never> = {
+ *   head: (director) => Effect.sync(() => director.resource.shift()),
+ *   timeout: "1 second"
+ * }
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach<Array<string>, string, null>(SharedStage.makeMemory(), {
+ *     resource: ["first"],
+ *     buffer: null
+ *   })
+ *   const ticket = yield* SharedStage.ticket(stage, "reader")
+ *   return yield* SharedStage.enter(stage, ticket, options)
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "Finished", value: "first" }
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -325,6 +580,24 @@ export interface EnterOptions<R, T, B, E, A, EH, RH> {
 /**
  * Enters the shared stage (see `Stage.enter`; the same outcomes and guarantees,
  * across workers).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory(), { resource: ["datagram"], buffer: null })
+ *   const ticket = yield* SharedStage.ticket(stage, "reader")
+ *   // No head in any worker: this fiber heads, reads, and leaves (headship passes on).
+ *   return yield* SharedStage.enter(stage, ticket, {
+ *     head: (director) => Effect.sync(() => director.resource.pop()),
+ *     timeout: "1 second"
+ *   })
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // { _tag: "Finished", value: "datagram" }
+ * ```
  *
  * @category combinators
  * @since 0.1.0
@@ -342,6 +615,43 @@ export const enter: {
 } = dual(3, internal.enter)
 
 /**
+ * Options of {@link receive}: the token, how to take its event, the head's polling step, and `onTicket` to send the request.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage, StageError } from "@quiesce/stage"
+ *
+ * type Requests = Array<number>
+ * type NotifyError = StageError.WorkerDeadError | StageError.WorkerEvictedError
+ * const options = (
+ *   requests: Requests,
+ *   id: number
+ * ): SharedStage.ReceiveOptions<Requests, number, Set<number>, never, number, NotifyError, never> => ({
+ *   token: id,
+ *   onTicket: Effect.sync(() => requests.push(id)),
+ *   // The head completes one request: marks it done in its buffer and wakes its holder.
+ *   poll: (director) => {
+ *     const request = director.resource.shift()!
+ *     director.buffer.add(request)
+ *     return Effect.asVoid(director.notify(request))
+ *   },
+ *   take: (done, id) => (done.has(id) ? id : undefined)
+ * })
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const requests: Requests = []
+ *   const done = new Set<number>()
+ *   const stage = yield* SharedStage.attach<Requests, number, Set<number>>(SharedStage.makeMemory(), {
+ *     resource: requests,
+ *     buffer: done
+ *   })
+ *   return yield* SharedStage.receive(stage, options(requests, 5))
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // 5
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -356,6 +666,37 @@ export interface ReceiveOptions<R, T, B, E, A, EP, RP> {
 
 /**
  * The whole loop in one call, across workers (see `Stage.receive`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const encoder = new TextEncoder()
+ * const decoder = new TextDecoder()
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const requests: Array<string> = []
+ *   const stage = yield* SharedStage.attach<Array<string>, string, Map<string, string>, string>(SharedStage.makeMemory(), {
+ *     resource: requests,
+ *     buffer: new Map<string, string>(),
+ *     events: {
+ *       encode: (event) => encoder.encode(event),
+ *       decode: (bytes) => decoder.decode(bytes),
+ *       offer: (buffer, token, event) => void buffer.set(token, event)
+ *     }
+ *   })
+ *   return yield* SharedStage.receive(stage, {
+ *     token: "ping",
+ *     onTicket: Effect.sync(() => requests.push("ping")),
+ *     poll: (director) => Effect.asVoid(director.deliver(director.resource.shift()!, "pong")),
+ *     take: (buffer, token) => buffer.get(token),
+ *     timeout: "1 second"
+ *   })
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "pong"
+ * ```
  *
  * @category combinators
  * @since 0.1.0

@@ -11,6 +11,22 @@ import * as Schema from "effect/Schema"
  * holds an equal token (`Equal`/`Hash`, or the canonical encoding across
  * workers).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Stage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* Stage.make<null, string, null>({ resource: null, buffer: null })
+ *   yield* Stage.ticket(stage, "request-1")
+ *   return yield* Stage.ticket(stage, "request-1").pipe(
+ *     Effect.catchTag("TokenInUseError", (error) => Effect.succeed(`busy: ${error.token}`))
+ *   )
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // 'busy: "request-1"'
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -25,6 +41,25 @@ export class TokenInUseError extends Schema.TaggedError<TokenInUseError>()("Toke
 
 /**
  * `Stage.receive` did not get the caller's event before its timeout elapsed.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Stage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* Stage.make<null, string, Map<string, string>>({ resource: null, buffer: new Map() })
+ *   // Nothing ever arrives for "alice": the receive gives up after 10 ms.
+ *   return yield* Stage.receive(stage, {
+ *     token: "alice",
+ *     take: (buffer, token) => buffer.get(token),
+ *     poll: () => Effect.never,
+ *     timeout: "10 millis"
+ *   }).pipe(Effect.catchTag("ReceiveTimeoutError", (error) => Effect.succeed(error.message)))
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // 'no event for token "alice" within 10 ms'
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -45,6 +80,22 @@ export class ReceiveTimeoutError extends Schema.TaggedError<ReceiveTimeoutError>
  * `null`, and arrays and plain objects of those have a canonical encoding, and
  * the encoding must fit in the shared stage's `maxTokenBytes`.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory({ maxTokenBytes: 16 }), { resource: null, buffer: null })
+ *   // Its encoding is longer than the 16 bytes a token may take.
+ *   return yield* SharedStage.ticket(stage, "a-rather-long-request-id").pipe(
+ *     Effect.catchTag("TokenEncodingError", (error) => Effect.succeed(error.reason))
+ *   )
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log)
+ * ```
+ *
  * @category errors
  * @since 0.1.0
  */
@@ -62,6 +113,22 @@ export class TokenEncodingError extends Schema.TaggedError<TokenEncodingError>()
  * workers, `maxWorkers` workers are attached, or (`"inbox"`) an event to
  * deliver is longer than any inbox can take (`limit` is then the longest
  * event, in bytes, that `inboxBytes` allows).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedStage } from "@quiesce/stage"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const stage = yield* SharedStage.attach(SharedStage.makeMemory({ capacity: 1 }), { resource: null, buffer: null })
+ *   yield* SharedStage.ticket(stage, 1)
+ *   return yield* SharedStage.ticket(stage, 2).pipe(
+ *     Effect.catchTag("StageCapacityError", (error) => Effect.succeed(`${error.resource}: ${error.limit}`))
+ *   )
+ * }))
+ *
+ * Effect.runPromise(program).then(console.log) // "tickets: 1"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -84,6 +151,20 @@ export class StageCapacityError extends Schema.TaggedError<StageCapacityError>()
  * the token full, and that worker dead: no heartbeat for longer than the lease.
  * It was reaped (its tickets withdrawn, headship passed on if it headed) and
  * the event was not delivered.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { StageError } from "@quiesce/stage"
+ *
+ * // In a head's `poll`: a reply whose recipient's worker died is dropped, and the head goes on.
+ * const deliver = (send: Effect.Effect<boolean, StageError.WorkerDeadError>) =>
+ *   send.pipe(Effect.catchTag("WorkerDeadError", (error) => Effect.succeed(`dropped: ${error.message}`)))
+ *
+ * // What `director.deliver` fails with when the holder of token 7 died with a full inbox.
+ * const program = deliver(Effect.fail(new StageError.WorkerDeadError({ token: "7", leaseMillis: 2000 })))
+ * Effect.runPromise(program).then(console.log) // "dropped: the worker holding token 7 died (...)"
+ * ```
  *
  * @category errors
  * @since 0.1.0
@@ -108,6 +189,20 @@ export class WorkerDeadError extends Schema.TaggedError<WorkerDeadError>()("Work
  * and later enters are interrupted, a head running in it is interrupted, and
  * `ticket`, `notify` and `deliver` fail with this error. Attach again (a new
  * scope) to take part once more.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { StageError } from "@quiesce/stage"
+ *
+ * // An evicted worker stops taking part; it attaches again (a new scope) to rejoin.
+ * const work = (step: Effect.Effect<string, StageError.WorkerEvictedError>) =>
+ *   step.pipe(Effect.catchTag("WorkerEvictedError", (error) => Effect.succeed(`evicted after ${error.leaseMillis} ms: reattach`)))
+ *
+ * // What `ticket`, `notify` and `deliver` fail with in a worker whose loop was blocked past the lease.
+ * const program = work(Effect.fail(new StageError.WorkerEvictedError({ leaseMillis: 2000 })))
+ * Effect.runPromise(program).then(console.log) // "evicted after 2000 ms: reattach"
+ * ```
  *
  * @category errors
  * @since 0.1.0
