@@ -59,13 +59,22 @@ interface Run {
   readonly output: string
 }
 
+const examplesRuntimeDir = mkdtempSync(join(tmpdir(), "quiesce-docs-"))
+
 // Sequential within a package (docgen.json and docs/ are per package), parallel across them.
 const docgen = (dir: string, config: Record<string, unknown>, runExamples: boolean): Promise<Run> => {
   const pkg = join(root, dir)
   writeFileSync(join(pkg, "docgen.json"), JSON.stringify({ exclude, parseCompilerOptions: compilerOptions, examplesCompilerOptions: compilerOptions, ...config }, null, 2))
   return new Promise<Run>((resolve) => {
     // docgen 0.5.2 ignores its --no-run-examples flag; the setting is honoured from the environment.
-    const env = { ...process.env, PATH: [bin, process.env["PATH"] ?? ""].join(delimiter), DOCGEN_RUN_EXAMPLES: String(runExamples) }
+    // The examples start real services: their runtime files go to a directory of this run, not
+    // the user's.
+    const env = {
+      ...process.env,
+      PATH: [bin, process.env["PATH"] ?? ""].join(delimiter),
+      DOCGEN_RUN_EXAMPLES: String(runExamples),
+      QUIESCE_RUNTIME_DIR: examplesRuntimeDir
+    }
     execFile(join(bin, "docgen"), [], { cwd: pkg, env, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
       rmSync(join(pkg, "docgen.json"), { force: true })
       resolve({ ok: error === null, output: `${stdout}${stderr}` })
