@@ -28,9 +28,17 @@ import { CommandError, ExitCode, type QuiesceError, render } from "./QuiesceErro
 
 /**
  * The package's version, as its package.json says (one level up from both `src/` and `dist/`,
- * where the bundle is too).
+ * where the bundle is too). `quiesce --version` prints it.
+ *
+ * @example
+ * ```ts
+ * import { Cli } from "@quiesce/cli"
+ *
+ * console.log(`quiesce ${Cli.version}`) // quiesce 0.1.0
+ * ```
  *
  * @since 0.1.0
+ * @category constants
  */
 export const version: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version
 
@@ -258,7 +266,9 @@ const isQuiesceError = (u: unknown): u is QuiesceError =>
  * import { Cli } from "@quiesce/cli"
  * import { Effect } from "effect"
  *
- * const code = await Effect.runPromise(Cli.main(["list", "--json"]).pipe(Effect.provide(NodeServices.layer)))
+ * // As `quiesce --version`: prints "quiesce v0.1.0" and returns the exit code.
+ * const code = await Effect.runPromise(Cli.main(["--version"]).pipe(Effect.provide(NodeServices.layer)))
+ * console.log(code) // 0
  * ```
  *
  * @since 0.1.0

@@ -14,6 +14,21 @@ import * as Schema from "effect/Schema"
  * The exit codes of `quiesce` itself (any other code is the command's own). 122–125 are taken
  * only before the command runs, so a script can tell why quiesce did not run it.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * // What a wrapper script might do with the exit status of `quiesce run`.
+ * const why = (status: number): string =>
+ *   status === QuiesceError.ExitCode.notReady
+ *     ? "the service never became ready"
+ *     : status === QuiesceError.ExitCode.lockTimeout
+ *     ? "another quiesce run held the startup lock"
+ *     : `the command exited with ${status}`
+ *
+ * console.log(why(124)) // the service never became ready
+ * ```
+ *
  * @since 0.1.0
  * @category exit codes
  */
@@ -37,12 +52,32 @@ export const ExitCode = {
 /**
  * An argument that parsed but makes no sense (a port out of range, a bad readiness target).
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.UsageError({ message: "--port: 70000 is not a port (1-65535)" })
+ * console.log(QuiesceError.render(error)) // quiesce: --port: 70000 is not a port (1-65535)
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
   message: Schema.String
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.usage` (2).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.UsageError({ message: "--port: 70000 is not a port (1-65535)" }).exitCode) // 2
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.usage
 }
 
@@ -59,6 +94,17 @@ const serviceOutput = {
  * The lines a failed start shows after its one-line summary: the service's last output,
  * indented, and where the rest is.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * console.log(QuiesceError.outputLines({ service: "db", output: "listening on 5432\nready" }).join("\n"))
+ * // its last output (all of it: quiesce logs db):
+ * //   | listening on 5432
+ * //   | ready
+ * console.log(QuiesceError.outputLines({ service: "db" })) // [ "the service printed nothing (quiesce logs db)" ]
+ * ```
+ *
  * @since 0.1.0
  * @category formatting
  */
@@ -70,6 +116,20 @@ export const outputLines = (e: { readonly service: string; readonly output?: str
 /**
  * The service did not answer its readiness probe in time.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.NotReadyError({
+ *   service: "db",
+ *   target: "tcp:localhost:5432",
+ *   timeoutMillis: 30_000,
+ *   lastFailure: "[::1]:5432 ECONNREFUSED, 127.0.0.1:5432 ECONNREFUSED"
+ * })
+ * console.log(error.message)
+ * // service "db" was not ready at tcp:localhost:5432 after 30s (last probe: [::1]:5432 ECONNREFUSED, 127.0.0.1:5432 ECONNREFUSED)
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -80,6 +140,18 @@ export class NotReadyError extends Schema.TaggedError<NotReadyError>()("NotReady
   lastFailure: Schema.String,
   ...serviceOutput
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.notReady` (124).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.NotReadyError({ service: "db", target: "tcp:5432", timeoutMillis: 30_000, lastFailure: "ECONNREFUSED" }).exitCode) // 124
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.notReady
   override get message(): string {
     return `service "${this.service}" was not ready at ${this.target} after ${
@@ -91,6 +163,21 @@ export class NotReadyError extends Schema.TaggedError<NotReadyError>()("NotReady
 /**
  * The service command could not be started, or exited before it became ready.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.ServiceStartError({
+ *   service: "db",
+ *   reason: "it exited with status 1 before it was ready",
+ *   output: "FATAL: data directory \"./data\" does not exist"
+ * })
+ * console.log(QuiesceError.render(error))
+ * // quiesce: service "db" failed to start: it exited with status 1 before it was ready
+ * // quiesce: its last output (all of it: quiesce logs db):
+ * //   | FATAL: data directory "./data" does not exist
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -99,6 +186,18 @@ export class ServiceStartError extends Schema.TaggedError<ServiceStartError>()("
   reason: Schema.String,
   ...serviceOutput
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.failure` (125).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.ServiceStartError({ service: "db", reason: "it exited with status 1" }).exitCode) // 125
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
     return `service "${this.service}" failed to start: ${this.reason}`
@@ -109,6 +208,16 @@ export class ServiceStartError extends Schema.TaggedError<ServiceStartError>()("
  * The service's port is already held by a process outside the service: quiesce would otherwise
  * hand the command someone else's server.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.PortInUseError({ service: "db", port: 5432, holder: "pid 123 (postgres -D data)" })
+ * console.log(error.message)
+ * // port 5432 of service "db" is already in use by pid 123 (postgres -D data)
+ * // stop that process, or give the service another port (--port auto picks a free one)
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -118,6 +227,18 @@ export class PortInUseError extends Schema.TaggedError<PortInUseError>()("PortIn
   /** Who holds it: `pid 123 (postgres -D data)`, `a process of uid 1001`, or `another process`. */
   holder: Schema.String
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.portInUse` (122).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.PortInUseError({ service: "db", port: 5432, holder: "another process" }).exitCode) // 122
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.portInUse
   override get message(): string {
     return `port ${this.port} of service "${this.service}" is already in use by ${this.holder}\n` +
@@ -129,6 +250,16 @@ export class PortInUseError extends Schema.TaggedError<PortInUseError>()("PortIn
  * Another process held the service's startup lock for the whole lock timeout (a `quiesce run`
  * that is stopped, or whose service takes that long to start or stop).
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.LockTimeoutError({ service: "db", timeoutMillis: 120_000, holder: 4242, holderState: "stopped" })
+ * console.log(error.message)
+ * // service "db": pid 4242 (stopped) held its startup lock for 2m
+ * // pid 4242 is stopped: continue it (kill -CONT 4242) or end it
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -139,6 +270,18 @@ export class LockTimeoutError extends Schema.TaggedError<LockTimeoutError>()("Lo
   /** `running`, `stopped` (SIGSTOP, a debugger) or `gone`. */
   holderState: Schema.optional(Schema.String)
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.lockTimeout` (123).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.LockTimeoutError({ service: "db", timeoutMillis: 120_000 }).exitCode) // 123
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.lockTimeout
   override get message(): string {
     const who = this.holder === undefined
@@ -155,6 +298,16 @@ export class LockTimeoutError extends Schema.TaggedError<LockTimeoutError>()("Lo
  * The runtime directory (hints, logs, lock files) cannot be used: not a directory, a link,
  * another user's, read-only or full.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.RuntimeDirectoryError({ service: "db", path: "/run/user/1000/quiesce", reason: "it is read-only (EROFS)" })
+ * console.log(error.message)
+ * // service "db": the runtime directory /run/user/1000/quiesce is unusable: it is read-only (EROFS)
+ * // set QUIESCE_RUNTIME_DIR to a directory of your own (default: $XDG_RUNTIME_DIR/quiesce)
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -163,6 +316,18 @@ export class RuntimeDirectoryError extends Schema.TaggedError<RuntimeDirectoryEr
   path: Schema.String,
   reason: Schema.String
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.failure` (125).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.RuntimeDirectoryError({ service: "db", path: "/run/user/1000/quiesce", reason: "read-only" }).exitCode) // 125
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
     return `service "${this.service}": the runtime directory ${this.path} is unusable: ${this.reason}\n` +
@@ -174,6 +339,14 @@ export class RuntimeDirectoryError extends Schema.TaggedError<RuntimeDirectoryEr
  * Another operation on the shared service failed (the semaphores, the hint file, the IPC limits):
  * `reason` is the shared-service error's own message, which names the system call and errno.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.SharedServiceFailure({ service: "db", reason: "semop on the service's semaphores failed: EINVAL" })
+ * console.log(QuiesceError.render(error)) // quiesce: semop on the service's semaphores failed: EINVAL
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -181,6 +354,18 @@ export class SharedServiceFailure extends Schema.TaggedError<SharedServiceFailur
   service: Schema.String,
   reason: Schema.String
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.failure` (125).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.SharedServiceFailure({ service: "db", reason: "semop failed: EINVAL" }).exitCode) // 125
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
     return this.reason
@@ -191,6 +376,15 @@ export class SharedServiceFailure extends Schema.TaggedError<SharedServiceFailur
  * `quiesce logs NAME`: the service has no output to show (it never ran under this runtime
  * directory, or its files were removed).
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.NoLogError({ service: "db", path: "/run/user/1000/quiesce/db.log" })
+ * console.log(error.message)
+ * // service "db" has no log: neither /run/user/1000/quiesce/db.log nor /run/user/1000/quiesce/db.log.1 exists
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -198,6 +392,18 @@ export class NoLogError extends Schema.TaggedError<NoLogError>()("NoLogError", {
   service: Schema.String,
   path: Schema.String
 }) {
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.failure` (125).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.NoLogError({ service: "db", path: "/run/user/1000/quiesce/db.log" }).exitCode) // 125
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.failure
   override get message(): string {
     return `service "${this.service}" has no log: neither ${this.path} nor ${this.path}.1 exists`
@@ -206,6 +412,15 @@ export class NoLogError extends Schema.TaggedError<NoLogError>()("NoLogError", {
 
 /**
  * The command given after `--` could not be run.
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.CommandError({ command: "npm-tset", reason: "command not found", exitCode: QuiesceError.ExitCode.notFound })
+ * console.log(QuiesceError.render(error)) // quiesce: cannot run "npm-tset": command not found
+ * console.log(error.exitCode) // 127
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -221,6 +436,18 @@ export class CommandError extends Schema.TaggedError<CommandError>()("CommandErr
 }
 
 /**
+ * Any error of the command line. Each has a `_tag` to match on and an `exitCode`.
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const retryable = (error: QuiesceError.QuiesceError): boolean =>
+ *   error._tag === "LockTimeoutError" || error._tag === "NotReadyError"
+ *
+ * console.log(retryable(new QuiesceError.LockTimeoutError({ service: "db", timeoutMillis: 120_000 }))) // true
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -239,6 +466,16 @@ export type QuiesceError =
  * What `quiesce` prints for an error: its message, each line prefixed `quiesce: `, then for a
  * failed start the service's last output.
  *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.PortInUseError({ service: "db", port: 5432, holder: "another process" })
+ * console.error(QuiesceError.render(error))
+ * // quiesce: port 5432 of service "db" is already in use by another process
+ * // quiesce: stop that process, or give the service another port (--port auto picks a free one)
+ * ```
+ *
  * @since 0.1.0
  * @category formatting
  */
@@ -250,6 +487,13 @@ export const render = (error: QuiesceError): string => {
 
 /**
  * Formats milliseconds the way the flags accept them (`250ms`, `5s`, `1.5s`, `2m`).
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * console.log([250, 5_000, 1_500, 120_000].map(QuiesceError.formatMillis)) // [ "250ms", "5s", "1.5s", "2m" ]
+ * ```
  *
  * @since 0.1.0
  * @category formatting

@@ -14,9 +14,29 @@ import * as Result from "effect/Result"
 import type * as Http from "node:http"
 import type * as Https from "node:https"
 import * as Net from "node:net"
-import { formatMillis, NotReadyError } from "./QuiesceError.ts"
+import { NotReadyError } from "./QuiesceError.ts"
 
 /**
+ * What `quiesce run --ready` waits for: a TCP port, an HTTP `GET`, or nothing.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * const describe = (target: Readiness.Target): string => {
+ *   switch (target._tag) {
+ *     case "Tcp":
+ *       return `a connection to port ${target.port}`
+ *     case "HttpGet":
+ *       return `a 2xx or 3xx answer from ${target.url}`
+ *     case "None":
+ *       return "nothing"
+ *   }
+ * }
+ *
+ * console.log(describe(Readiness.tcp(5432))) // a connection to port 5432
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -24,6 +44,14 @@ export type Target = Tcp | HttpGet | None
 
 /**
  * Ready when a TCP connection to `host:port` succeeds on any of the host's addresses.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * const target: Readiness.Tcp = Readiness.tcp(5432, "db.local")
+ * console.log(target.host, target.port) // db.local 5432
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -37,6 +65,14 @@ export interface Tcp {
 /**
  * Ready when a `GET` of `url` answers with a 2xx or 3xx status on any of the host's addresses.
  *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * const target: Readiness.HttpGet = Readiness.http("http://localhost:3000/health")
+ * console.log(target.url) // http://localhost:3000/health
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -48,6 +84,14 @@ export interface HttpGet {
 /**
  * Ready as soon as the service is started.
  *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * const target: Readiness.None = Readiness.none
+ * console.log(Readiness.format(target)) // none
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -56,18 +100,50 @@ export interface None {
 }
 
 /**
+ * A `Tcp` target: ready when `host:port` accepts a connection. `host` defaults to `localhost`,
+ * which is tried on both `::1` and `127.0.0.1`.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * console.log(Readiness.format(Readiness.tcp(5432))) // tcp:localhost:5432
+ * console.log(Readiness.format(Readiness.tcp(5432, "::1"))) // tcp:[::1]:5432
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
 export const tcp = (port: number, host = "localhost"): Tcp => ({ _tag: "Tcp", host, port })
 
 /**
+ * An `HttpGet` target: ready when a `GET` of `url` answers with a 2xx or 3xx status. `url` is
+ * taken as it is; `parse` is the one that validates it.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * const health = Readiness.http("http://localhost:3000/health")
+ * console.log(Readiness.port(health)) // 3000
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
 export const http = (url: string): HttpGet => ({ _tag: "HttpGet", url })
 
 /**
+ * The `None` target: no probe, the service counts as ready once it is started.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ *
+ * await Effect.runPromise(Readiness.probe(Readiness.none)) // succeeds at once
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -87,8 +163,13 @@ const parsePort = (text: string): number | undefined => {
  * @example
  * ```ts
  * import { Readiness } from "@quiesce/cli"
+ * import { Result } from "effect"
  *
- * Readiness.parse("tcp:[::1]:5432") // Result.succeed({ _tag: "Tcp", host: "::1", port: 5432 })
+ * const ready = Readiness.parse("tcp:[::1]:5432")
+ * if (Result.isSuccess(ready)) console.log(ready.success) // { _tag: "Tcp", host: "::1", port: 5432 }
+ *
+ * const bad = Readiness.parse("tcp:::1:5432")
+ * if (Result.isFailure(bad)) console.log(`expected ${bad.failure}`) // expected an IPv6 address in brackets, as in tcp:[::1]:5432
  * ```
  *
  * @since 0.1.0
@@ -126,6 +207,15 @@ export const parse = (spec: string): Result.Result<Target, string> => {
 /**
  * The port a target probes, if any (used as the service's port when `--port` is not given).
  *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * console.log(Readiness.port(Readiness.tcp(5432))) // 5432
+ * console.log(Readiness.port(Readiness.http("https://localhost/health"))) // 443
+ * console.log(Readiness.port(Readiness.none)) // undefined
+ * ```
+ *
  * @since 0.1.0
  * @category getters
  */
@@ -143,6 +233,16 @@ export const port = (target: Target): number | undefined => {
 }
 
 /**
+ * A target as `--ready` accepts it (an IPv6 host in brackets): `parse(format(t))` gives `t` back.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ *
+ * console.log(Readiness.format(Readiness.tcp(5432, "::1"))) // tcp:[::1]:5432
+ * console.log(Readiness.format(Readiness.http("http://localhost:3000/health"))) // http://localhost:3000/health
+ * ```
+ *
  * @since 0.1.0
  * @category formatting
  */
@@ -160,6 +260,15 @@ export const format = (target: Target): string => {
 /**
  * An address a host name resolved to.
  *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ *
+ * const addresses: ReadonlyArray<Readiness.Address> = await Effect.runPromise(Readiness.resolve("::1"))
+ * console.log(addresses) // [ { address: "::1", family: 6 } ]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -173,6 +282,15 @@ export interface Address {
  * they are. `localhost` always includes both loopback addresses, whatever `/etc/hosts` says
  * (as curl and browsers do, after RFC 6761): a service bound to `::1` alone is still local.
  * Fails with a sentence when the name does not resolve.
+ *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ *
+ * const addresses = await Effect.runPromise(Readiness.resolve("localhost"))
+ * console.log(addresses.map((a) => a.address)) // includes "::1" and "127.0.0.1", in the resolver's order
+ * ```
  *
  * @since 0.1.0
  * @category probing
@@ -294,6 +412,20 @@ const httpAttempt = (url: URL, attemptMillis: number) => (address: Address, done
  * One probe of `target` on every address its host resolves to. Fails with a sentence naming
  * each address and why it did not answer.
  *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ * import * as Net from "node:net"
+ *
+ * const server = Net.createServer().listen(0, "127.0.0.1")
+ * await new Promise((listening) => server.once("listening", listening))
+ * const { port } = server.address() as Net.AddressInfo
+ *
+ * await Effect.runPromise(Readiness.probe(Readiness.tcp(port, "127.0.0.1"))) // succeeds: the port accepts
+ * server.close()
+ * ```
+ *
  * @since 0.1.0
  * @category probing
  */
@@ -315,6 +447,25 @@ export const probe = (target: Target, options?: { readonly attemptTimeoutMillis?
  * Probes `target` every `intervalMillis` (default 50 ms) until it answers, failing with
  * `NotReadyError` once `timeoutMillis` has passed. Time is the Effect `Clock`'s, so `TestClock`
  * drives it in tests.
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError, Readiness } from "@quiesce/cli"
+ * import { Effect } from "effect"
+ * import * as Net from "node:net"
+ *
+ * // A port that nothing listens on: the one a closed server had.
+ * const server = Net.createServer().listen(0, "127.0.0.1")
+ * await new Promise((listening) => server.once("listening", listening))
+ * const { port } = server.address() as Net.AddressInfo
+ * await new Promise((closed) => server.close(closed))
+ *
+ * const wait = Readiness.waitUntilReady(Readiness.tcp(port, "127.0.0.1"), { service: "db", timeoutMillis: 200 })
+ * const error = await Effect.runPromise(Effect.flip(wait))
+ * console.log(QuiesceError.render(error))
+ * // quiesce: service "db" was not ready at tcp:127.0.0.1:PORT after 200ms (last probe: 127.0.0.1:PORT ECONNREFUSED)
+ * // quiesce: the service printed nothing (quiesce logs db)
+ * ```
  *
  * @since 0.1.0
  * @category probing
@@ -348,6 +499,15 @@ export const waitUntilReady = (target: Target, options: {
 /**
  * Parses a duration flag: `500ms`, `5s`, `1.5s`, `2m`, `1h`, or `0`.
  *
+ * @example
+ * ```ts
+ * import { Readiness } from "@quiesce/cli"
+ * import { Result } from "effect"
+ *
+ * console.log(Result.getOrUndefined(Readiness.parseDuration("1.5s"))) // 1500
+ * console.log(Result.isFailure(Readiness.parseDuration("5"))) // true: a unit is needed
+ * ```
+ *
  * @since 0.1.0
  * @category parsing
  */
@@ -360,5 +520,3 @@ export const parseDuration = (text: string): Result.Result<number, string> => {
   const unit = match[2] === "ms" ? 1 : match[2] === "m" ? 60_000 : match[2] === "h" ? 3_600_000 : 1_000
   return Result.succeed(Math.round(Number(match[1]) * unit))
 }
-
-export { formatMillis }
