@@ -119,6 +119,16 @@ describe("quiesce run", { timeout: 120_000 }, () => {
       const command = ["sh", "-c", 'echo "holding $QUIESCE_SERVICE_PID"; sleep 30 </dev/null >/dev/null 2>&1; :', marker]
       const q = yield* quiesce([...runArgs(name, log), ...command], { env })
       const servicePid = Number((yield* q.line("holding")).slice("holding ".length))
+      // Until its `sleep` has exec'd: a child forked but not yet exec'd still has the shell's
+      // command line (the marker), and would be taken for the shell itself.
+      yield* eventually("the command's sleep to start", () => {
+        try {
+          return readFileSync(`/proc/${q.pid}/task/${q.pid}/children`, "utf8").trim().split(" ").filter((c) => c !== "")
+            .some((c) => readFileSync(`/proc/${c}/comm`, "utf8").trim() === "sleep")
+        } catch {
+          return false
+        }
+      })
       yield* q.kill("SIGKILL")
       assert.strictEqual((yield* q.exited).signal, "SIGKILL")
       assert.deepStrictEqual(processesWith(marker), [], "no process of the command survived")

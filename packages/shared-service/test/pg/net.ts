@@ -51,7 +51,8 @@ export const makeNet = (machines: number): Net => {
     for (const ns of [server, ...names]) {
       ip("netns", "add", ns)
       created.push(ns)
-      inNs(ns, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.default.route_localnet=1")
+      // Written directly: sysctl lives in /usr/sbin, which a minimal PATH (CI's) may not have.
+      inNs(ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet; echo 1 > /proc/sys/net/ipv4/conf/default/route_localnet")
       inNs(ns, "ip", "link", "set", "lo", "up")
     }
     names.forEach((ns, i) => {
