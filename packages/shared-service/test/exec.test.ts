@@ -68,8 +68,11 @@ describe.each(["sysv", "flock"] as const)("%s: prepareExec, then execve", (kind)
     Effect.gen(function*() {
       const name = newName(`exec-${kind}`)
       const program = yield* execd(name, kind, "prepare")
-      // It really is another program now, in the same process.
-      assert.include(readFileSync(`/proc/${program.pid}/cmdline`, "utf8"), "cat")
+      // It really is another program now, in the same process (its shell announces itself, then
+      // execs `cat`: the command line changes a moment later).
+      const cmdline = () => readFileSync(`/proc/${program.pid}/cmdline`, "utf8")
+      for (let i = 0; i < 500 && !cmdline().includes("cat"); i++) yield* Effect.sleep("10 millis")
+      assert.include(cmdline(), "cat")
       assert.strictEqual(yield* countOf(name, kind), 1)
       assert.strictEqual(yield* program.finish, 0)
       assert.strictEqual(yield* countOf(name, kind), 0)
