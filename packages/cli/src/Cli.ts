@@ -17,8 +17,11 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import * as Argv from "./internal/argv.ts"
 import * as Exec from "./internal/exec.ts"
+import * as Run from "./internal/run.ts"
+import * as Up from "./internal/up.ts"
 import * as Flags from "./internal/flags.ts"
 import { statusDetail, statusTable, stopLine, toJson } from "./internal/format.ts"
 import { Manager } from "./internal/manager.ts"
@@ -59,7 +62,13 @@ const runFlags = {
   ready: Flags.ready,
   port: Flags.port,
   grace: Flags.grace,
-  startTimeout: Flags.startTimeout
+  startTimeout: Flags.startTimeout,
+  readyTimeout: Flags.readyTimeout,
+  stopSignal: Flags.stopSignal,
+  stopTimeout: Flags.stopTimeout,
+  serviceOutput: Flags.serviceOutput,
+  quiet: Flags.quiet,
+  config: Flags.config
 }
 
 /** The flags of `run` that take a value, for `Argv.delimit`. */
@@ -67,59 +76,82 @@ const runValueFlags = Argv.valueFlags(Object.values(runFlags))
 
 const run = Command.make("run", { ...runFlags, command: Flags.command }, (input) =>
   Effect.gen(function*() {
+    const plan = yield* Run.plan(input)
     // Before anything starts: a command that cannot run needs no service.
-    const program = Exec.resolve(input.command)
+    const program = Exec.resolve(plan.command)
     if (program instanceof CommandError) return yield* program
     const manager = yield* Manager
-    // Scoped, but on the exec path the scope is never closed: the reference outlives this
+    // Scoped, but on the exec path the scope is never closed: the references outlive this
     // process's code, held by the command the process becomes, until it exits.
     yield* Effect.scoped(Effect.gen(function*() {
-      const lease = yield* manager.acquire({
-        name: input.name,
-        command: input.service,
-        ready: Option.getOrUndefined(input.ready),
-        port: Option.getOrUndefined(input.port),
-        graceMillis: input.grace,
-        startTimeoutMillis: input.startTimeout
-      })
-      const env: Record<string, string> = {
-        ...process.env as Record<string, string>,
-        QUIESCE_SERVICE_NAME: lease.name,
-        QUIESCE_SERVICE_PID: String(lease.pid)
-      }
-      if (lease.port !== undefined) env["QUIESCE_SERVICE_PORT"] = String(lease.port)
-      else delete env["QUIESCE_SERVICE_PORT"]
+      const leases = yield* Run.acquireAll(plan.definitions, { quiet: input.quiet })
+      const env = Run.environment(leases)
       if (Exec.available()) {
-        yield* manager.prepareExec(lease.name)
+        for (const lease of leases) yield* manager.prepareExec(lease.name)
         return yield* Exec.replace(program, env)
       }
       // No execve (Windows, Node < 22.15): run the command as a child, forward signals, wait.
-      yield* setExitCode(yield* runCommand(input.command, env))
+      yield* setExitCode(yield* runCommand(plan.command, env))
     }))
   })).pipe(
-    Command.withShortDescription("Run a command with a shared service, starting it if no one holds it"),
+    Command.withShortDescription("Run a command with shared services, starting those no one holds"),
     Command.withDescription(
-      "Run a command with a shared service: start the service unless another `quiesce run` already holds it, " +
-        "wait until it is ready, then become the command (exec), with QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID " +
-        "and QUIESCE_SERVICE_PORT set: the command holds the reference, so its exit status, signals and " +
-        "terminal are its own, as if run directly. The service stops once its last client has exited (or was " +
-        "killed) and the grace period has passed. quiesce's options end at the first word that is not one of " +
-        "them, or at --; the rest is the command, untouched."
+      "Run a command with shared services: start each unless another `quiesce run` already holds it, wait until " +
+        "it is ready, then become the command (exec). The services are those named before -- (defined in " +
+        "quiesce.config.json, or package.json's \"quiesce\" key, found upward from here), or one defined with " +
+        "--name and --service. The command gets QUIESCE_<NAME>_PORT and QUIESCE_<NAME>_PID for each service " +
+        "(with one service, also QUIESCE_SERVICE_NAME, QUIESCE_SERVICE_PID and QUIESCE_SERVICE_PORT), and holds " +
+        "the references: its exit status, signals and terminal are its own, as if run directly. A service stops " +
+        "once its last client has exited (or was killed) and its grace period has passed. A service running with " +
+        "another definition (command, directory, environment) is never handed over: it is replaced when no one " +
+        "holds it, refused (exit 121) when someone does."
     ),
     Command.withExamples([
+      { command: "quiesce run db cache -- npm test", description: "Run npm test with db and cache from quiesce.config.json" },
       {
         command: `quiesce run --name db --service "postgres -D ./data -p 5432" --ready tcp:5432 -- npm test`,
-        description: "Share one Postgres between concurrent test runs"
+        description: "Share one Postgres between concurrent test runs, defined on the command line"
       },
       {
-        command: `quiesce run -n web -s "npm run dev" --ready http://localhost:3000/health --grace 30s -- npx playwright test`,
-        description: "Reuse a dev server across back-to-back commands"
+        command:
+          `quiesce run -n web -s "npm run dev" --ready http://localhost:3000/health --grace 30s --service-output prefix -- npx playwright test`,
+        description: "Reuse a dev server across back-to-back commands, its output on this terminal"
       },
       {
         command: `quiesce run -n demo -s "quiesce-demo-service" --port auto sh -c 'curl -s localhost:$QUIESCE_SERVICE_PORT'`,
         description: "The embedded demo service on a free port (no -- needed: options end at the command)"
       }
     ])
+  )
+
+/** How `up` runs `quiesce run` again: this executable when it is one (its entry recorded the descriptors), else the package's. */
+const entry = (): Up.Entry =>
+  (globalThis as { [key: symbol]: unknown })[Symbol.for("@quiesce/cli/stdio")] !== undefined && process.argv[1] !== undefined
+    ? { file: process.execPath, args: [...process.execArgv, process.argv[1]] }
+    : { file: process.execPath, args: [fileURLToPath(new URL("../bin/quiesce.js", import.meta.url))] }
+
+const up = Command.make("up", { names: Flags.names, config: Flags.config, quiet: Flags.quiet }, (input) =>
+  Up.up(entry(), input.names, { config: Option.getOrUndefined(input.config), quiet: input.quiet }).pipe(
+    Effect.flatMap((lines) => Console.log(lines.join("\n"))),
+    Effect.catchIf((error): error is { readonly exitCode: number } => !("_tag" in error), (error) => setExitCode(error.exitCode))
+  )).pipe(
+    Command.withShortDescription("Start services from the config file and hold them until quiesce down"),
+    Command.withDescription(
+      "Start each service (unless it runs already) and hold a reference to it after this command returns, as a " +
+        "`quiesce run` would for a command, until `quiesce down` releases it: for a terminal session, or a CI job's " +
+        "steps that run one after another."
+    ),
+    Command.withExamples([{ command: "quiesce up db", description: "Keep db up between the commands that follow" }])
+  )
+
+const down = Command.make("down", { names: Flags.names }, (input) =>
+  Effect.flatMap(Up.down(input.names), (lines) => Console.log(lines.join("\n")))).pipe(
+    Command.withShortDescription("Release what quiesce up holds"),
+    Command.withDescription(
+      "Release the references `quiesce up` holds: each service then stops after its grace period, unless other " +
+        "commands hold it (quiesce stop stops it whoever holds it)."
+    ),
+    Command.withExamples([{ command: "quiesce down db", description: "Let db stop once nothing else uses it" }])
   )
 
 const status = Command.make("status", {
@@ -188,7 +220,7 @@ const logs = Command.make("logs", {
 /** The `quiesce` command tree. */
 const quiesce = Command.make("quiesce").pipe(
   Command.withDescription("Share one local service (a database, an emulator, a dev server) between concurrent commands."),
-  Command.withSubcommands([run, status, list, stop, logs]),
+  Command.withSubcommands([run, up, down, status, list, stop, logs]),
   Command.withExamples([
     {
       command: `quiesce run --name db --service "postgres -D ./data" --ready tcp:5432 -- npm test`,

@@ -35,6 +35,8 @@ import * as Schema from "effect/Schema"
 export const ExitCode = {
   /** A bad invocation: an unknown flag, a missing value, an invalid name. */
   usage: 2,
+  /** A service of that name runs with another definition (command, directory, environment) and has clients. */
+  definitionMismatch: 121,
   /** The service's port is held by a process that is not the service (`PortInUse`). */
   portInUse: 122,
   /** The startup lock stayed held by another process (a stopped or hung `quiesce run`). */
@@ -436,6 +438,86 @@ export class CommandError extends Schema.TaggedError<CommandError>()("CommandErr
 }
 
 /**
+ * A config file that cannot be used: not found, not JSON, or not a valid definition. The message
+ * names the file, the path in it and the problem, on one line.
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.ConfigError({
+ *   file: "/srv/app/quiesce.config.json",
+ *   path: "services.db.port",
+ *   problem: "Expected a value between 1 and 65535, got 70000"
+ * })
+ * console.log(QuiesceError.render(error))
+ * // quiesce: /srv/app/quiesce.config.json: services.db.port: Expected a value between 1 and 65535, got 70000
+ * console.log(error.exitCode) // 2
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  file: Schema.String,
+  /** Where in the file (`services.db.ready[1]`); empty for the file as a whole. */
+  path: Schema.String,
+  problem: Schema.String
+}) {
+  /** `ExitCode.usage` (2). */
+  readonly exitCode: number = ExitCode.usage
+  override get message(): string {
+    return `${this.file}: ${this.path === "" ? "" : `${this.path}: `}${this.problem}`
+  }
+}
+
+/**
+ * A service of that name is running with another definition (its fingerprint: command,
+ * directory, environment), and other commands use it: quiesce refuses to hand this command a
+ * service it did not ask for (another checkout's, an older version's). When nobody uses it, it is
+ * replaced instead.
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * const error = new QuiesceError.DefinitionMismatchError({
+ *   service: "db",
+ *   clients: 1,
+ *   running: "{\"command\":\"postgres -D ./data\",\"cwd\":\"/home/ann/app-old\",\"env\":{}}",
+ *   requested: "{\"command\":\"postgres -D ./data\",\"cwd\":\"/home/ann/app\",\"env\":{}}"
+ * })
+ * console.log(QuiesceError.render(error))
+ * // quiesce: service "db" is running with another definition, for 1 client:
+ * // quiesce:   running:   {"command":"postgres -D ./data","cwd":"/home/ann/app-old","env":{}}
+ * // quiesce:   requested: {"command":"postgres -D ./data","cwd":"/home/ann/app","env":{}}
+ * // quiesce: wait for it to stop, stop it (quiesce stop db), or give this one another name
+ * console.log(error.exitCode) // 121
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DefinitionMismatchError extends Schema.TaggedError<DefinitionMismatchError>()("DefinitionMismatchError", {
+  service: Schema.String,
+  clients: Schema.Number,
+  /** The running instance's definition (or fingerprint, when it recorded no definition). */
+  running: Schema.String,
+  requested: Schema.String
+}) {
+  /** `ExitCode.definitionMismatch` (121). */
+  readonly exitCode: number = ExitCode.definitionMismatch
+  override get message(): string {
+    return [
+      `service ${JSON.stringify(this.service)} is running with another definition, for ${this.clients} client${this.clients === 1 ? "" : "s"}:`,
+      `  running:   ${this.running}`,
+      `  requested: ${this.requested}`,
+      `wait for it to stop, stop it (quiesce stop ${this.service}), or give this one another name`
+    ].join("\n")
+  }
+}
+
+/**
  * Any error of the command line. Each has a `_tag` to match on and an `exitCode`.
  *
  * @example
@@ -461,6 +543,8 @@ export type QuiesceError =
   | SharedServiceFailure
   | NoLogError
   | CommandError
+  | ConfigError
+  | DefinitionMismatchError
 
 /**
  * What `quiesce` prints for an error: its message, each line prefixed `quiesce: `, then for a

@@ -25,3 +25,10 @@ export * as QuiesceError from "./QuiesceError.ts"
  * @since 0.1.0
  */
 export * as Readiness from "./Readiness.ts"
+
+/**
+ * Services defined once in `quiesce.config.json` (or `package.json`'s `"quiesce"` key), used by name.
+ *
+ * @since 0.1.0
+ */
+export * as QuiesceConfig from "./QuiesceConfig.ts"

@@ -8,6 +8,9 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { SharedService } from "@quiesce/shared-service"
 import * as Readiness from "../Readiness.ts"
+import { constants } from "node:os"
+import { defaults } from "../QuiesceConfig.ts"
+import { formatMillis } from "../QuiesceError.ts"
 import { aliveMillis } from "./manager.ts"
 
 const fromResult = <A>(result: Result.Result<A, string>): Option.Option<A> =>
@@ -23,14 +26,22 @@ export const name = Flag.String("name").pipe(
   Flag.withAlias("n"),
   Flag.withMetavar("NAME"),
   Flag.withDescription(
-    `The shared service's name: every \`quiesce run\` with the same name shares one service (${nameRule})`
+    `With --service, a service defined on the command line: every \`quiesce run\` with the same name and ` +
+      `definition shares one service (${nameRule})`
   ),
-  Flag.filter(nameIsValid, () => nameRule)
+  Flag.filter(nameIsValid, () => nameRule),
+  Flag.optional
 )
 
 export const positionalName = Argument.String("name").pipe(
   Argument.withDescription(`The service's name (${nameRule})`),
   Argument.filter(nameIsValid, () => nameRule)
+)
+
+export const names = Argument.String("name").pipe(
+  Argument.withDescription(`The services, as the config file names them (${nameRule})`),
+  Argument.filter(nameIsValid, () => nameRule),
+  Argument.variadic({ min: 1 })
 )
 
 export const service = Flag.String("service").pipe(
@@ -40,7 +51,8 @@ export const service = Flag.String("service").pipe(
     "Shell command that starts the service if no one holds it; with a port (--port, or the --ready target's), " +
       "it gets PORT and QUIESCE_SERVICE_PORT in its environment"
   ),
-  Flag.filter((value) => value.trim() !== "", () => "a non-empty shell command")
+  Flag.filter((value) => value.trim() !== "", () => "a non-empty shell command"),
+  Flag.optional
 )
 
 const parseReady = (text: string) => Readiness.parse(text)
@@ -53,7 +65,7 @@ export const ready = Flag.String("ready").pipe(
       `or none (at once). Default: tcp:PORT with --port; with neither, once the service has stayed alive for ${aliveMillis}ms`
   ),
   Flag.filterMap((text) => fromResult(parseReady(text)), (text) => errorOf(parseReady(text))),
-  Flag.optional
+  Flag.atLeast(0)
 )
 
 const parsePort = (text: string): Result.Result<number | "auto", string> => {
@@ -76,7 +88,8 @@ export const port = Flag.String("port").pipe(
   Flag.optional
 )
 
-const duration = (flag: string, description: string, fallback: number) =>
+/** A duration flag; optional, so that `run` can tell a flag given from a default (config services refuse them). */
+const duration = (flag: string, description: string) =>
   Flag.String(flag).pipe(
     Flag.withMetavar("DURATION"),
     Flag.withDescription(description),
@@ -84,19 +97,60 @@ const duration = (flag: string, description: string, fallback: number) =>
       (text) => fromResult(Readiness.parseDuration(text)),
       (text) => errorOf(Readiness.parseDuration(text))
     ),
-    Flag.withDefault(fallback)
+    Flag.optional
   )
 
 export const grace = duration(
   "grace",
-  "How long the service outlives its last client, so that back-to-back commands reuse it (default 5s)",
-  5_000
+  `How long the service outlives its last client, so that back-to-back commands reuse it (default ${formatMillis(defaults.graceMillis)})`
 )
 
 export const startTimeout = duration(
   "start-timeout",
-  "How long the service may take to become ready (default 30s)",
-  30_000
+  `How long the service may take to become ready (default ${formatMillis(defaults.startTimeoutMillis)})`
+)
+
+export const readyTimeout = duration(
+  "ready-timeout",
+  `Bound on each readiness probe attempt (default ${formatMillis(defaults.readyTimeoutMillis)})`
+)
+
+export const stopTimeout = duration(
+  "stop-timeout",
+  `How long the service has to exit after its stop signal before it is killed (default ${formatMillis(defaults.stopTimeoutMillis)})`
+)
+
+const signalNames = new Set(Object.keys(constants.signals))
+
+export const stopSignal = Flag.String("stop-signal").pipe(
+  Flag.withMetavar("SIGNAL"),
+  Flag.withDescription(`The signal that asks the service to stop, e.g. SIGINT for a graceful shutdown (default ${defaults.stopSignal})`),
+  Flag.filter((name) => signalNames.has(name), () => "a signal name such as SIGTERM, SIGINT or SIGQUIT"),
+  Flag.optional
+)
+
+export const serviceOutput = Flag.Literals("service-output", ["file", "prefix", "inherit"]).pipe(
+  Flag.withDescription(
+    "Where the output of a service this run starts goes: only its log (file, the default: quiesce logs NAME), " +
+      "also this terminal (inherit), or this terminal with each line prefixed by the service's name (prefix)"
+  ),
+  Flag.optional
+)
+
+export const quiet = Flag.Boolean("quiet").pipe(
+  Flag.withAlias("q"),
+  Flag.withDescription("Print nothing while waiting for services (errors are still printed)"),
+  Flag.withDefault(false)
+)
+
+export const config = Flag.String("config").pipe(
+  Flag.withAlias("c"),
+  Flag.withMetavar("FILE"),
+  Flag.withDescription(
+    "The config file defining the services named (default: quiesce.config.json, or package.json's \"quiesce\" key, " +
+      "in the working directory or the nearest directory above)"
+  ),
+  Flag.optional
 )
 
 export const follow = Flag.Boolean("follow").pipe(
@@ -112,8 +166,9 @@ export const json = Flag.Boolean("json").pipe(
 
 export const command = Argument.String("command").pipe(
   Argument.withDescription(
-    "The command and its arguments, run once the service is ready: quiesce's own options end at the first word " +
-      "that is not one of them (or at --), and everything after it is the command's, untouched"
+    "The services named in the config file, then --, then the command and its arguments, run once every service " +
+      "is ready (with --service: the command alone; quiesce's own options end at the first word that is not one " +
+      "of them, or at --). Everything after the -- is the command's, untouched"
   ),
   Argument.variadic({ min: 1 })
 )

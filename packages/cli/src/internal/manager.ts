@@ -5,18 +5,16 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { Definition } from "../QuiesceConfig.ts"
 import type { QuiesceError } from "../QuiesceError.ts"
-import type * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
 
-export interface RunOptions {
-  readonly name: string
-  readonly command: string
-  readonly ready: Readiness.Target | undefined
-  /** `"auto"`: a free port that quiesce picks. */
-  readonly port: number | "auto" | undefined
-  readonly graceMillis: number
-  readonly startTimeoutMillis: number
+/** What an acquisition reports while it waits, for the progress line. */
+export interface Progress {
+  /** What it waits for ("tcp:localhost:5432"), once known. */
+  target: string | undefined
+  /** The last readiness probe's failure, while the service is starting. */
+  lastFailure: string | undefined
 }
 
 /**
@@ -36,7 +34,7 @@ export interface Lease {
 
 export class Manager extends Context.Service<Manager, {
   /** Holds a reference to the service until the scope closes, starting it if no one holds it. */
-  readonly acquire: (options: RunOptions) => Effect.Effect<Lease, QuiesceError, Scope.Scope>
+  readonly acquire: (definition: Definition, progress?: Progress) => Effect.Effect<Lease, QuiesceError, Scope.Scope>
   /**
    * Makes the references this process holds (on `service` and any other) survive `execve`, so
    * that the program it becomes holds them until it exits (the acquiring scope is then never closed).

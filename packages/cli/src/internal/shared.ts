@@ -7,8 +7,9 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import * as Result from "effect/Result"
 import * as Net from "node:net"
-import { ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
+import { SharedService, type SharedServiceError } from "@quiesce/shared-service"
 import {
   LockTimeoutError,
   NotReadyError,
@@ -19,10 +20,12 @@ import {
   SharedServiceFailure,
   UsageError
 } from "../QuiesceError.ts"
+import * as QuiesceConfig from "../QuiesceConfig.ts"
+import type { Definition } from "../QuiesceConfig.ts"
 import * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
 import { logs } from "./logs.ts"
-import { aliveMillis, Manager, type RunOptions } from "./manager.ts"
+import { aliveMillis, Manager, type Progress } from "./manager.ts"
 
 /** A port nothing listens on right now, for `--port auto`. */
 const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((resume) => {
@@ -55,10 +58,6 @@ export const execSimple = (command: string): string => {
   const simple = !/[;&|(){}\n`]/.test(trimmed) && !first.includes("=") && !notExecable.has(first)
   return simple ? `exec ${trimmed}` : command
 }
-
-/** The probe for a running service: the `--ready` target, else its port, else none. */
-const targetOf = (explicit: Readiness.Target | undefined, info: ServiceInfo.ServiceInfo): Readiness.Target =>
-  explicit ?? (info.port === undefined ? Readiness.none : Readiness.tcp(info.port))
 
 const outputOf = (error: SharedServiceError.StartFailed) => {
   // The service's own lines (StartFailed leaves its supervisor's out).
@@ -108,20 +107,48 @@ const failure = (service: string) => (error: SharedServiceError.SharedServiceErr
   }
 }
 
-const acquire = (options: RunOptions) =>
+/** The targets recorded in a hint's metadata (a JSON array; one target as plain text before). */
+const recordedTargets = (spec: string | undefined): ReadonlyArray<Readiness.Target> | undefined => {
+  if (spec === undefined) return undefined
+  let specs: ReadonlyArray<string>
+  try {
+    const parsed: unknown = JSON.parse(spec)
+    specs = Array.isArray(parsed) ? parsed.map(String) : [spec]
+  } catch {
+    specs = [spec]
+  }
+  const targets = specs.map(Readiness.parse)
+  return targets.every(Result.isSuccess) ? targets.map((t) => t.success) : undefined
+}
+
+/** The probes of a service: its own targets, else its port's, else none. */
+const targetsOf = (definition: Definition, port: number | undefined): ReadonlyArray<Readiness.Target> =>
+  definition.ready.length > 0 ? definition.ready : port === undefined ? [] : [Readiness.tcp(port)]
+
+const describeTargets = (targets: ReadonlyArray<Readiness.Target>): string =>
+  targets.length === 0 ? `alive for ${aliveMillis}ms` : targets.map(Readiness.format).join(", ")
+
+/** One attempt of every target; the failure names each that failed. */
+const probeAll = (targets: ReadonlyArray<Readiness.Target>, attemptTimeoutMillis: number): Effect.Effect<void, string> =>
+  Effect.asVoid(Effect.forEach(targets, (target) =>
+    Readiness.probe(target, { attemptTimeoutMillis }).pipe(
+      Effect.mapError((reason) => targets.length === 1 ? reason : `${Readiness.format(target)}: ${reason}`)
+    ), { concurrency: "unbounded" }))
+
+const acquire = (definition: Definition, progress: Progress = { target: undefined, lastFailure: undefined }) =>
   Effect.gen(function*() {
     // Only a port the user named (or asked quiesce to pick) is given to the service and probed.
-    const port = options.port === "auto"
+    const port = definition.port === "auto"
       ? yield* freePort
-      : options.port ?? (options.ready === undefined ? undefined : Readiness.port(options.ready))
-    const ready = options.ready ?? (port === undefined ? undefined : Readiness.tcp(port))
-    const target = ready === undefined ? `alive for ${aliveMillis}ms` : Readiness.format(ready)
-    let lastFailure = "no probe finished"
-    const check = (info: ServiceInfo.ServiceInfo) =>
-      Readiness.probe(targetOf(options.ready, info)).pipe(
+      : definition.port ?? definition.ready.map(Readiness.port).find((p) => p !== undefined)
+    const targets = targetsOf(definition, port)
+    const target = describeTargets(targets)
+    progress.target = target
+    const check = () =>
+      probeAll(targets, definition.readyTimeoutMillis).pipe(
         Effect.tapError((reason) =>
           Effect.sync(() => {
-            lastFailure = reason
+            progress.lastFailure = reason
           })
         )
       )
@@ -132,37 +159,44 @@ const acquire = (options: RunOptions) =>
       return now - firstPoll >= aliveMillis ? Effect.void : Effect.fail(`alive for ${now - firstPoll}ms`)
     })
     const service = yield* SharedService.command({
-      name: options.name,
-      command: execSimple(options.command),
+      name: definition.name,
+      command: execSimple(definition.command),
+      cwd: definition.cwd,
       port,
-      env: port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) },
+      env: {
+        ...definition.env,
+        ...(port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) })
+      },
       metadata: {
-        command: options.command,
-        ready: target,
+        command: definition.command,
+        ready: JSON.stringify(targets.map(Readiness.format)),
+        definition: QuiesceConfig.identity(definition),
         startedAt: new Date().toISOString()
       },
-      ready: SharedService.check(ready === undefined ? () => alive : check),
+      fingerprint: QuiesceConfig.fingerprint(definition),
+      ready: SharedService.check(targets.length === 0 ? () => alive : check),
       // A later client finds the service alive (its hint is verified) and has nothing else to check.
-      ...(ready === undefined ? { healthCheck: false } : {}),
-      idleTimeToLive: options.graceMillis,
-      startTimeout: options.startTimeoutMillis
-    }).pipe(Effect.mapError(failure(options.name)))
+      ...(targets.length === 0 ? { healthCheck: false } : {}),
+      idleTimeToLive: definition.graceMillis,
+      startTimeout: definition.startTimeoutMillis,
+      stopTimeout: definition.stopTimeoutMillis
+    }).pipe(Effect.mapError(failure(definition.name)))
     const handle = yield* SharedService.acquire(service).pipe(
       Effect.mapError((error) =>
         // The start timed out while the service lived and the probe still failed: say what the probe saw.
         error._tag === "StartFailed" && error.timeoutMillis !== undefined && error.status === undefined
           ? new NotReadyError({
-            service: options.name,
+            service: definition.name,
             target,
-            timeoutMillis: options.startTimeoutMillis,
-            lastFailure,
+            timeoutMillis: definition.startTimeoutMillis,
+            lastFailure: progress.lastFailure ?? "no probe finished",
             ...outputOf(error)
           })
-          : failure(options.name)(error)
+          : failure(definition.name)(error)
       )
     )
     return {
-      name: options.name,
+      name: definition.name,
       pid: handle.info.pid,
       port: handle.info.port,
       started: handle.started
@@ -172,11 +206,9 @@ const acquire = (options: RunOptions) =>
 const probeNow = (status: SharedService.ServiceStatus): Effect.Effect<boolean | null> => {
   const info = status.info
   if (info === undefined) return Effect.succeed(null)
-  const spec = info.metadata["ready"]
-  const parsed = spec === undefined ? undefined : Readiness.parse(spec)
-  const target = parsed !== undefined && parsed._tag === "Success" ? parsed.success : targetOf(undefined, info)
-  if (target._tag === "None") return Effect.succeed(null)
-  return Readiness.probe(target, { attemptTimeoutMillis: 500 }).pipe(
+  const targets = recordedTargets(info.metadata["ready"]) ?? (info.port === undefined ? [] : [Readiness.tcp(info.port)])
+  if (targets.every((target) => target._tag === "None")) return Effect.succeed(null)
+  return probeAll(targets, 500).pipe(
     Effect.as(true),
     Effect.catch(() => Effect.succeed(false))
   )

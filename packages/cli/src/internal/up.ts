@@ -1,0 +1,189 @@
+/**
+ * `quiesce up NAME…` and `quiesce down NAME…`: a reference held on purpose, between commands.
+ *
+ * A reference belongs to a process (the kernel drops it when that process exits), so `up` leaves
+ * one behind: a holder, `quiesce run NAME… -- sh -c 'echo ready; exec sleep infinity'` in a
+ * session of its own, which holds the services like any command would. `up` relays its output
+ * until it says ready (or fails, with its error and exit code), then records it in
+ * `<runtime dir>/NAME.up` and returns. `down` ends the holder recorded there (SIGTERM: it is
+ * `sleep` by then), which releases the reference: the service stops after its grace period,
+ * unless other commands hold it.
+ */
+import * as Effect from "effect/Effect"
+import { spawn } from "node:child_process"
+import { closeSync, constants, openSync, readFileSync, unlinkSync, writeSync } from "node:fs"
+import { constants as os } from "node:os"
+import { SharedService } from "@quiesce/shared-service"
+import { type QuiesceError, RuntimeDirectoryError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
+
+/** How to run `quiesce` again: this executable when it is one, else the package's. */
+export interface Entry {
+  readonly file: string
+  readonly args: ReadonlyArray<string>
+}
+
+const upFile = (name: string): string => `${SharedService.runtimeDirectory()}/${name}.up`
+
+interface Holder {
+  readonly pid: number
+  /** `/proc/<pid>/stat`'s start time, so that a recycled pid is never signalled. */
+  readonly startTime: number
+}
+
+const startTime = (pid: number): number | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19])
+  } catch {
+    return undefined
+  }
+}
+
+/** The holder recorded for `name`, if it is alive (a record of a dead one is removed). */
+const holderOf = (name: string): Holder | undefined => {
+  let text: string
+  try {
+    const fd = openSync(upFile(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+    try {
+      text = readFileSync(fd, "utf8")
+    } finally {
+      closeSync(fd)
+    }
+  } catch {
+    return undefined
+  }
+  try {
+    const holder = JSON.parse(text) as Holder
+    if (Number.isInteger(holder.pid) && holder.pid > 0 && startTime(holder.pid) === holder.startTime) return holder
+  } catch {
+    // A torn or foreign record: as good as none.
+  }
+  forget(name)
+  return undefined
+}
+
+const forget = (name: string) => {
+  try {
+    unlinkSync(upFile(name))
+  } catch {
+    // already gone
+  }
+}
+
+const record = (name: string, holder: Holder) => {
+  forget(name)
+  const fd = openSync(upFile(name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+  try {
+    writeSync(fd, JSON.stringify(holder))
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const relay = (chunk: Buffer) => {
+  try {
+    writeSync(2, chunk)
+  } catch {
+    // stderr closed: the holder's output is lost, not the holder
+  }
+}
+
+type UpError = QuiesceError | { readonly exitCode: number }
+
+/** Starts the holder of `name` and waits until it holds it; fails with its exit code when it could not (its error relayed). */
+const hold = (entry: Entry, name: string, options: UpOptions): Effect.Effect<number, UpError> =>
+  Effect.callback<number, UpError>((resume) => {
+    const child = spawn(entry.file, [
+      ...entry.args,
+      "run",
+      ...(options.config === undefined ? [] : ["--config", options.config]),
+      ...(options.quiet ? ["--quiet"] : []),
+      name,
+      "--",
+      "/bin/sh",
+      "-c",
+      "echo ready; exec sleep infinity"
+    ], { detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    let settled = false
+    const settle = (effect: Effect.Effect<number, UpError>) => {
+      if (settled) return
+      settled = true
+      resume(effect)
+    }
+    child.stderr.on("data", (chunk: Buffer) => {
+      if (!settled) relay(chunk)
+    })
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      if (!out.includes("ready\n") || settled) return
+      const pid = child.pid!
+      try {
+        record(name, { pid, startTime: startTime(pid) ?? 0 })
+      } catch (error) {
+        process.kill(pid, "SIGTERM")
+        settle(Effect.fail(
+          new RuntimeDirectoryError({
+            service: name,
+            path: SharedService.runtimeDirectory(),
+            reason: `cannot record its holder (${(error as NodeJS.ErrnoException).code ?? String(error)})`
+          })
+        ))
+        return
+      }
+      // The holder lives on alone: nothing here waits for it.
+      child.stdout.destroy()
+      child.stderr.destroy()
+      child.unref()
+      settle(Effect.succeed(pid))
+    })
+    child.once("error", (error) =>
+      settle(Effect.fail(new SharedServiceFailure({ service: name, reason: `cannot start its holder: ${error.message}` }))))
+    child.once("exit", (code, signal) =>
+      settle(Effect.fail({ exitCode: code ?? 128 + (signal === null ? 0 : os.signals[signal] ?? 0) })))
+    return Effect.sync(() => {
+      if (!settled) child.kill("SIGTERM")
+    })
+  })
+
+export interface UpOptions {
+  readonly config: string | undefined
+  readonly quiet: boolean
+}
+
+/**
+ * Holds each of `names` (one holder each, in order; one already up is left as it is). Each line
+ * says what happened; a failure stops there, with the holder's exit code.
+ */
+export const up = (entry: Entry, names: ReadonlyArray<string>, options: UpOptions): Effect.Effect<ReadonlyArray<string>, UpError> =>
+  Effect.forEach(names, (name) => {
+    const invalid = SharedService.validateName(name)
+    if (invalid !== undefined) return Effect.fail(new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` }))
+    const holder = holderOf(name)
+    if (holder !== undefined) return Effect.succeed(`${name} is already up, held by pid ${holder.pid}`)
+    return Effect.map(hold(entry, name, options), (pid) => `${name} is up, held by pid ${pid} (quiesce down ${name} releases it)`)
+  })
+
+/** Ends the holders of `names`; each line says what happened. Waits (bounded) until each holder is gone. */
+export const down = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<string>, QuiesceError> =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    for (const name of names) {
+      const invalid = SharedService.validateName(name)
+      if (invalid !== undefined) return yield* new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` })
+      const holder = holderOf(name)
+      if (holder === undefined) {
+        lines.push(`${name} was not up`)
+        continue
+      }
+      try {
+        process.kill(holder.pid, "SIGTERM")
+      } catch {
+        // it died meanwhile
+      }
+      for (let i = 0; i < 100 && startTime(holder.pid) === holder.startTime; i++) yield* Effect.sleep(50)
+      forget(name)
+      lines.push(`${name} released; it stops after its grace period unless other commands hold it`)
+    }
+    return lines
+  })
