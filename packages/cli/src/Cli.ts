@@ -271,7 +271,7 @@ const formatter: CliOutput.Formatter = {
   formatHelpDoc: (doc) =>
     base().formatHelpDoc(
       doc.commandPath?.join(" ") === "quiesce run"
-        ? { ...doc, usage: doc.usage.replace(/<command\.\.\.>$/, "[--] <command> [args...]") }
+        ? { ...doc, usage: doc.usage.replace(/<command\.\.\.>$/, "[NAME... --] <command> [args...]") }
         : doc
     ),
   formatCliError: (error) => base().formatCliError(error),

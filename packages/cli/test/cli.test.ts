@@ -45,6 +45,8 @@ const quietArgs = (name: string, grace = "0") => ["run", "-n", name, "-s", "slee
 /** `quiesce run` whose service never passes its readiness probe (it answers 404 there), with a command that exits 0. */
 const neverReady = (name: string, log: string, port: number, startTimeout: string) => [
   "run",
+  // The errors are what these tests read; the progress lines a wait prints are tested on their own.
+  "--quiet",
   "--name",
   name,
   "--service",
@@ -78,7 +80,9 @@ const underTerminal = (argv: ReadonlyArray<string>, env: Record<string, string>,
     let stage = 0
     child.stdout.on("data", (chunk: Buffer) => {
       output += chunk.toString()
-      if (stage === 0 && output.includes("waiting")) {
+      // The command's own line ("waiting" alone on it, after the progress line was erased), not
+      // quiesce's progress line ("quiesce: waiting for …").
+      if (stage === 0 && /(^|\n|\x1b\[2K)waiting\r?\n/.test(output)) {
         stage = 1
         child.stdin.write("\x03")
       } else if (stage === 1 && output.includes(handled)) {
@@ -471,11 +475,11 @@ describe("the service's output, its port, its lock: what a failed start shows", 
       yield* eventually("the service to start", () => starts(log).length === 1)
       yield* first.kill("SIGSTOP")
       yield* Effect.addFinalizer(() => first.kill("SIGKILL"))
-      // Its lock timeout: start timeout 1s + stop timeout 5s + 5s.
-      const second = yield* quiesceExit(["run", "-n", name, "-s", "sleep 30", "--start-timeout", "1s", "true"], { env })
+      // Its lock timeout: start timeout 1s + stop timeout 1s + 5s.
+      const second = yield* quiesceExit(["run", "-q", "-n", name, "-s", "sleep 30", "--start-timeout", "1s", "--stop-timeout", "1s", "true"], { env })
       assert.strictEqual(second.code, 123, second.stderr)
       assert.deepStrictEqual(second.stderr.trimEnd().split("\n"), [
-        `quiesce: service "${name}": pid ${first.pid} (stopped) held its startup lock for 11s`,
+        `quiesce: service "${name}": pid ${first.pid} (stopped) held its startup lock for 7s`,
         `quiesce: pid ${first.pid} is stopped: continue it (kill -CONT ${first.pid}) or end it`
       ])
     }))
@@ -550,7 +554,11 @@ describe("quiesce status, list, stop", { timeout: 120_000 }, () => {
 
 describe("bad arguments", { timeout: 120_000 }, () => {
   const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, RegExp]> = [
-    ["a missing --service", ["run", "--name", "x", "--", "true"], /Missing required flag: --service/],
+    ["a --name without --service", ["run", "--name", "x", "--", "true"], /--name goes with --service/],
+    ["a --service without --name", ["run", "--service", "true", "--", "true"], /--service needs --name/],
+    ["config services without --", ["run", "db", "npm", "test"], /put -- between the services and the command/],
+    ["an option after the services", ["run", "db", "--grace", "1s", "--", "true"], /options go before the services: --grace/],
+    ["no service before --", ["run", "--", "--", "true"], /name the services/],
     ["a missing command", ["run", "--name", "x", "--service", "true"], /Missing required argument: command/],
     ["a bad name", ["run", "--name", "a b", "--service", "true", "--", "true"], /--name: "a b"/],
     ["a bad --ready", ["run", "--name", "x", "--service", "true", "--ready", "tcp:x", "--", "true"], /--ready/],
@@ -583,7 +591,7 @@ describe("bad arguments", { timeout: 120_000 }, () => {
     Effect.gen(function*() {
       const result = yield* quiesceExit(["run", "--help"])
       assert.strictEqual(result.code, 0)
-      assert.include(result.stdout, "quiesce run [flags] [--] <command> [args...]")
+      assert.include(result.stdout, "quiesce run [flags] [NAME... --] <command> [args...]")
       assert.include(result.stdout, "options end at the first word that is not one of them")
       assert.include(result.stdout, "once the service has stayed alive for 500ms")
       assert.include(result.stdout, "https://")

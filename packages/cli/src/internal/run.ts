@@ -80,7 +80,7 @@ const fromConfig = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
     const separator = input.command.indexOf("--")
     if (separator === -1) {
       return yield* usage(
-        `put -- between the services and the command (quiesce run ${input.command[0] ?? "NAME"} -- COMMAND), or define the service with --name and --service`
+        "put -- between the services and the command (quiesce run NAME... -- COMMAND), or define one with --name and --service"
       )
     }
     const names = input.command.slice(0, separator)

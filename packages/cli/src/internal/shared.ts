@@ -9,7 +9,7 @@ import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Result from "effect/Result"
 import * as Net from "node:net"
-import { SharedService, type SharedServiceError } from "@quiesce/shared-service"
+import { type ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
 import {
   LockTimeoutError,
   NotReadyError,
@@ -144,8 +144,9 @@ const acquire = (definition: Definition, progress: Progress = { target: undefine
     const targets = targetsOf(definition, port)
     const target = describeTargets(targets)
     progress.target = target
-    const check = () =>
-      probeAll(targets, definition.readyTimeoutMillis).pipe(
+    // A later client probes the running instance's port (with --port auto, not the one it picked).
+    const check = (info: ServiceInfo.ServiceInfo) =>
+      probeAll(targetsOf(definition, info.port ?? port), definition.readyTimeoutMillis).pipe(
         Effect.tapError((reason) =>
           Effect.sync(() => {
             progress.lastFailure = reason
