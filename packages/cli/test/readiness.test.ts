@@ -98,7 +98,7 @@ describe("Readiness.probe on real sockets", () => {
       assert.include(unhealthy, "answered 503")
     }))
 
-  it.effect("HTTPS: a self-signed certificate is accepted (readiness is not identity), the status still checked", () =>
+  it.effect("HTTPS: a self-signed certificate is refused by default and accepted when insecure, the status checked either way", () =>
     Effect.gen(function*() {
       // A throw-away self-signed certificate for localhost, 127.0.0.1 and ::1 (test/fixtures).
       const tls = {
@@ -109,16 +109,20 @@ describe("Readiness.probe on real sockets", () => {
         Effect.callback<Https.Server>((resume) => {
           const server = Https.createServer(tls, (req, res) => void res.writeHead(req.url === "/health" ? 200 : 404).end())
           server.once("error", (error) => resume(Effect.die(error)))
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          server.listen({ host: "::", port: 0 }, () => resume(Effect.succeed(server)))
         }),
         (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
       ).pipe(Effect.map((server) => (server.address() as AddressInfo).port))
-      yield* Readiness.probe(Readiness.http(`https://127.0.0.1:${port}/health`))
-      yield* Readiness.probe(Readiness.http(`https://localhost:${port}/health`))
-      const missing = yield* Effect.flip(Readiness.probe(Readiness.http(`https://127.0.0.1:${port}/other`)))
-      assert.include(missing, "answered 404")
+      for (const host of ["127.0.0.1", "localhost", "[::1]"]) {
+        const url = `https://${host}:${port}/health`
+        const refused = yield* Effect.flip(Readiness.probe(Readiness.http(url)))
+        assert.include(refused, "certificate not trusted: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT)", url)
+        yield* Readiness.probe(Readiness.http(url, { insecure: true }))
+      }
+      const missing = yield* Effect.flip(Readiness.probe(Readiness.http(`https://127.0.0.1:${port}/other`, { insecure: true })))
+      assert.include(missing, "answered 404, expected 200-399")
       // Plain HTTP to a TLS port is not an answer.
-      yield* Effect.flip(Readiness.probe(Readiness.http(`http://127.0.0.1:${port}/health`)))
+      yield* Effect.flip(Readiness.probe(Readiness.http(`http://127.0.0.1:${port}/health`, { insecure: true })))
     }))
 
   it.effect("localhost means both loopback addresses, whatever /etc/hosts says", () =>
