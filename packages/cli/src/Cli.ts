@@ -60,6 +60,8 @@ const runFlags = {
   name: Flags.name,
   service: Flags.service,
   ready: Flags.ready,
+  expect: Flags.expect,
+  insecure: Flags.insecure,
   port: Flags.port,
   grace: Flags.grace,
   startTimeout: Flags.startTimeout,

@@ -75,6 +75,8 @@ const ServiceSchema = Schema.Struct({
   env: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   port: Schema.optional(Port),
   ready: Schema.optional(Schema.Union([Target, Schema.Array(Target)])),
+  expect: Schema.optional(fromParser(Readiness.parseExpect)),
+  insecure: Schema.optional(Schema.Boolean),
   readyTimeout: Schema.optional(Duration),
   grace: Schema.optional(Duration),
   startTimeout: Schema.optional(Duration),
@@ -203,9 +205,43 @@ export const define = (
 const millis = (input: string | number | undefined, fallback: number): number =>
   input === undefined ? fallback : typeof input === "number" ? input : Result.getOrThrow(Readiness.parseDuration(input))
 
-const targets = (ready: ServiceInput["ready"]): ReadonlyArray<Readiness.Target> =>
-  (ready === undefined ? [] : typeof ready === "string" ? [ready] : ready).map((spec) =>
-    Result.getOrThrow(Readiness.parse(spec))
+/**
+ * `targets` with the expected statuses and certificate policy given to their http(s) ones
+ * (`--expect` and `--insecure`, or a definition's `expect` and `insecure`).
+ *
+ * @example
+ * ```ts
+ * import { QuiesceConfig, Readiness } from "@quiesce/cli"
+ * import { Result } from "effect"
+ *
+ * const expect = Result.getOrThrow(Readiness.parseExpect("200,204"))
+ * const [health] = QuiesceConfig.withHttpOptions([Readiness.http("https://localhost:8443/health")], { expect, insecure: true })
+ * console.log(health?._tag === "HttpGet" && Readiness.formatExpect(health.expect), health?._tag === "HttpGet" && health.insecure)
+ * // 200,204 true
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const withHttpOptions = (
+  targets: ReadonlyArray<Readiness.Target>,
+  options: { readonly expect?: ReadonlyArray<Readiness.StatusRange> | undefined; readonly insecure?: boolean | undefined }
+): ReadonlyArray<Readiness.Target> =>
+  targets.map((target) =>
+    target._tag === "HttpGet"
+      ? Readiness.http(target.url, { expect: options.expect ?? target.expect, insecure: options.insecure || target.insecure })
+      : target
+  )
+
+const targets = (input: ServiceInput): ReadonlyArray<Readiness.Target> =>
+  withHttpOptions(
+    (input.ready === undefined ? [] : typeof input.ready === "string" ? [input.ready] : input.ready).map((spec) =>
+      Result.getOrThrow(Readiness.parse(spec))
+    ),
+    {
+      expect: input.expect === undefined ? undefined : Result.getOrThrow(Readiness.parseExpect(input.expect)),
+      insecure: input.insecure
+    }
   )
 
 const fromInput = (name: string, input: ServiceInput, dir: string): Definition =>
@@ -215,7 +251,7 @@ const fromInput = (name: string, input: ServiceInput, dir: string): Definition =
     cwd: resolve(dir, input.cwd ?? "."),
     env: input.env ?? {},
     port: input.port,
-    ready: targets(input.ready),
+    ready: targets(input),
     readyTimeoutMillis: millis(input.readyTimeout, defaults.readyTimeoutMillis),
     graceMillis: millis(input.grace, defaults.graceMillis),
     startTimeoutMillis: millis(input.startTimeout, defaults.startTimeoutMillis),
@@ -314,7 +350,7 @@ const keysAt = (path: ReadonlyArray<PropertyKey>): ReadonlyArray<string> =>
 
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((key, i) =>
-    typeof key === "number" ? `[${key}]` : /^[A-Za-z_$][\w$]*$/.test(String(key)) ? `${i === 0 ? "" : "."}${String(key)}` : `[${JSON.stringify(String(key))}]`
+    typeof key === "number" ? `[${key}]` : /^[\w-]+$/.test(String(key)) ? `${i === 0 ? "" : "."}${String(key)}` : `[${JSON.stringify(String(key))}]`
   ).join("")
 
 /** The first problem, in a sentence: an unknown key gets the nearest known one. */

@@ -284,7 +284,7 @@ describe("quiesce run", { timeout: 120_000 }, () => {
       const [first, ...rest] = result.stderr.trim().split("\n")
       assert.match(
         first!,
-        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404\\)$`)
+        new RegExp(`^quiesce: service "${name}" was not ready at http://127\\.0\\.0\\.1:${port}/never-ready after 1\\.5s \\(last probe: .*answered 404, expected 200-399\\)$`)
       )
       // The demo service says it started: its output is shown, not just named.
       assert.strictEqual(rest[0], `quiesce: its last output (all of it: quiesce logs ${name}):`)

@@ -67,6 +67,8 @@ export interface Quiesce {
 export interface QuiesceOptions {
   readonly env?: Record<string, string>
   readonly mode?: Mode
+  /** The working directory (where a config file is looked for); default the test's. */
+  readonly cwd?: string
 }
 
 /** Starts `quiesce ARGS` as a child process; killed with SIGKILL if still running when the scope closes. */
@@ -75,7 +77,8 @@ export const quiesce = (args: ReadonlyArray<string>, options?: QuiesceOptions) =
     Effect.sync(() => {
       const child = ChildProcess.spawn(node, [...nodeArgs, ...modeArgs(options?.mode), bin, ...args], {
         stdio: ["pipe", "pipe", "pipe"],
-        env: { ...process.env, ...options?.env }
+        env: { ...process.env, ...options?.env },
+        ...(options?.cwd === undefined ? {} : { cwd: options.cwd })
       })
       let out = ""
       let err = ""

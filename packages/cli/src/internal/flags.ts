@@ -60,12 +60,26 @@ const parseReady = (text: string) => Readiness.parse(text)
 export const ready = Flag.String("ready").pipe(
   Flag.withMetavar("TARGET"),
   Flag.withDescription(
-    "When the service is ready: tcp:PORT or tcp:HOST:PORT (a connection succeeds), http://HOST:PORT/PATH or " +
-      "https://… (a 2xx or 3xx answer; an https certificate is not verified: readiness is not identity), " +
-      `or none (at once). Default: tcp:PORT with --port; with neither, once the service has stayed alive for ${aliveMillis}ms`
+    "When the service is ready (repeat it: all must pass): tcp:PORT or tcp:HOST:PORT (a connection succeeds), " +
+      "http://HOST:PORT/PATH or https://… (an answer with an --expect status, over a verified certificate unless " +
+      "--insecure), log:REGEX (a line of the service's output matches), cmd:COMMAND (a shell command exits 0, e.g. " +
+      `cmd:"pg_isready -h 127.0.0.1"), or none (at once). Default: tcp:PORT with --port; with neither, once the ` +
+      `service has stayed alive for ${aliveMillis}ms. Later clients check the same targets before they join`
   ),
   Flag.filterMap((text) => fromResult(parseReady(text)), (text) => errorOf(parseReady(text))),
   Flag.atLeast(0)
+)
+
+export const expect = Flag.String("expect").pipe(
+  Flag.withMetavar("STATUSES"),
+  Flag.withDescription("The statuses an http(s) --ready target must answer with, e.g. 200,204 or 200-299,404 (default 200-399)"),
+  Flag.filterMap((text) => fromResult(Readiness.parseExpect(text)), (text) => errorOf(Readiness.parseExpect(text))),
+  Flag.optional
+)
+
+export const insecure = Flag.Boolean("insecure").pipe(
+  Flag.withDescription("Accept an https --ready target's certificate unverified (a local self-signed one)"),
+  Flag.withDefault(false)
 )
 
 const parsePort = (text: string): Result.Result<number | "auto", string> => {

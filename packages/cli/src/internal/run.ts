@@ -24,6 +24,8 @@ export interface RunInput {
   readonly name: Option.Option<string>
   readonly service: Option.Option<string>
   readonly ready: ReadonlyArray<Readiness.Target>
+  readonly expect: Option.Option<ReadonlyArray<Readiness.StatusRange>>
+  readonly insecure: boolean
   readonly port: Option.Option<number | "auto">
   readonly grace: Option.Option<number>
   readonly startTimeout: Option.Option<number>
@@ -44,6 +46,8 @@ export interface Plan {
 /** The flags that define a service on the command line, by their input key. */
 const definitionFlags = {
   ready: "--ready",
+  expect: "--expect",
+  insecure: "--insecure",
   port: "--port",
   grace: "--grace",
   startTimeout: "--start-timeout",
@@ -61,7 +65,7 @@ const fromFlags = (input: RunInput, name: string, command: string): Definition =
     command,
     cwd: process.cwd(),
     port: Option.getOrUndefined(input.port),
-    ready: input.ready,
+    ready: QuiesceConfig.withHttpOptions(input.ready, { expect: Option.getOrUndefined(input.expect), insecure: input.insecure }),
     readyTimeoutMillis: Option.getOrElse(input.readyTimeout, () => QuiesceConfig.defaults.readyTimeoutMillis),
     graceMillis: Option.getOrElse(input.grace, () => QuiesceConfig.defaults.graceMillis),
     startTimeoutMillis: Option.getOrElse(input.startTimeout, () => QuiesceConfig.defaults.startTimeoutMillis),
@@ -93,7 +97,7 @@ const fromConfig = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
     if (duplicate !== undefined) return yield* usage(`service ${JSON.stringify(duplicate)} is named twice`)
     const given = Object.entries(definitionFlags).filter(([key]) => {
       const value: unknown = input[key as keyof typeof definitionFlags]
-      return Array.isArray(value) ? value.length > 0 : Option.isOption(value) && Option.isSome(value)
+      return Array.isArray(value) ? value.length > 0 : value === true || (Option.isOption(value) && Option.isSome(value))
     })
     const config = yield* QuiesceConfig.load({ file: Option.getOrUndefined(input.config) })
     if (given.length > 0) {

@@ -107,18 +107,42 @@ const failure = (service: string) => (error: SharedServiceError.SharedServiceErr
   }
 }
 
-/** The targets recorded in a hint's metadata (a JSON array; one target as plain text before). */
-const recordedTargets = (spec: string | undefined): ReadonlyArray<Readiness.Target> | undefined => {
-  if (spec === undefined) return undefined
-  let specs: ReadonlyArray<string>
+/**
+ * The targets as a hint records them (in its metadata, for `status` and later clients): JSON,
+ * each target's spec with an http target's expected statuses and certificate policy.
+ */
+const encodeTargets = (targets: ReadonlyArray<Readiness.Target>): string =>
+  JSON.stringify(targets.map((t) =>
+    t._tag === "HttpGet"
+      ? { spec: t.url, expect: Readiness.formatExpect(t.expect), insecure: t.insecure }
+      : { spec: Readiness.format(t) }
+  ))
+
+/** The targets a hint recorded (a single spec as plain text, before). */
+const decodeTargets = (recorded: string | undefined): ReadonlyArray<Readiness.Target> | undefined => {
+  if (recorded === undefined) return undefined
+  let entries: ReadonlyArray<{ spec?: unknown; expect?: unknown; insecure?: unknown }>
   try {
-    const parsed: unknown = JSON.parse(spec)
-    specs = Array.isArray(parsed) ? parsed.map(String) : [spec]
+    const parsed: unknown = JSON.parse(recorded)
+    entries = Array.isArray(parsed) ? parsed : [{ spec: recorded }]
   } catch {
-    specs = [spec]
+    entries = [{ spec: recorded }]
   }
-  const targets = specs.map(Readiness.parse)
-  return targets.every(Result.isSuccess) ? targets.map((t) => t.success) : undefined
+  const targets: Array<Readiness.Target> = []
+  for (const entry of entries) {
+    const target = Readiness.parse(String(entry.spec))
+    if (Result.isFailure(target)) return undefined
+    const expect = typeof entry.expect === "string" ? Readiness.parseExpect(entry.expect) : undefined
+    targets.push(
+      target.success._tag === "HttpGet"
+        ? Readiness.http(target.success.url, {
+          expect: expect !== undefined && Result.isSuccess(expect) ? expect.success : undefined,
+          insecure: entry.insecure === true
+        })
+        : target.success
+    )
+  }
+  return targets
 }
 
 /** The probes of a service: its own targets, else its port's, else none. */
@@ -127,13 +151,6 @@ const targetsOf = (definition: Definition, port: number | undefined): ReadonlyAr
 
 const describeTargets = (targets: ReadonlyArray<Readiness.Target>): string =>
   targets.length === 0 ? `alive for ${aliveMillis}ms` : targets.map(Readiness.format).join(", ")
-
-/** One attempt of every target; the failure names each that failed. */
-const probeAll = (targets: ReadonlyArray<Readiness.Target>, attemptTimeoutMillis: number): Effect.Effect<void, string> =>
-  Effect.asVoid(Effect.forEach(targets, (target) =>
-    Readiness.probe(target, { attemptTimeoutMillis }).pipe(
-      Effect.mapError((reason) => targets.length === 1 ? reason : `${Readiness.format(target)}: ${reason}`)
-    ), { concurrency: "unbounded" }))
 
 const acquire = (definition: Definition, progress: Progress = { target: undefined, lastFailure: undefined }) =>
   Effect.gen(function*() {
@@ -144,9 +161,29 @@ const acquire = (definition: Definition, progress: Progress = { target: undefine
     const targets = targetsOf(definition, port)
     const target = describeTargets(targets)
     progress.target = target
+    const env = {
+      ...definition.env,
+      ...(port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) })
+    }
+    // One probe per instance port: its attempts of a log: target read only what the log gained.
     // A later client probes the running instance's port (with --port auto, not the one it picked).
+    const probes = new Map<number | undefined, Effect.Effect<void, string>>()
+    const probeFor = (key: number | undefined) =>
+      Effect.suspend(() => {
+        const known = probes.get(key)
+        if (known !== undefined) return Effect.succeed(known)
+        return Effect.tap(
+          Readiness.makeProbe(targetsOf(definition, key), {
+            attemptTimeoutMillis: definition.readyTimeoutMillis,
+            logFile: SharedService.logFile(definition.name),
+            cwd: definition.cwd,
+            env: { ...process.env, ...env }
+          }),
+          (probe) => Effect.sync(() => probes.set(key, probe))
+        )
+      })
     const check = (info: ServiceInfo.ServiceInfo) =>
-      probeAll(targetsOf(definition, info.port ?? port), definition.readyTimeoutMillis).pipe(
+      Effect.flatten(probeFor(info.port ?? port)).pipe(
         Effect.tapError((reason) =>
           Effect.sync(() => {
             progress.lastFailure = reason
@@ -164,13 +201,10 @@ const acquire = (definition: Definition, progress: Progress = { target: undefine
       command: execSimple(definition.command),
       cwd: definition.cwd,
       port,
-      env: {
-        ...definition.env,
-        ...(port === undefined ? {} : { PORT: String(port), QUIESCE_SERVICE_PORT: String(port) })
-      },
+      env,
       metadata: {
         command: definition.command,
-        ready: JSON.stringify(targets.map(Readiness.format)),
+        ready: encodeTargets(targets),
         definition: QuiesceConfig.identity(definition),
         startedAt: new Date().toISOString()
       },
@@ -207,9 +241,9 @@ const acquire = (definition: Definition, progress: Progress = { target: undefine
 const probeNow = (status: SharedService.ServiceStatus): Effect.Effect<boolean | null> => {
   const info = status.info
   if (info === undefined) return Effect.succeed(null)
-  const targets = recordedTargets(info.metadata["ready"]) ?? (info.port === undefined ? [] : [Readiness.tcp(info.port)])
+  const targets = decodeTargets(info.metadata["ready"]) ?? (info.port === undefined ? [] : [Readiness.tcp(info.port)])
   if (targets.every((target) => target._tag === "None")) return Effect.succeed(null)
-  return probeAll(targets, 500).pipe(
+  return Readiness.probeAll(targets, { attemptTimeoutMillis: 500, logFile: SharedService.logFile(status.name) }).pipe(
     Effect.as(true),
     Effect.catch(() => Effect.succeed(false))
   )
@@ -262,7 +296,7 @@ export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.eff
   Manager,
   Effect.map(Effect.context<ChildProcessSpawner>(), (context) =>
     Manager.of({
-      acquire: (options) => Effect.provideContext(acquire(options), context),
+      acquire: (definition, progress) => Effect.provideContext(acquire(definition, progress), context),
       prepareExec: (service) => Effect.mapError(SharedService.prepareExec(service), failure(service)),
       status,
       list,

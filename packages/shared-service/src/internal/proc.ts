@@ -105,7 +105,8 @@ const uid = (): number => (typeof process.getuid === "function" ? process.getuid
 
 /**
  * Live processes of this user whose environment carries `marker` (`NAME=VALUE`, inherited by
- * everything a service forks unless it clears its environment), plus members of `session`.
+ * everything a service forks unless it clears or overwrites its environment, as PostgreSQL's
+ * process titles do), plus the members of `session`, whoever they run as.
  */
 export const tree = (marker: string, session?: number): Array<number> => {
   const needle = Buffer.from(`${marker}\0`)
@@ -132,8 +133,12 @@ export const tree = (marker: string, session?: number): Array<number> => {
     }
     if (!marked && session === undefined) continue
     const s = stat(pid)
-    if (isDead(s) || !(marked || s!.session === session) || !ours(pid)) continue
-    out.push(pid)
+    if (isDead(s)) continue
+    // A member of the service's session descends from it (no process can join another's
+    // session), whoever it runs as now (`setpriv`, `sudo -u`: a server that drops privileges);
+    // a process outside it counts only with the marker and our uid (anyone can set a variable).
+    if (session !== undefined && s!.session === session) out.push(pid)
+    else if (marked && ours(pid)) out.push(pid)
   }
   return out
 }
