@@ -18,6 +18,7 @@ import * as Option from "effect/Option"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { SharedService } from "@quiesce/shared-service"
 import * as Argv from "./internal/argv.ts"
 import * as Exec from "./internal/exec.ts"
 import * as Run from "./internal/run.ts"
@@ -70,7 +71,8 @@ const runFlags = {
   stopTimeout: Flags.stopTimeout,
   serviceOutput: Flags.serviceOutput,
   quiet: Flags.quiet,
-  config: Flags.config
+  config: Flags.config,
+  backend: Flags.backend
 }
 
 /** The flags of `run` that take a value, for `Argv.delimit`. */
@@ -85,16 +87,20 @@ const run = Command.make("run", { ...runFlags, command: Flags.command }, (input)
     const manager = yield* Manager
     // Scoped, but on the exec path the scope is never closed: the references outlive this
     // process's code, held by the command the process becomes, until it exits.
+    // A reference on a database is a session of this process: it stays the client, the command its child.
+    const remote = plan.definitions.some((definition) => definition.remote !== undefined)
     yield* Effect.scoped(Effect.gen(function*() {
       const leases = yield* Run.acquireAll(plan.definitions, { quiet: input.quiet })
       const env = Run.environment(leases)
-      if (Exec.available()) {
+      if (Exec.available() && !remote) {
         for (const lease of leases) yield* manager.prepareExec(lease.name)
         return yield* Exec.replace(program, env)
       }
-      // No execve (Windows, Node < 22.15): run the command as a child, forward signals, wait.
+      // No execve (Windows, Node < 22.15), or a remote service: run the command as a child, forward signals, wait.
       yield* setExitCode(yield* runCommand(plan.command, env))
     }))
+    // The last one out stops what it supervises (or leaves it to another client's standby).
+    if (remote) yield* SharedService.awaitHandover
   })).pipe(
     Command.withShortDescription("Run a command with shared services, starting those no one holds"),
     Command.withDescription(
@@ -132,8 +138,12 @@ const entry = (): Up.Entry =>
     ? { file: process.execPath, args: [...process.execArgv, process.argv[1]] }
     : { file: process.execPath, args: [fileURLToPath(new URL("../bin/quiesce.js", import.meta.url))] }
 
-const up = Command.make("up", { names: Flags.names, config: Flags.config, quiet: Flags.quiet }, (input) =>
-  Up.up(entry(), input.names, { config: Option.getOrUndefined(input.config), quiet: input.quiet }).pipe(
+const up = Command.make("up", { names: Flags.names, config: Flags.config, backend: Flags.backend, quiet: Flags.quiet }, (input) =>
+  Up.up(entry(), input.names, {
+    config: Option.getOrUndefined(input.config),
+    backend: Option.getOrUndefined(input.backend),
+    quiet: input.quiet
+  }).pipe(
     Effect.flatMap((lines) => Console.log(lines.join("\n"))),
     Effect.catchIf((error): error is { readonly exitCode: number } => !("_tag" in error), (error) => setExitCode(error.exitCode))
   )).pipe(

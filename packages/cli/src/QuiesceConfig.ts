@@ -70,7 +70,10 @@ const Signal = Schema.String.check(Schema.makeFilter((name) =>
 
 const ServiceSchema = Schema.Struct({
   description: Schema.optional(Schema.String),
-  command: Schema.String.check(Schema.isNonEmpty()),
+  command: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
+  start: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
+  stop: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
+  host: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
   cwd: Schema.optional(Schema.String),
   env: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   port: Schema.optional(Port),
@@ -87,6 +90,7 @@ const ServiceSchema = Schema.Struct({
 
 const FileSchema = Schema.Struct({
   $schema: Schema.optional(Schema.String),
+  backend: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
   services: Schema.Record(Schema.String, ServiceSchema)
 })
 
@@ -131,8 +135,13 @@ export type Output = "file" | "prefix" | "inherit"
  */
 export interface Definition {
   readonly name: string
-  /** A `/bin/sh -c` command line, run in the foreground (its process is the service). */
+  /**
+   * A `/bin/sh -c` command line: the service itself, run in the foreground (its process is the
+   * service); for a `remote` service, the command that starts it elsewhere and exits.
+   */
   readonly command: string
+  /** A service started and stopped by commands, shared through a database (`backend`) instead of the kernel. */
+  readonly remote?: Remote | undefined
   /** Absolute. */
   readonly cwd: string
   /** Added to the environment of the service (and of its `cmd:` probes). */
@@ -148,6 +157,40 @@ export interface Definition {
   readonly stopSignal: string
   readonly stopTimeoutMillis: number
   readonly output: Output
+}
+
+/**
+ * What a service shared across machines has instead of a local process: where it runs, how it is
+ * stopped, and the database whose sessions hold the references (`RefCounter.postgres`).
+ *
+ * @example
+ * ```ts
+ * import { QuiesceConfig } from "@quiesce/cli"
+ *
+ * const config = QuiesceConfig.decode(JSON.stringify({
+ *   backend: "postgres://ci@db.internal/quiesce",
+ *   services: {
+ *     preview: {
+ *       start: "docker -H ssh://ci@shared run -d --rm -p 8080:80 nginx",
+ *       stop: "docker -H ssh://ci@shared rm -f $QUIESCE_START_OUTPUT",
+ *       host: "shared",
+ *       port: 8080
+ *     }
+ *   }
+ * }), "/srv/app/quiesce.config.json")
+ * console.log(config.services.get("preview")?.remote?.host) // shared
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Remote {
+  /** A libpq URL. */
+  readonly backend: string
+  /** Run with `QUIESCE_START_OUTPUT` (what `start` printed, e.g. a container id), bounded by the stop timeout; none: nothing to stop. */
+  readonly stop: string | undefined
+  /** Where clients reach it (`QUIESCE_<NAME>_HOST`); default `localhost`. */
+  readonly host: string
 }
 
 /**
@@ -244,10 +287,13 @@ const targets = (input: ServiceInput): ReadonlyArray<Readiness.Target> =>
     }
   )
 
-const fromInput = (name: string, input: ServiceInput, dir: string): Definition =>
+const fromInput = (name: string, input: ServiceInput, dir: string, backend: string | undefined): Definition =>
   define({
     name,
-    command: input.command,
+    command: input.command ?? input.start!,
+    ...(input.start === undefined ? {} : {
+      remote: { backend: backend!, stop: input.stop, host: input.host ?? "localhost" }
+    }),
     cwd: resolve(dir, input.cwd ?? "."),
     env: input.env ?? {},
     port: input.port,
@@ -298,6 +344,7 @@ export const fingerprint = (definition: Definition): string =>
 export const identity = (definition: Definition): string =>
   JSON.stringify({
     command: definition.command,
+    ...(definition.remote === undefined ? {} : { stop: definition.remote.stop ?? null, host: definition.remote.host }),
     cwd: definition.cwd,
     env: Object.fromEntries(Object.entries(definition.env).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)),
     ...(typeof definition.port === "number" ? { port: definition.port } : {})
@@ -326,8 +373,17 @@ export const identity = (definition: Definition): string =>
  */
 export interface Config {
   readonly file: string
+  /** The database of its `start` services, `${VAR}`s expanded. */
+  readonly backend?: string | undefined
   readonly services: ReadonlyMap<string, Definition>
 }
+
+/** `${NAME}` replaced by the environment's value (a database URL's password stays out of the file). */
+const expand = (text: string, fail: (problem: string) => never): string =>
+  text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, variable: string) => {
+    const value = process.env[variable]
+    return value === undefined ? fail(`\${${variable}} is not set in the environment`) : value
+  })
 
 const distance = (a: string, b: string): number => {
   const row = Array.from({ length: b.length + 1 }, (_, j) => j)
@@ -391,7 +447,7 @@ const problemOf = (issue: SchemaIssue.Issue): { readonly path: string; readonly 
  * @since 0.1.0
  * @category parsing
  */
-export const decode = (text: string, file: string): Config => {
+export const decode = (text: string, file: string, options?: { readonly backend?: string | undefined }): Config => {
   let json: unknown
   try {
     json = JSON.parse(text)
@@ -406,15 +462,42 @@ export const decode = (text: string, file: string): Config => {
     throw new ConfigError({ file, path: isPackage ? `quiesce${path === "" ? "" : `.${path}`}` : path, problem })
   }
   const dir = dirname(file)
-  for (const name of Object.keys(decoded.success.services)) {
+  const at = (path: string) => `${isPackage ? "quiesce." : ""}${path}`
+  const backend = options?.backend ?? (decoded.success.backend === undefined ? undefined : expand(decoded.success.backend, (problem) => {
+    throw new ConfigError({ file, path: at("backend"), problem })
+  }))
+  for (const [name, input] of Object.entries(decoded.success.services)) {
     const invalid = SharedService.validateName(name)
     if (invalid !== undefined) {
-      throw new ConfigError({ file, path: `${isPackage ? "quiesce." : ""}services`, problem: `${JSON.stringify(name)} is not a service name: ${invalid}` })
+      throw new ConfigError({ file, path: at("services"), problem: `${JSON.stringify(name)} is not a service name: ${invalid}` })
+    }
+    const where = at(`services.${formatPath([name])}`)
+    if ((input.command === undefined) === (input.start === undefined)) {
+      throw new ConfigError({
+        file,
+        path: where,
+        problem: input.command === undefined
+          ? "needs a command (a local service) or a start command (a service shared through a database)"
+          : "has both command and start: command is a local service, start one shared through a database"
+      })
+    }
+    if (input.command !== undefined) {
+      const misplaced = (["stop", "host"] as const).find((key) => input[key] !== undefined)
+      if (misplaced !== undefined) {
+        throw new ConfigError({ file, path: `${where}.${misplaced}`, problem: "only a service with start (shared through a database) has one" })
+      }
+    } else if (backend === undefined) {
+      throw new ConfigError({
+        file,
+        path: `${where}.start`,
+        problem: "a service with start is shared through a database: set backend (a postgres:// URL) in the file, or pass --backend"
+      })
     }
   }
   return {
     file,
-    services: new Map(Object.entries(decoded.success.services).map(([name, input]) => [name, fromInput(name, input, dir)]))
+    backend,
+    services: new Map(Object.entries(decoded.success.services).map(([name, input]) => [name, fromInput(name, input, dir, backend ?? "")]))
   }
 }
 
@@ -433,7 +516,7 @@ const readIfExists = (path: string): string | undefined => {
  * `"quiesce"` key (one without is passed over, as the project may be nested in another);
  * `undefined` when there is none up to the root.
  */
-const find = (cwd: string): Config | undefined => {
+const find = (cwd: string, backend: string | undefined): Config | undefined => {
   for (let dir = resolve(cwd); ; dir = dirname(dir)) {
     for (const name of fileNames) {
       const path = join(dir, name)
@@ -446,7 +529,7 @@ const find = (cwd: string): Config | undefined => {
           continue
         }
       }
-      return decode(text, path)
+      return decode(text, path, { backend })
     }
     if (dirname(dir) === dir) return undefined
   }
@@ -454,7 +537,7 @@ const find = (cwd: string): Config | undefined => {
 
 /**
  * Loads the config: `file` when given, else the nearest from `cwd` (default: the working
- * directory) upward. Fails with a `ConfigError` naming the file, the path in it and the problem;
+ * directory) upward; `backend` replaces the file's. Fails with a `ConfigError` naming the file, the path in it and the problem;
  * or, when there is no config at all, saying where it looked.
  *
  * @example
@@ -477,7 +560,12 @@ const find = (cwd: string): Config | undefined => {
  * @since 0.1.0
  * @category loading
  */
-export const load = (options?: { readonly cwd?: string | undefined; readonly file?: string | undefined }): Effect.Effect<Config, ConfigError> =>
+export const load = (options?: {
+  readonly cwd?: string | undefined
+  readonly file?: string | undefined
+  /** The database of `start` services, instead of the file's `backend` (`--backend`). */
+  readonly backend?: string | undefined
+}): Effect.Effect<Config, ConfigError> =>
   Effect.try({
     try: () => {
       const cwd = options?.cwd ?? process.cwd()
@@ -485,9 +573,9 @@ export const load = (options?: { readonly cwd?: string | undefined; readonly fil
         const file = resolve(cwd, options.file)
         const text = readIfExists(file)
         if (text === undefined) throw new ConfigError({ file, path: "", problem: "no such file" })
-        return decode(text, file)
+        return decode(text, file, { backend: options.backend })
       }
-      const found = find(cwd)
+      const found = find(cwd, options?.backend)
       if (found === undefined) {
         throw new ConfigError({
           file: join(resolve(cwd), fileNames[0]),

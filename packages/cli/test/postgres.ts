@@ -4,7 +4,7 @@
  * server as an unprivileged user (PostgreSQL refuses to run as root; the tests run as root on CI).
  * A missing server is a failed setup that says what to install, never a skipped test.
  */
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { chownSync, existsSync, mkdirSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 
@@ -78,4 +78,34 @@ export const postgresCluster = (dir: string, port: number): { readonly command: 
     "fsync=off"
   ]
   return { command: `exec ${server.map(quote).join(" ")}`, data }
+}
+
+/**
+ * A running throw-away server on `port` (loopback), for a test's scope: what the PostgreSQL
+ * backend (`--backend`, a config file's `backend`) connects to.
+ */
+export const startPostgres = async (dir: string, port: number): Promise<{ readonly url: string; readonly stop: () => Promise<void> }> => {
+  const { command } = postgresCluster(dir, port)
+  const server = spawn("/bin/sh", ["-c", command], { stdio: ["ignore", "ignore", "pipe"] })
+  let output = ""
+  server.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    try {
+      execFileSync(postgresBin("pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-q"])
+      break
+    } catch {
+      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`PostgreSQL did not start: ${output}`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: () =>
+      new Promise((resolve) => {
+        if (server.exitCode !== null) return resolve()
+        server.once("exit", () => resolve())
+        server.kill("SIGINT")
+      })
+  }
 }

@@ -832,3 +832,35 @@ export const validateName: (name: string) => string | undefined = invalidReason
  * @since 0.1.0
  */
 export const prepareExec: (name: string) => Effect.Effect<void, SystemError | InvalidName> = internal.prepareExec
+
+/**
+ * Completes once no service this process supervises in-process (the services of a database
+ * counter, or `reaper: "in-process"`) needs it any more: each has been stopped (its last client
+ * gone and its grace period over), or is held by clients elsewhere, whose standbys take it over
+ * when this process exits. A process that started such a service calls it after releasing its
+ * handles and before it exits, so that the last one out still stops the service. It completes at
+ * once when this process supervises nothing.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const emulator = SharedService.makeUnsafe({
+ *   name: "docs-handover",
+ *   reaper: "in-process",
+ *   start: Effect.succeed(ServiceInfo.make({ pid: process.pid })),
+ *   stop: () => Effect.sync(() => console.log("stopped")),
+ *   idleTimeToLive: "50 millis"
+ * })
+ * const program = Effect.gen(function*() {
+ *   yield* Effect.scoped(SharedService.acquire(emulator))
+ *   yield* SharedService.awaitHandover // the grace period passes, then "stopped"
+ * }).pipe(Effect.provideService(RefCounter.RefCounter, RefCounter.memoryKernel().process()))
+ * Effect.runPromise(program)
+ * ```
+ *
+ * @category lifecycle
+ * @since 0.1.0
+ */
+export const awaitHandover: Effect.Effect<void> = internal.awaitHandover

@@ -157,6 +157,16 @@ export const quiet = Flag.Boolean("quiet").pipe(
   Flag.withDefault(false)
 )
 
+export const backend = Flag.String("backend").pipe(
+  Flag.withMetavar("URL"),
+  Flag.withDescription(
+    "The PostgreSQL database (postgres://…) through which services with a start command are shared across " +
+      "machines, instead of the config file's backend (local services keep the kernel's counters)"
+  ),
+  Flag.filter((url) => /^postgres(ql)?:\/\//.test(url), () => "a postgres:// or postgresql:// URL"),
+  Flag.optional
+)
+
 export const config = Flag.String("config").pipe(
   Flag.withAlias("c"),
   Flag.withMetavar("FILE"),

@@ -26,7 +26,10 @@ export const aliveMillis = 500
 /** A held reference to a ready service. */
 export interface Lease {
   readonly name: string
-  readonly pid: number
+  /** The service's process; none for a service elsewhere (a remote one). */
+  readonly pid: number | undefined
+  /** Where it runs, for a remote service. */
+  readonly host?: string | undefined
   readonly port: number | undefined
   /** Whether this invocation started the service. */
   readonly started: boolean

@@ -35,6 +35,7 @@ export interface RunInput {
   readonly serviceOutput: Option.Option<Output>
   readonly quiet: boolean
   readonly config: Option.Option<string>
+  readonly backend: Option.Option<string>
   readonly command: ReadonlyArray<string>
 }
 
@@ -99,7 +100,10 @@ const fromConfig = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
       const value: unknown = input[key as keyof typeof definitionFlags]
       return Array.isArray(value) ? value.length > 0 : value === true || (Option.isOption(value) && Option.isSome(value))
     })
-    const config = yield* QuiesceConfig.load({ file: Option.getOrUndefined(input.config) })
+    const config = yield* QuiesceConfig.load({
+      file: Option.getOrUndefined(input.config),
+      backend: Option.getOrUndefined(input.backend)
+    })
     if (given.length > 0) {
       return yield* usage(
         `${given.map(([, flag]) => flag).join(", ")} define a service on the command line (with --service); ` +
@@ -121,6 +125,9 @@ export const plan = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
       output === undefined ? plan : { ...plan, definitions: plan.definitions.map((d) => ({ ...d, output })) }
     if (Option.isSome(input.service)) {
       if (Option.isNone(input.name)) return yield* usage("--service needs --name: the name every `quiesce run` sharing it uses")
+      if (Option.isSome(input.backend)) {
+        return yield* usage("--backend is for the config file's services with a start command; a --service runs here, on the kernel's counters")
+      }
       return withOutput({ definitions: [fromFlags(input, input.name.value, input.service.value)], command: input.command })
     }
     return withOutput(yield* fromConfig(input))
@@ -131,7 +138,8 @@ export const envName = (name: string): string => name.toUpperCase().replace(/[^A
 
 /**
  * The command's environment: quiesce's own, with each service's `QUIESCE_<NAME>_PORT` and
- * `QUIESCE_<NAME>_PID`; with one service, also `QUIESCE_SERVICE_NAME`, `_PID` and `_PORT`.
+ * `QUIESCE_<NAME>_PID` (`_HOST` for a remote one); with one service, also `QUIESCE_SERVICE_NAME`,
+ * `_PID` and `_PORT`.
  */
 export const environment = (leases: ReadonlyArray<Lease>, base: NodeJS.ProcessEnv = process.env): Record<string, string> => {
   const env: Record<string, string> = {}
@@ -143,6 +151,7 @@ export const environment = (leases: ReadonlyArray<Lease>, base: NodeJS.ProcessEn
   for (const lease of leases) {
     set(`QUIESCE_${envName(lease.name)}_PORT`, lease.port)
     set(`QUIESCE_${envName(lease.name)}_PID`, lease.pid)
+    set(`QUIESCE_${envName(lease.name)}_HOST`, lease.host)
   }
   const only = leases.length === 1 ? leases[0] : undefined
   set("QUIESCE_SERVICE_NAME", only?.name)

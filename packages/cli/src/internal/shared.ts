@@ -6,7 +6,8 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import type * as Scope from "effect/Scope"
+import { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Result from "effect/Result"
 import * as Net from "node:net"
 import { type ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
@@ -25,7 +26,8 @@ import type { Definition } from "../QuiesceConfig.ts"
 import * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
 import { logs } from "./logs.ts"
-import { aliveMillis, Manager, type Progress } from "./manager.ts"
+import * as Remote from "./remote.ts"
+import { aliveMillis, type Lease, Manager, type Progress } from "./manager.ts"
 
 /** A port nothing listens on right now, for `--port auto`. */
 const freePort: Effect.Effect<number, SharedServiceFailure> = Effect.callback((resume) => {
@@ -152,7 +154,18 @@ const targetsOf = (definition: Definition, port: number | undefined): ReadonlyAr
 const describeTargets = (targets: ReadonlyArray<Readiness.Target>): string =>
   targets.length === 0 ? `alive for ${aliveMillis}ms` : targets.map(Readiness.format).join(", ")
 
-const acquire = (definition: Definition, progress: Progress = { target: undefined, lastFailure: undefined }) =>
+const isQuiesceError = (error: unknown): error is QuiesceError =>
+  typeof error === "object" && error !== null && "exitCode" in error && "_tag" in error
+
+const acquire = (
+  definition: Definition,
+  progress: Progress = { target: undefined, lastFailure: undefined }
+): Effect.Effect<Lease, QuiesceError, ChildProcessSpawner | Scope.Scope> =>
+  definition.remote === undefined ? acquireLocal(definition, progress) : Remote.acquire(definition, definition.remote, progress).pipe(
+    Effect.mapError((error) => isQuiesceError(error) ? error : failure(definition.name)(error))
+  )
+
+const acquireLocal = (definition: Definition, progress: Progress) =>
   Effect.gen(function*() {
     // Only a port the user named (or asked quiesce to pick) is given to the service and probed.
     const port = definition.port === "auto"
@@ -294,9 +307,11 @@ const stop = (name: string, options: { readonly timeoutMillis: number }) =>
  */
 export const layer: Layer.Layer<Manager, never, ChildProcessSpawner> = Layer.effect(
   Manager,
-  Effect.map(Effect.context<ChildProcessSpawner>(), (context) =>
+  // Only the spawner: a captured context would also carry this layer's Scope, and the
+  // references would then be released with the layer, not with the caller's scope.
+  Effect.map(Effect.service(ChildProcessSpawner), (spawner) =>
     Manager.of({
-      acquire: (definition, progress) => Effect.provideContext(acquire(definition, progress), context),
+      acquire: (definition, progress) => Effect.provideService(acquire(definition, progress), ChildProcessSpawner, spawner),
       prepareExec: (service) => Effect.mapError(SharedService.prepareExec(service), failure(service)),
       status,
       list,

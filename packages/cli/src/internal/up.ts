@@ -97,6 +97,7 @@ const hold = (entry: Entry, name: string, options: UpOptions): Effect.Effect<num
       ...entry.args,
       "run",
       ...(options.config === undefined ? [] : ["--config", options.config]),
+      ...(options.backend === undefined ? [] : ["--backend", options.backend]),
       ...(options.quiet ? ["--quiet"] : []),
       name,
       "--",
@@ -148,6 +149,7 @@ const hold = (entry: Entry, name: string, options: UpOptions): Effect.Effect<num
 
 export interface UpOptions {
   readonly config: string | undefined
+  readonly backend: string | undefined
   readonly quiet: boolean
 }
 

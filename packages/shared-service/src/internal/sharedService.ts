@@ -924,13 +924,34 @@ const startInProcess = <E, R>(
       tick: Effect.void,
       log: () => {}
     }
+    const supervision = { count: env.counter.count }
+    supervising.add(supervision)
     yield* Effect.forkDetach(
       Supervisor.run(env).pipe(
         Effect.ignore,
-        Effect.ensuring(Effect.andThen(owned.release, Effect.sync(() => inProcess.delete(key))))
+        Effect.ensuring(Effect.andThen(owned.release, Effect.sync(() => {
+          inProcess.delete(key)
+          supervising.delete(supervision)
+        })))
       )
     )
   })
+
+/** The generations this process supervises in-process, with their live counts. */
+const supervising = new Set<{ readonly count: Effect.Effect<number, unknown> }>()
+
+/**
+ * Completes once no generation this process supervises in-process needs it any more: each has
+ * been stopped (its last client gone and its grace over), or has clients, whose standbys take
+ * it over when this process exits (as when it crashes). Polled every 100 ms.
+ */
+export const awaitHandover: Effect.Effect<void> = Effect.suspend(function loop(): Effect.Effect<void> {
+  if (supervising.size === 0) return Effect.void
+  return Effect.flatMap(
+    Effect.forEach([...supervising], (s) => Effect.orElseSucceed(s.count, () => 1)),
+    (counts) => counts.every((n) => n > 0) ? Effect.void : Effect.andThen(Effect.sleep(100), loop())
+  )
+})
 
 /** The supervisor the hint names for an owner lock this process holds. */
 const ownerIdentity = (counter: Counter, owned: Owned): Effect.Effect<{ readonly pid: number; readonly startTime: number }> =>
@@ -1069,9 +1090,13 @@ const release = <E, R>(
     // now. Its end is awaited only before a tidy (which must not find the owner lock held by
     // our own standby): a database wait slice can take a few seconds to end.
     const ended = standby === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(standby))
+    // On a database (or simulated) counter a supervisor's liveness is its owner lock, which only
+    // a tidy can probe: the last one out tidies, so that an orphan (its supervisor's process left
+    // while others held it, and they left before a standby adopted it) is stopped, not left running.
+    const probeOwner = definition !== undefined && remote(counter)
     return counter.decrement.pipe(
       Effect.andThen(
-        gen !== undefined && supervisorAlive(counter, gen)
+        gen !== undefined && !probeOwner && supervisorAlive(counter, gen)
           ? Effect.asVoid(Effect.forkDetach(ended))
           : Effect.andThen(ended, Effect.flatMap(counter.count, (n) => n === 0 ? tidy(counter, definition) : Effect.void))
       ),
