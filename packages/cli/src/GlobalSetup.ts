@@ -222,10 +222,11 @@ const applyEnv = (leases: ReadonlyArray<Lease>): () => void => {
  * cannot be acquired (its message is one or two lines, as `quiesce run` prints it; its stack,
  * what runners print, adds the service's last output when it failed to start).
  *
- * For vitest, the default export of a `globalSetup` file; the workers vitest starts (every
- * pool) inherit the variables. For Playwright, `globalSetup` (a function returning its teardown
- * is Playwright's global teardown); its workers inherit them too. Call it once per run: each
- * call holds a reference of its own.
+ * For vitest, the default export of a `globalSetup` file: vitest starts its workers after the
+ * global setup, with `process.env` as it is then (in every pool; `forks`, the default, and
+ * `threads` are tested), so `project.provide` is not needed. For Playwright, the default export
+ * of its `globalSetup` file (a global setup that returns a function has it as its global
+ * teardown); its workers get the variables the same way. Each call holds references of its own.
  *
  * @example
  * ```ts
