@@ -32,3 +32,10 @@ export * as Readiness from "./Readiness.ts"
  * @since 0.1.0
  */
 export * as QuiesceConfig from "./QuiesceConfig.ts"
+
+/**
+ * Shared services for test runners: a vitest or Playwright `globalSetup` that holds them in-process.
+ *
+ * @since 0.1.0
+ */
+export * as GlobalSetup from "./GlobalSetup.ts"
