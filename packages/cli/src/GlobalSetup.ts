@@ -32,7 +32,8 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Scope from "effect/Scope"
-import { envName, environment, acquireAll } from "./internal/run.ts"
+import { SharedService } from "@quiesce/shared-service"
+import { acquireAll, environment, select } from "./internal/run.ts"
 import { layer as managerLayer } from "./internal/shared.ts"
 import * as QuiesceConfig from "./QuiesceConfig.ts"
 import { outputLines, type QuiesceError, UsageError } from "./QuiesceError.ts"
@@ -76,8 +77,10 @@ export interface Options {
  */
 export interface Lease {
   readonly name: string
-  /** The service's process. */
-  readonly pid: number
+  /** The service's process; none for one shared through a database (it runs elsewhere). */
+  readonly pid: number | undefined
+  /** Where it runs, for a service shared through a database. */
+  readonly host?: string | undefined
   /** Its port, when its definition names one (or `"auto"`, or a readiness target's). */
   readonly port: number | undefined
   /** Whether this acquisition started it (`false`: it was running, held by others). */
@@ -131,20 +134,7 @@ const platform: Effect.Effect<Layer.Layer<ChildProcessSpawner>, UsageError> = Ef
 })
 
 const definitionsOf = (names: ReadonlyArray<string>, options: Options | undefined) =>
-  Effect.gen(function*() {
-    if (names.length === 0) return yield* new UsageError({ message: "GlobalSetup: name the services to acquire" })
-    const duplicate = names.find((name, i) => names.indexOf(name) !== i)
-    if (duplicate !== undefined) return yield* new UsageError({ message: `service ${JSON.stringify(duplicate)} is named twice` })
-    const config = yield* QuiesceConfig.load({ cwd: options?.cwd, file: options?.config })
-    const definitions = yield* QuiesceConfig.select(config, names)
-    const collision = names.find((name, i) => names.findIndex((other) => envName(other) === envName(name)) !== i)
-    if (collision !== undefined) {
-      return yield* new UsageError({
-        message: `services ${names.filter((n) => envName(n) === envName(collision)).join(" and ")} would share the variables QUIESCE_${envName(collision)}_*`
-      })
-    }
-    return definitions
-  })
+  Effect.flatMap(QuiesceConfig.load({ cwd: options?.cwd, file: options?.config }), (config) => select(config, names))
 
 /**
  * Acquires the services `names` of the config file, in order, for the lifetime of the scope:
@@ -186,8 +176,6 @@ export const acquire = (
 ): Effect.Effect<Acquired, QuiesceError, Scope.Scope> =>
   Effect.gen(function*() {
     const definitions = yield* definitionsOf(names, options)
-    // Built in the caller's scope: the Manager acquires in the scope it was built in (its
-    // context, captured then), which must be the one that holds the services.
     const manager = yield* Layer.build(Layer.provide(managerLayer, yield* platform))
     const leases = yield* acquireAll(definitions, { quiet: options?.quiet ?? false }).pipe(Effect.provide(manager))
     return { leases, env: environment(leases, {}) }
@@ -269,7 +257,11 @@ async () => {
   const restore = applyEnv(exit.value.leases)
   let released: Promise<void> | undefined
   return () =>
-    released ??= Effect.runPromise(Effect.sync(restore).pipe(Effect.andThen(Scope.close(scope, Exit.void))))
+    released ??= Effect.runPromise(Effect.sync(restore).pipe(
+      Effect.andThen(Scope.close(scope, Exit.void)),
+      // The last one out stops a database-shared service it started (or leaves it to a standby).
+      Effect.andThen(SharedService.awaitHandover)
+    ))
 }
 
 const isQuiesceError = (u: unknown): u is QuiesceError =>

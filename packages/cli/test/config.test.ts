@@ -266,7 +266,10 @@ describe("config file validation", () => {
 
   it("each field's problem, at its path", () => {
     const cases: ReadonlyArray<readonly [unknown, RegExp]> = [
-      [{ db: {} }, /services\.db\.command: missing$/],
+      [{ db: {} }, /services\.db: needs a command \(a local service\) or a start command/],
+      [{ db: { command: "x", start: "y" } }, /services\.db: has both command and start/],
+      [{ db: { command: "x", host: "h" } }, /services\.db\.host: only a service with start/],
+      [{ db: { start: "x" } }, /services\.db\.start: a service with start is shared through a database: set backend/],
       [{ db: { command: "x", ready: ["tcp:1", "bogus"] } }, /services\.db\.ready\[1\]: Expected .*got "bogus"$/],
       [{ db: { command: "x", ready: "log:(" } }, /services\.db\.ready: Expected/],
       [{ db: { command: "x", expect: "700" } }, /services\.db\.expect: Expected/],
@@ -279,6 +282,10 @@ describe("config file validation", () => {
     for (const [services, pattern] of cases) {
       assert.throws(decode(services), pattern, JSON.stringify(services))
     }
+    assert.throws(
+      () => QuiesceConfig.decode(JSON.stringify({ backend: "${QUIESCE_TEST_UNSET_VARIABLE}", services: {} }), "/a/quiesce.config.json"),
+      /^\/a\/quiesce\.config\.json: backend: \$\{QUIESCE_TEST_UNSET_VARIABLE\} is not set in the environment$/
+    )
     assert.throws(
       () => QuiesceConfig.decode(`{ "services": { "db": { "command": "x", } } }`, "/a/quiesce.config.json"),
       /^\/a\/quiesce\.config\.json: not valid JSON \(.*line 1 column/

@@ -94,8 +94,6 @@ const fromConfig = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
     if (option !== undefined) return yield* usage(`quiesce's options go before the services: ${option} is not a service name`)
     if (names.length === 0) return yield* usage("name the services to run the command with before -- (or define one with --name and --service)")
     if (command.length === 0) return yield* usage("no command after --")
-    const duplicate = names.find((name, i) => names.indexOf(name) !== i)
-    if (duplicate !== undefined) return yield* usage(`service ${JSON.stringify(duplicate)} is named twice`)
     const given = Object.entries(definitionFlags).filter(([key]) => {
       const value: unknown = input[key as keyof typeof definitionFlags]
       return Array.isArray(value) ? value.length > 0 : value === true || (Option.isOption(value) && Option.isSome(value))
@@ -110,12 +108,26 @@ const fromConfig = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
           `${names.join(", ")} ${names.length === 1 ? "is" : "are"} defined in ${config.file}`
       )
     }
+    return { definitions: yield* select(config, names), command }
+  })
+
+/** The definitions of `names`, in order: each named once, and no two sharing their variables. */
+export const select = (
+  config: QuiesceConfig.Config,
+  names: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<Definition>, QuiesceError> =>
+  Effect.gen(function*() {
+    if (names.length === 0) return yield* usage("name the services to acquire")
+    const duplicate = names.find((name, i) => names.indexOf(name) !== i)
+    if (duplicate !== undefined) return yield* usage(`service ${JSON.stringify(duplicate)} is named twice`)
     const definitions = yield* QuiesceConfig.select(config, names)
-    const collision = definitions.find((d, i) => definitions.findIndex((e) => envName(e.name) === envName(d.name)) !== i)
+    const collision = names.find((name, i) => names.findIndex((other) => envName(other) === envName(name)) !== i)
     if (collision !== undefined) {
-      return yield* usage(`services ${names.filter((n) => envName(n) === envName(collision.name)).join(" and ")} would share the variables QUIESCE_${envName(collision.name)}_*`)
+      return yield* usage(
+        `services ${names.filter((n) => envName(n) === envName(collision)).join(" and ")} would share the variables QUIESCE_${envName(collision)}_*`
+      )
     }
-    return { definitions, command }
+    return definitions
   })
 
 export const plan = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
