@@ -464,7 +464,18 @@ export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError"
   path: Schema.String,
   problem: Schema.String
 }) {
-  /** `ExitCode.usage` (2). */
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.usage` (2).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.ConfigError({ file: "/app/quiesce.config.json", path: "", problem: "no such file" }).exitCode) // 2
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.usage
   override get message(): string {
     return `${this.file}: ${this.path === "" ? "" : `${this.path}: `}${this.problem}`
@@ -505,7 +516,18 @@ export class DefinitionMismatchError extends Schema.TaggedError<DefinitionMismat
   running: Schema.String,
   requested: Schema.String
 }) {
-  /** `ExitCode.definitionMismatch` (121). */
+  /**
+   * The exit code of `quiesce` for this error: `ExitCode.definitionMismatch` (121).
+   *
+   * @example
+   * ```ts
+   * import { QuiesceError } from "@quiesce/cli"
+   *
+   * console.log(new QuiesceError.DefinitionMismatchError({ service: "db", clients: 2, running: "a", requested: "b" }).exitCode) // 121
+   * ```
+   *
+   * @since 0.1.0
+   */
   readonly exitCode: number = ExitCode.definitionMismatch
   override get message(): string {
     return [

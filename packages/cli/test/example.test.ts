@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import { chmodSync, readFileSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
+import { QuiesceConfig } from "@quiesce/cli"
 import { SharedService } from "@quiesce/shared-service"
 import { bin, demoService, node, nodeArgs, quiesceExit, root, tempDir } from "./util.ts"
 
@@ -49,9 +50,28 @@ const blocks = (language: string) => fenced.filter((b) => b.language === languag
 
 describe("README examples", () => {
   it("every sh block of the README is an example file run below, verbatim", () => {
-    const files = ["share.sh", "failing.sh"].map((f) => readFileSync(join(root, "examples", f), "utf8"))
+    const files = ["share.sh", "failing.sh", "project/run.sh"].map((f) => readFileSync(join(root, "examples", f), "utf8"))
     assert.deepStrictEqual(blocks("sh"), files)
   })
+
+  it("the README's config files: the project's verbatim, and each one a valid config", () => {
+    const configs = blocks("json").filter((text) => text.includes(`"services"`))
+    assert.strictEqual(configs[0], readFileSync(join(root, "examples", "project", "quiesce.config.json"), "utf8"))
+    process.env["QUIESCE_DATABASE_URL"] ??= "postgres://ci@db.internal/quiesce"
+    for (const text of configs) assert.isAbove(QuiesceConfig.decode(text, "/srv/app/quiesce.config.json").services.size, 0)
+  })
+
+  it.live("examples/project/run.sh: two services from the config in one command, then one held by up", () =>
+    Effect.gen(function*() {
+      const result = yield* runExample("project/run.sh", ["api", "cache"])
+      assert.strictEqual(result.code, 0, `stdout: ${result.stdout}; stderr: ${result.stderr}`)
+      const lines = result.stdout.trim().split("\n")
+      assert.match(lines[0]!, /^api on port \d+$/)
+      assert.match(lines[1]!, /^cache on port \d+$/)
+      assert.match(lines[2]!, /^cache is (up|already up), held by pid \d+/)
+      assert.strictEqual(lines[3], lines[1], "the held cache is the one the first command used (within its grace)")
+      assert.match(lines[4]!, /^cache released/)
+    }), { timeout: 60_000 })
 
   it.live("examples/share.sh: three commands, one service", () =>
     Effect.gen(function*() {
