@@ -27,7 +27,8 @@ export const bundle = async (): Promise<string> => {
     platform: "node",
     external: ["koffi"],
     logLevel: "warn",
-    output: { file, format: "esm", banner: "#!/usr/bin/env node" }
+    // One file: the PostgreSQL backend (a dynamic import, loaded only by --backend) inlined too.
+    output: { file, format: "esm", banner: "#!/usr/bin/env node", codeSplitting: false }
   })
   chmodSync(file, 0o755)
   return file

@@ -62,7 +62,7 @@ describe("a fresh checkout", () => {
       assert.strictEqual(version.stdout.trim(), "quiesce v0.1.0")
       const help = yield* run("npx", ["quiesce", "run", "--help"], { cwd: checkout, env })
       assert.strictEqual(help.code, 0, help.stderr)
-      assert.include(help.stdout, "quiesce run [flags] [--] <command> [args...]")
+      assert.include(help.stdout, "quiesce run [flags] [NAME... --] <command> [args...]")
 
       const name = uniqueName("checkout")
       yield* Effect.addFinalizer(() =>
