@@ -133,9 +133,14 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     // knows its service, so it is only sent to one that catches it (`askToRetire`); meanwhile it
     // loses nothing: retire requests are also written where the supervisor reads them (the hint,
     // the owner file).
+    // The service waits (a few microseconds, builtins only) until the inner shell has exec'd into
+    // its supervisor: a background child that has already ended when the shell runs its next
+    // command is reaped by the shell, and its exit status (and the supervisor's knowledge that it
+    // ended) would be lost with it.
+    const service = `while read -r c 2>/dev/null </proc/$PPID/comm && [ "$c" = sh ]; do :; done; exec /bin/sh -c "$QUIESCE_SERVICE_COMMAND"`
     const inner = config.mode === "command"
       ? `printf '%s\\n' "$$" >&3\n` +
-        `${launcher}${reset === undefined ? "" : ` ${reset}`} /bin/sh -c "$QUIESCE_SERVICE_COMMAND" </dev/null >&4 2>&4 3>&- 4>&- &\n` +
+        `${launcher}${reset === undefined ? "" : ` ${reset}`} /bin/sh -c ${quote(service)} </dev/null >&4 2>&4 3>&- 4>&- &\n` +
         `echo "$$ $!"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@" "$!"\n`
       : `printf '%s\\n' "$$" >&3\n` +
