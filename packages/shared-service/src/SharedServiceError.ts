@@ -315,7 +315,7 @@ export class InvalidName extends Schema.TaggedError<InvalidName>()("InvalidName"
  *   Effect.catchTag("InvalidOption", (error) => Effect.succeed(`${error.option}: ${error.reason}`))
  * )
  *
- * Effect.runPromise(program).then(console.log) // "stopSignal: not a signal that ends a process: ..."
+ * Effect.runPromise(program).then(console.log) // 'stopSignal: not a signal name (e.g. "SIGTERM", "SIGINT", ...)'
  * ```
  *
  * @category errors
