@@ -177,9 +177,9 @@ export const terminate = (pid: number, options?: SignalOptions): Effect.Effect<b
 export const kill = (pid: number, options?: SignalOptions): Effect.Effect<boolean> => signal(pid, "SIGKILL", options)
 
 /**
- * Stops a process gracefully: SIGTERM, wait up to `timeout` (polling every 15 ms), then SIGKILL
- * and wait for it to be gone (bounded by another `timeout`). Completes with `true` if the
- * process is gone at the end. Never signals a recycled pid when `startTime` is given.
+ * Stops a process gracefully: SIGTERM (or `signal`), wait up to `timeout` (polling every 15 ms),
+ * then SIGKILL and wait for it to be gone (bounded by another `timeout`). Completes with `true`
+ * if the process is gone at the end. Never signals a recycled pid when `startTime` is given.
  *
  * With `group`, the whole process group led by `pid` is signalled, and "gone" means the leader
  * and every member of the group. The leader is verified first; after that the group id is safe
@@ -208,7 +208,11 @@ export const kill = (pid: number, options?: SignalOptions): Effect.Effect<boolea
  */
 export const stop = (
   pid: number,
-  options?: SignalOptions & { readonly timeout?: Duration.Input | undefined }
+  options?: SignalOptions & {
+    readonly timeout?: Duration.Input | undefined
+    /** The graceful signal (default `SIGTERM`), e.g. `SIGINT` for a service that stops cleanly on it. */
+    readonly signal?: NodeJS.Signals | undefined
+  }
 ): Effect.Effect<boolean> => {
   const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(5))
   const group = options?.group === true
@@ -234,7 +238,7 @@ export const stop = (
     })
   return Effect.gen(function*() {
     if (st === undefined || !isAliveUnsafe(pid, st)) return true
-    yield* signalAll("SIGTERM")
+    yield* signalAll(options?.signal ?? "SIGTERM")
     if (yield* waitGone) return true
     yield* signalAll("SIGKILL")
     return yield* waitGone

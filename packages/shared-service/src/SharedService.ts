@@ -16,7 +16,7 @@
  *   however many handles it has; the kernel drops it when the process dies, SIGKILL included.
  * - **Stopped after the last client, never before.** The supervisor waits for count 0, then
  *   for `idleTimeToLive` counted from the last release (every registration rings it), then
- *   re-checks under the lock and stops the service's whole tree (SIGTERM, SIGKILL after
+ *   re-checks under the lock and stops the service's whole tree (its stop signal, SIGKILL after
  *   `stopTimeout`), removes the hint, the owner file and the set. A client arriving meanwhile
  *   waits for the lock and starts a fresh generation.
  * - **Bounded everything.** The lock wait runs in `semtimedop` slices of at most 50 ms on the
@@ -39,7 +39,7 @@ import { invalidReason, validate } from "./internal/name.ts"
 import { runtimeDir, runtimeDirPath } from "./internal/paths.ts"
 import type { ServiceInfo } from "./ServiceInfo.ts"
 import { CorruptHint } from "./SharedServiceError.ts"
-import type { InvalidName, LockTimeout, PortInUse, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
+import type { InvalidName, InvalidOption, LockTimeout, PortInUse, SharedServiceError, StartFailed, SystemError } from "./SharedServiceError.ts"
 
 /**
  * The property every `SharedService` definition carries, which {@link isSharedService} looks for.
@@ -205,7 +205,7 @@ export const isSharedService: (u: unknown) => u is SharedService<unknown, unknow
  * `stopTimeout` 5 s, `healthTimeout` 5 s, `lockTimeout` = startTimeout + stopTimeout + 5 s (a
  * lock holder may be starting the service), `stop` = `Process.stop(info.pid)` verified by start
  * time, no health check, no `recover` (an unhealthy generation is replaced by a new one),
- * `reaper: "detached"`.
+ * `reaper: "detached"`, no `fingerprint` (a client joins whatever generation of the name runs).
  *
  * @example
  * ```ts
@@ -267,13 +267,15 @@ export const makeUnsafe: <E = never, R = never>(options: Options<E, R>) => Share
 /**
  * Acquires a reference to the shared service, held until the current `Scope` closes. The first
  * client (no live generation) spawns the generation's supervisor and runs `start` under the
- * startup lock; later clients verify the hint against the owner lock and run `healthCheck`
- * (bounded), and an unhealthy generation is recovered or replaced. Fibers of one process share
- * one kernel reference: only the first of them takes the lock.
+ * startup lock; later clients verify the hint against the owner lock, check that it runs their
+ * definition (`fingerprint`) and run `healthCheck` (bounded), and an unhealthy generation is
+ * recovered or replaced. Fibers of one process share one kernel reference: only the first of
+ * them takes the lock (the others only compare fingerprints).
  *
  * Fails with `LockTimeout` (lock not obtained within `lockTimeout`), `StartFailed` (including
  * `startTimeout`, with the service's exit status and last output for a `command`), `PortInUse`,
- * `RecoveryFailed`, the system errors of the `RefCounter` (`RuntimeDirectoryUnusable` among
+ * `RecoveryFailed`, `DefinitionMismatch` (another definition runs and has clients; nothing of
+ * it is touched), the system errors of the `RefCounter` (`RuntimeDirectoryUnusable` among
  * them), or `start`'s own `E`. On any failure nothing is registered, the lock is released, and
  * whatever was started is stopped by its supervisor. Interruptible while waiting for the lock
  * and while `start`/`healthCheck`/`recover` run (an interrupted start is cleaned up like a
@@ -489,7 +491,12 @@ export const parseReadiness = (s: string): Readiness | undefined => {
  *   command: "exec sleep 5",
  *   env: { MODE: "dev" },
  *   metadata: { role: "worker" },
- *   idleTimeToLive: "1 second"
+ *   idleTimeToLive: "1 second",
+ *   // Stopped with SIGINT, SIGKILLed 10 s later if still there.
+ *   stopSignal: "SIGINT",
+ *   stopTimeout: "10 seconds",
+ *   // A client of another definition of this name is refused while this one has clients.
+ *   fingerprint: "sleep-5/dev"
  * }
  *
  * Effect.runPromise(SharedService.command(options)).then((service) => console.log(service.name)) // "docs-command-options"
@@ -511,12 +518,29 @@ export interface CommandOptions {
   readonly ready?: Readiness | undefined
   /** Health check for later clients; defaults to the `ready` check. `false` disables it. */
   readonly healthCheck?: Readiness | false | undefined
-  /** What identifies this definition (command, directory, environment), recorded in the hint. */
+  /**
+   * What identifies this definition (command, directory, environment), recorded in the hint.
+   * A client with a fingerprint never shares an instance of another definition: while that one
+   * has clients the acquisition fails with `DefinitionMismatch` (nothing is touched); when nobody
+   * holds it (its grace period) it is stopped and this definition started. An instance that
+   * recorded no fingerprint counts as another definition. Without one, a client joins whatever runs.
+   */
   readonly fingerprint?: string | undefined
   readonly idleTimeToLive?: Duration.Input | undefined
   readonly startTimeout?: Duration.Input | undefined
   readonly lockTimeout?: Duration.Input | undefined
+  /** How long the service has to end after its stop signal before it is SIGKILLed. Default 5 s. */
   readonly stopTimeout?: Duration.Input | undefined
+  /**
+   * The signal every stop by the supervisor begins with (after the last client and the grace
+   * period, a replacement or `forceStop`, the supervisor's own SIGTERM), sent to every process
+   * of the service's tree with a SIGCONT; SIGKILL follows after `stopTimeout`. A signal name of
+   * the platform (`"SIGINT"`, `"SIGQUIT"`, `"SIGHUP"`, `"SIGUSR1"`, …); one that suspends or
+   * resumes (`SIGSTOP`, `SIGTSTP`, `SIGCONT`, …) or an unknown name is `InvalidOption`. Default
+   * `"SIGTERM"`. (The service starts with SIGINT and SIGQUIT at their default dispositions where
+   * `env --default-signal` exists, coreutils ≥ 8.31: a background shell would otherwise ignore them.)
+   */
+  readonly stopSignal?: string | undefined
   readonly healthTimeout?: Duration.Input | undefined
 }
 
@@ -545,7 +569,9 @@ const localPort = (ready: Readiness | undefined): number | undefined => {
  * previous one kept as `<name>.log.1`). The client polls `ready` until it succeeds (the service
  * dying, a foreign listener on its port, or `startTimeout` fail the start, with the service's
  * exit status and last lines of output), then registers. The supervisor stops the whole tree
- * `idleTimeToLive` after the last client is gone. This is what `quiesce run` uses.
+ * `idleTimeToLive` after the last client is gone (`stopSignal`, SIGKILL after `stopTimeout`).
+ * This is what `quiesce run` uses. Fails with `InvalidName`, or `InvalidOption` for a
+ * `stopSignal` that is not a signal that can stop a process.
  *
  * @example
  * ```ts
@@ -570,7 +596,7 @@ const localPort = (ready: Readiness | undefined): number | undefined => {
  */
 export const command = (
   options: CommandOptions
-): Effect.Effect<SharedService<StartFailed | PortInUse>, InvalidName> => {
+): Effect.Effect<SharedService<StartFailed | PortInUse>, InvalidName | InvalidOption> => {
   const health = options.healthCheck === undefined ? options.ready : options.healthCheck === false ? undefined : options.healthCheck
   const ready = localPort(options.ready)
   const ownedPorts = [...new Set([...(options.port === undefined ? [] : [options.port]), ...(ready === undefined ? [] : [ready])])]
@@ -581,7 +607,8 @@ export const command = (
     startTimeout: options.startTimeout,
     lockTimeout: options.lockTimeout,
     stopTimeout: options.stopTimeout,
-    healthTimeout: options.healthTimeout
+    healthTimeout: options.healthTimeout,
+    fingerprint: options.fingerprint
   }, {
     command: options.command,
     cwd: options.cwd,
@@ -590,7 +617,7 @@ export const command = (
     metadata: options.metadata,
     ready: options.ready,
     ownedPorts,
-    fingerprint: options.fingerprint
+    stopSignal: options.stopSignal
   })
 }
 
@@ -672,8 +699,9 @@ export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = in
 
 /**
  * Stops the service of `name` now, whoever holds it: under the startup lock its supervisor is
- * retired (it stops the whole tree: SIGTERM, SIGKILL after its stop timeout) or, if it does not
- * leave within `timeout`, killed; leftovers are swept, the files removed, and the set removed
+ * retired (it stops the whole tree as its definition says: its `stopSignal`, SIGKILL after its
+ * `stopTimeout`) or, if it does not leave within `timeout` (default: its stop timeout, at least
+ * 10 s) + 2 s, killed; leftovers are swept, the files removed, and the set removed
  * when nobody holds it. Clients still holding it keep their references to a stopped service;
  * the next one to acquire starts a new generation. Also cleans up after a generation that died
  * (`state: "stale"`). Completes with whether a live service was stopped.

@@ -302,6 +302,91 @@ export class InvalidName extends Schema.TaggedError<InvalidName>()("InvalidName"
 }
 
 /**
+ * An option of a definition is not usable (e.g. a `stopSignal` that is not a signal name):
+ * refused when the definition is made, before anything starts. `option` names the option,
+ * `value` is what was given.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { SharedService } from "@quiesce/shared-service"
+ *
+ * const program = SharedService.command({ name: "docs-bad-signal", command: "exec sleep 5", stopSignal: "SIGSTOPP" }).pipe(
+ *   Effect.catchTag("InvalidOption", (error) => Effect.succeed(`${error.option}: ${error.reason}`))
+ * )
+ *
+ * Effect.runPromise(program).then(console.log) // 'stopSignal: not a signal name (e.g. "SIGTERM", "SIGINT", ...)'
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidOption extends Schema.TaggedError<InvalidOption>()("InvalidOption", {
+  service: Schema.String,
+  option: Schema.String,
+  value: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `shared service "${this.service}": invalid ${this.option} ${JSON.stringify(this.value)}: ${this.reason}`
+  }
+}
+
+/**
+ * The service runs another definition than the acquiring client's (their `fingerprint`s
+ * differ) and has clients: it is not shared and not touched — the acquisition fails, the
+ * running instance and its clients carry on. `running` is the running generation's fingerprint
+ * (`undefined` when it recorded none), `requested` the client's, `clients` the live count, and
+ * `metadata` the running instance's (`ServiceInfo.metadata`), to show what runs. A generation of
+ * another definition that nobody holds (in its grace period) is replaced instead, without error.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RefCounter, ServiceInfo, SharedService } from "@quiesce/shared-service"
+ *
+ * const kernel = RefCounter.memoryKernel()
+ * const define = (fingerprint: string) =>
+ *   SharedService.makeUnsafe({
+ *     name: "docs-mismatch",
+ *     fingerprint,
+ *     reaper: "in-process",
+ *     start: Effect.succeed(ServiceInfo.make({ pid: process.pid, metadata: { version: fingerprint } })),
+ *     stop: () => Effect.void
+ *   })
+ * // Two simulated processes: the first holds version 15, the second asks for version 16.
+ * const client = (fingerprint: string) =>
+ *   Effect.provideService(SharedService.acquire(define(fingerprint)), RefCounter.RefCounter, kernel.process())
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   yield* client("pg-15")
+ *   return yield* client("pg-16").pipe(
+ *     Effect.as("shared"),
+ *     Effect.catchTag("DefinitionMismatch", (e) =>
+ *       Effect.succeed(`${e.running} runs for ${e.clients} client(s), not ${e.requested} (${e.metadata?.["version"]})`))
+ *   )
+ * }))
+ * Effect.runPromise(program).then(console.log) // "pg-15 runs for 1 client(s), not pg-16 (pg-15)"
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class DefinitionMismatch extends Schema.TaggedError<DefinitionMismatch>()("DefinitionMismatch", {
+  service: Schema.String,
+  running: Schema.optional(Schema.String),
+  requested: Schema.String,
+  clients: Schema.Number,
+  metadata: Schema.optional(Schema.Record(Schema.String, Schema.String))
+}) {
+  override get message(): string {
+    const running = this.running === undefined ? "a definition without a fingerprint" : `fingerprint ${this.running}`
+    return `shared service "${this.service}" runs another definition (${running}, not ${this.requested}) for ${this.clients} ` +
+      `client(s): it is not shared; stop it, or wait until its clients are gone`
+  }
+}
+
+/**
  * The hint file could not be parsed, or is not a regular file owned by this user with mode
  * 0600. Acquisition never fails with this: the hint is ignored and replaced. Inspection
  * (`SharedService.inspect`) reports it.
@@ -658,8 +743,10 @@ export type SharedServiceError =
   | Unhealthy
   | RecoveryFailed
   | InvalidName
+  | InvalidOption
   | CorruptHint
   | PortInUse
+  | DefinitionMismatch
 
 /**
  * Maps a failed system call to the typed error a caller can act on.

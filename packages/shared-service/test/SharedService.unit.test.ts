@@ -342,4 +342,83 @@ describe("SharedService (in-memory kernel)", () => {
       }
       assert.isUndefined(SharedService.validateName("pg-16_dev.1"))
     }))
+
+  it.effect("definitions: another fingerprint held by a client is DefinitionMismatch and untouched; in its grace period it is replaced", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b, c] = [kernel.process(), kernel.process(), kernel.process()]
+      const name = uniqueName("definition")
+      const define = (fingerprint: string | undefined) => {
+        const stats = { starts: 0, stops: 0 }
+        const service = SharedService.makeUnsafe({
+          name,
+          reaper: "in-process",
+          idleTimeToLive: Duration.seconds(10),
+          fingerprint,
+          start: Effect.sync(() => {
+            stats.starts++
+            return ServiceInfo.make({ pid: process.pid, metadata: { definition: String(fingerprint) } })
+          }),
+          stop: () => Effect.sync(() => void stats.stops++)
+        })
+        return { service, stats }
+      }
+      const x = define("x")
+      const y = define("y")
+      const first = yield* Effect.scoped(Effect.gen(function*() {
+        const held = yield* inProcess(a)(SharedService.acquire(x.service))
+        const err = yield* Effect.flip(inProcess(b)(SharedService.acquire(y.service)))
+        assert.instanceOf(err, SharedServiceError.DefinitionMismatch)
+        const mismatch = err as SharedServiceError.DefinitionMismatch
+        assert.strictEqual(mismatch.service, name)
+        assert.strictEqual(mismatch.running, "x")
+        assert.strictEqual(mismatch.requested, "y")
+        assert.strictEqual(mismatch.clients, 1)
+        assert.deepStrictEqual(mismatch.metadata, { definition: "x" })
+        assert.match(mismatch.message, /runs another definition \(fingerprint x, not y\) for 1 client/)
+        assert.strictEqual(kernel.countOf(name), 1, "b registered nothing")
+        assert.strictEqual(x.stats.stops, 0, "the running generation was not touched")
+        assert.strictEqual((yield* SharedService.readHint(name))?.instanceId, held.info.instanceId)
+        // The same process, holding x, asks for y: refused without the protocol (its own reference is one of the clients).
+        const own = yield* Effect.flip(inProcess(a)(SharedService.acquire(y.service)))
+        assert.strictEqual(own._tag, "DefinitionMismatch")
+        assert.strictEqual((own as SharedServiceError.DefinitionMismatch).clients, 1)
+        // The same definition joins; so does a client without a fingerprint.
+        assert.isFalse((yield* inProcess(c)(SharedService.acquire(x.service))).started)
+        assert.isFalse((yield* inProcess(c)(SharedService.acquire(define(undefined).service))).started)
+        return held
+      }))
+      assert.strictEqual(kernel.countOf(name), 0)
+      // In its grace period nobody holds it: b replaces it with y.
+      yield* TestClock.adjust(Duration.seconds(5))
+      assert.strictEqual(x.stats.stops, 0)
+      const replacing = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+        const h = yield* inProcess(b)(SharedService.acquire(y.service))
+        assert.strictEqual((yield* inProcess(b)(SharedService.inspect(name))).fingerprint, "y")
+        return h
+      })))
+      // x's supervisor hears the retire between the slices of its wait (on the test clock).
+      for (let i = 0; i < 100 && replacing.pollUnsafe() === undefined; i++) yield* TestClock.adjust(Duration.millis(100))
+      const second = yield* Fiber.join(replacing)
+      assert.isTrue(second.started)
+      assert.notStrictEqual(second.info.instanceId, first.info.instanceId)
+      assert.strictEqual(x.stats.stops, 1, "x's generation was stopped (by its own supervisor) before y started")
+      assert.strictEqual(y.stats.starts, 1)
+    }))
+
+  it.effect("definitions: a generation that recorded no fingerprint is another definition to a client with one", () =>
+    Effect.gen(function*() {
+      const kernel = RefCounter.memoryKernel()
+      const [a, b] = [kernel.process(), kernel.process()]
+      const name = uniqueName("unfingerprinted")
+      const plain = fakeService(name, { reaper: "in-process" })
+      const marked = fakeService(name, { reaper: "in-process", fingerprint: "v2" })
+      yield* inProcess(a)(SharedService.acquire(plain.service))
+      const err = yield* Effect.flip(inProcess(b)(SharedService.acquire(marked.service)))
+      assert.strictEqual(err._tag, "DefinitionMismatch")
+      assert.isUndefined((err as SharedServiceError.DefinitionMismatch).running)
+      assert.strictEqual((err as SharedServiceError.DefinitionMismatch).requested, "v2")
+      assert.strictEqual(plain.stats.stops, 0)
+      assert.strictEqual(marked.stats.starts, 0)
+    }).pipe(Effect.scoped))
 })

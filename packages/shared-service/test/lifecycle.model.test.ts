@@ -198,3 +198,89 @@ describe("the model checker catches broken in-process protocols", () => {
 describe("the model checker catches broken protocols", () => {
   it.each(mutants)("$name", (m) => expectCaught(m), 120_000)
 })
+
+/**
+ * Clients of two definitions (fingerprints; client `i` has definition `i % 2`): a client only
+ * ever holds a generation of its own definition, and a generation that clients hold is never
+ * retired or abandoned by a client of another (it fails with `DefinitionMismatch`); one nobody
+ * holds (in its grace period) is replaced, and someone else's start of another definition is
+ * replaced rather than waited for.
+ */
+const definitionConfigurations: ReadonlyArray<{ readonly clients: number; readonly budget: Partial<Budget>; readonly mode: Mode }> = [
+  { clients: 3, budget: {}, mode: { definitions: 2 } },
+  { clients: 2, budget: { kill: 1 }, mode: { definitions: 2 } },
+  { clients: 2, budget: { stop: 1, exit: 1 }, mode: { definitions: 2 } },
+  { clients: 2, budget: { ipcrm: 1 }, mode: { definitions: 2 } },
+  { clients: 3, budget: {}, mode: { inProcess: true, standby: true, definitions: 2 } },
+  { clients: 2, budget: { kill: 1 }, mode: { inProcess: true, standby: true, definitions: 2 } }
+]
+
+describe("clients of different definitions, exhaustive model check", () => {
+  it.each(definitionConfigurations)("every interleaving of $clients clients, mode $mode, faults $budget", (c) => {
+    const report = explore({ clients: c.clients, budget: { ...none, ...c.budget }, mode: c.mode })
+    console.log(
+      `model (2 definitions${c.mode.inProcess === true ? ", in-process, standbys" : ""}): ${c.clients} clients ${JSON.stringify(c.budget)}: ` +
+        `${report.states} states, ${report.transitions} transitions, ${report.finals} final states, depth ${report.maxDepth}, ${report.millis} ms`
+    )
+    assert.isAbove(report.states, 500)
+    assert.isAbove(report.finals, 0)
+  }, 120_000)
+})
+
+const definitionMutants: ReadonlyArray<{
+  readonly name: string
+  readonly budget: Partial<Budget>
+  readonly machines: Machines
+  readonly finds: RegExp
+}> = [
+  {
+    name: "a client joins a generation of another definition",
+    budget: {},
+    machines: {
+      ...protocol,
+      client: (state, result) =>
+        state._tag === "Health" && result._tag === "Mismatch" ? { _tag: "Register", gen: state.gen } : Protocol.client(state, result)
+    },
+    finds: /runs another definition/
+  },
+  {
+    name: "a client replaces a generation of another definition that clients hold",
+    budget: {},
+    machines: {
+      ...protocol,
+      client: (state, result) =>
+        state._tag === "Health" && result._tag === "Mismatch"
+          ? { _tag: "Retire", target: { _tag: "Gen", gen: state.gen } }
+          : Protocol.client(state, result)
+    },
+    finds: /retired g\d+ of another definition, held/
+  },
+  {
+    name: "a mismatch abandons the generation (as a failed recovery does)",
+    budget: {},
+    machines: {
+      ...protocol,
+      client: (state, result) =>
+        state._tag === "Health" && result._tag === "Mismatch"
+          ? { _tag: "Abandon", error: result.error, gen: state.gen }
+          : Protocol.client(state, result)
+    },
+    finds: /abandoned g\d+ of another definition, held/
+  },
+  {
+    name: "someone else's start of another definition is waited for and joined",
+    budget: { kill: 1 },
+    machines: {
+      ...protocol,
+      client: (state, result) =>
+        state._tag === "AwaitReady" && !state.own && result._tag === "NotReady" && result.error === "DefinitionMismatch"
+          ? { _tag: "MarkReady", gen: state.gen }
+          : Protocol.client(state, result)
+    },
+    finds: /runs another definition/
+  }
+]
+
+describe("the model checker catches clients sharing across definitions", () => {
+  it.each(definitionMutants)("$name", (m) => expectCaught({ ...m, clients: 2, mode: { definitions: 2 } }), 120_000)
+})

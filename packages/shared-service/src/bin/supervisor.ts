@@ -15,6 +15,7 @@
  */
 import { Duration, Effect, Schedule } from "effect"
 import { fstatSync, futimesSync, lutimesSync } from "node:fs"
+import { constants } from "node:os"
 import { createInterface } from "node:readline"
 import * as Generation from "../internal/generation.ts"
 import * as Hint from "../internal/hint.ts"
@@ -158,6 +159,10 @@ const hintOfOurs = (): Hint.Hint | undefined => {
 }
 
 const stopTimeout = Duration.millis(config.stopTimeoutMillis)
+/** What every stop begins with (idle, retire, SIGTERM, an exited service's leftovers); SIGKILL follows after `stopTimeout`. */
+const stopSignal: NodeJS.Signals = config.stopSignal !== undefined && config.stopSignal in constants.signals
+  ? config.stopSignal as NodeJS.Signals
+  : "SIGTERM"
 const adopted: Effect.Effect<void> = Effect.suspend(() =>
   service.pending ? Effect.andThen(Effect.sleep("10 millis"), adopted) : Effect.void
 )
@@ -197,9 +202,9 @@ const program = Effect.gen(function*() {
       Effect.suspend(() => {
         signals.term = false
         if (reason === "Retire") signals.retire = false
-        log(`stopping (${reason})`)
+        log(`stopping (${reason}): ${stopSignal}, SIGKILL after ${config.stopTimeoutMillis} ms`)
         if (config.mode === "command") {
-          return Effect.tap(Generation.stopTree(markerText, commandPid, stopTimeout), () => Effect.sync(reap))
+          return Effect.tap(Generation.stopTree(markerText, commandPid, stopTimeout, stopSignal), () => Effect.sync(reap))
         }
         // A request can come before the starter's `start` has returned: its service is stopped
         // once known (the starter sends it, or closes the channel having failed or died).
@@ -208,7 +213,7 @@ const program = Effect.gen(function*() {
           Effect.suspend(() => {
             const info = service.info
             return info === undefined ? Effect.void : Effect.asVoid(
-              Process.stop(info.pid, { timeout: stopTimeout, startTime: info.startTime, group: info.processGroup })
+              Process.stop(info.pid, { timeout: stopTimeout, startTime: info.startTime, group: info.processGroup, signal: stopSignal })
             )
           })
         ).pipe(Effect.ignore)

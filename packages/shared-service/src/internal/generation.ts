@@ -20,7 +20,7 @@
  * @internal
  */
 import { Duration, Effect } from "effect"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, writeSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import type { ServiceInfo } from "../ServiceInfo.ts"
@@ -39,6 +39,23 @@ const toolsOnce = () =>
     ...opt("setpriv", which(["/usr/bin/setpriv", "/bin/setpriv"])),
     ...opt("nice", which(["/usr/bin/nice", "/bin/nice"]))
   }
+/**
+ * `env --default-signal=INT,QUIT` (GNU coreutils ≥ 8.31), when this system's `env` has it: a
+ * background command of a non-interactive shell starts with SIGINT and SIGQUIT ignored (POSIX),
+ * and a shell cannot trap or reset a signal ignored on entry; the service gets their default
+ * dispositions back, so that a `stopSignal` of SIGINT or SIGQUIT reaches it (a trap, Python's
+ * KeyboardInterrupt). Checked once per process, by running it.
+ */
+let resetSignals: string | undefined | null = null
+const resetSignalsOnce = (): string | undefined => {
+  if (resetSignals !== null) return resetSignals
+  const env = which(["/usr/bin/env", "/bin/env"])
+  const args = ["--default-signal=INT,QUIT", "true"]
+  const ok = env !== undefined && spawnSync(env, args, { stdio: "ignore", timeout: 5000 }).status === 0
+  resetSignals = ok ? [env, args[0]!].map(quote).join(" ") : undefined
+  return resetSignals
+}
+
 const opt = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } =>
   (v === undefined ? {} : { [k]: v }) as { [P in K]?: V }
 
@@ -56,6 +73,8 @@ export interface SupervisorConfig {
   readonly startTimeoutMillis: number
   readonly idleTimeToLiveMillis: number
   readonly stopTimeoutMillis: number
+  /** The signal a stop begins with (SIGKILL follows after `stopTimeoutMillis`). Default `SIGTERM`. */
+  readonly stopSignal?: string | undefined
   readonly lockTimeoutMillis: number
   /** The set its starter used (`Counter.instance`): another one at boot means it was removed meanwhile. */
   readonly instance: number
@@ -102,6 +121,7 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
       ...(t.setsid === undefined ? [] : [t.setsid]),
       ...(t.setpriv === undefined ? [] : [t.setpriv, "--pdeathsig", "KILL", "--"])
     ].map(quote).join(" ")
+    const reset = config.mode === "command" ? resetSignalsOnce() : undefined
     const nice = t.nice === undefined ? "" : `${quote(t.nice)} -n 10 `
     // fd 3: the owner file (locked: the lock lives as long as a descriptor does, so the service
     // must not inherit it); fd 4: the log. The stamp goes in first, so that whoever finds the
@@ -113,9 +133,14 @@ export const spawnGeneration = (options: SpawnOptions): Effect.Effect<Spawned, S
     // knows its service, so it is only sent to one that catches it (`askToRetire`); meanwhile it
     // loses nothing: retire requests are also written where the supervisor reads them (the hint,
     // the owner file).
+    // The service waits (a few microseconds, builtins only) until the inner shell has exec'd into
+    // its supervisor: a background child that has already ended when the shell runs its next
+    // command is reaped by the shell, and its exit status (and the supervisor's knowledge that it
+    // ended) would be lost with it.
+    const service = `while read -r c 2>/dev/null </proc/$PPID/comm && [ "$c" = sh ]; do :; done; exec /bin/sh -c "$QUIESCE_SERVICE_COMMAND"`
     const inner = config.mode === "command"
       ? `printf '%s\\n' "$$" >&3\n` +
-        `${launcher} /bin/sh -c "$QUIESCE_SERVICE_COMMAND" </dev/null >&4 2>&4 3>&- 4>&- &\n` +
+        `${launcher}${reset === undefined ? "" : ` ${reset}`} /bin/sh -c ${quote(service)} </dev/null >&4 2>&4 3>&- 4>&- &\n` +
         `echo "$$ $!"\n` +
         `exec >&4 2>&4 4>&- ${nice}"$@" "$!"\n`
       : `printf '%s\\n' "$$" >&3\n` +
@@ -279,17 +304,23 @@ export const sweep = (markerText: string, dir: string, name: string, grace: Dura
   })
 
 /**
- * Stops a service's tree: SIGTERM (and SIGCONT, so a stopped process can act on it) to every
- * member, SIGKILL to whatever is left after `timeout`. Completes when none is left (bounded).
+ * Stops a service's tree: `signal` (default SIGTERM; and SIGCONT, so a stopped process can act
+ * on it) to every member, SIGKILL to whatever is left after `timeout`. Completes when none is
+ * left (bounded).
  */
-export const stopTree = (markerText: string, session: number | undefined, timeout: Duration.Duration): Effect.Effect<void> =>
+export const stopTree = (
+  markerText: string,
+  session: number | undefined,
+  timeout: Duration.Duration,
+  signal: NodeJS.Signals = "SIGTERM"
+): Effect.Effect<void> =>
   Effect.suspend(() => {
     const members = () => Proc.tree(markerText, session)
     const send = (sig: NodeJS.Signals) => {
       for (const pid of members()) {
         try {
           process.kill(pid, sig)
-          if (sig === "SIGTERM") process.kill(pid, "SIGCONT")
+          if (sig !== "SIGKILL") process.kill(pid, "SIGCONT")
         } catch {
           // gone
         }
@@ -308,7 +339,7 @@ export const stopTree = (markerText: string, session: number | undefined, timeou
         return loop
       })
     if (members().length === 0) return Effect.void
-    send("SIGTERM")
+    send(signal)
     return Effect.flatMap(waitGone(Duration.toMillis(timeout)), (gone) =>
       gone ? Effect.void : Effect.andThen(Effect.sync(() => send("SIGKILL")), Effect.asVoid(waitGone(2000))))
   })

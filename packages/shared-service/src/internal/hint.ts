@@ -45,8 +45,14 @@ export class Hint extends Schema.Class<Hint>("@quiesce/shared-service/Hint")({
   starter: Schema.optional(Pid),
   /** Absent while a `make` service's `start` runs. */
   info: Schema.optional(ServiceInfo),
-  /** What defines the service (command, directory, environment), for identity checks. */
+  /**
+   * What defines the service (command, directory, environment): a client whose definition has
+   * another fingerprint does not share this generation (`DefinitionMismatch`, or a replacement).
+   */
   fingerprint: Schema.optional(Schema.String),
+  /** How the supervisor stops the service: this signal (default SIGTERM), SIGKILL after `stopTimeoutMillis`. */
+  stopSignal: Schema.optional(Schema.String),
+  stopTimeoutMillis: Schema.optional(Schema.Number),
   /** Epoch milliseconds. */
   startedAt: Schema.Number,
   startTimeoutMillis: Schema.Number,

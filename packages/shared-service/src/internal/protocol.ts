@@ -51,9 +51,16 @@ export type Client<G, F> =
   | { readonly _tag: "ReadHint" }
   /** The owner is a start in progress that has not stamped itself yet: unlock, come back. */
   | { readonly _tag: "Yield" }
-  /** The generation is ready: check it (bounded; a stopped service is unhealthy). */
+  /**
+   * The generation is ready: check that it runs this definition (its fingerprint), then its
+   * health (bounded; a stopped service is unhealthy).
+   */
   | { readonly _tag: "Health"; readonly gen: G }
-  /** The generation is starting (ours, or one whose starter died): wait until ready (bounded). */
+  /**
+   * The generation is starting (ours, or one whose starter died): wait until ready (bounded).
+   * Someone else's start of another definition is `NotReady` at once: nobody can have
+   * registered with it (its starter held the lock until it died), so it is replaced.
+   */
   | { readonly _tag: "AwaitReady"; readonly gen: G; readonly own: boolean }
   /** Record it ready in the hint. */
   | { readonly _tag: "MarkReady"; readonly gen: G }
@@ -110,6 +117,13 @@ export type ClientResult<G, F> =
   | { readonly _tag: "Healthy" }
   | { readonly _tag: "Recovered"; readonly gen: G }
   | { readonly _tag: "Unhealthy" }
+  /**
+   * (Health) The generation runs another definition (its fingerprint is not the client's).
+   * `held`: it has clients (count > 0, read under the lock, where it can only decrease): it is
+   * left alone and the client fails with `error`. Not held (it is in its grace period): it is
+   * replaced, as an unhealthy one is.
+   */
+  | { readonly _tag: "Mismatch"; readonly error: F; readonly held: boolean }
   /** Ready; with the generation's record completed (a `make` start's `ServiceInfo`). */
   | { readonly _tag: "Ready"; readonly gen?: G | undefined }
   | { readonly _tag: "NotReady"; readonly error: F }
@@ -179,6 +193,13 @@ export const client = <G, F>(state: Client<G, F>, result: ClientResult<G, F>): C
           return { _tag: "MarkReady", gen: result.gen }
         case "Unhealthy":
           return { _tag: "Retire", target: { _tag: "Gen", gen: state.gen } }
+        case "Mismatch":
+          // Sharing is never silent adoption: a generation of another definition that someone
+          // holds is not touched (the lock is given back, nothing is stopped); one that nobody
+          // holds is replaced by this definition.
+          return result.held
+            ? { _tag: "Release", error: result.error, remove: false }
+            : { _tag: "Retire", target: { _tag: "Gen", gen: state.gen } }
         case "Error":
           // `recover` failed: the generation's supervisor stops what is left of it.
           return { _tag: "Abandon", error: result.error, gen: state.gen }

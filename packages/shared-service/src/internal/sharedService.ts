@@ -10,11 +10,12 @@ import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Scope, S
 import type { Pipeable } from "effect/Pipeable"
 import { pipeArguments } from "effect/Pipeable"
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs"
+import { constants as osConstants } from "node:os"
 import * as Process from "../Process.ts"
 import type { Counter, Owned } from "../RefCounter.ts"
 import { RefCounter } from "../RefCounter.ts"
 import * as ServiceInfo from "../ServiceInfo.ts"
-import { CorruptHint, LockTimeout, RecoveryFailed, StartFailed } from "../SharedServiceError.ts"
+import { CorruptHint, DefinitionMismatch, InvalidOption, LockTimeout, RecoveryFailed, StartFailed } from "../SharedServiceError.ts"
 import type { InvalidName, PortInUse, SessionLost, SharedServiceError, SystemError } from "../SharedServiceError.ts"
 import { probe, type Readiness } from "./command.ts"
 import * as Generation from "./generation.ts"
@@ -54,12 +55,19 @@ export interface Options<E, R> {
   readonly startTimeout?: Duration.Input | undefined
   /** Bound on waiting for the startup lock: `LockTimeout`. Default startTimeout + stopTimeout + 5 s. */
   readonly lockTimeout?: Duration.Input | undefined
-  /** SIGTERM → SIGKILL delay of the supervisor's stop. Default 5 s. */
+  /** How long a stop waits after its signal (SIGTERM, or a `command`'s `stopSignal`) before SIGKILL. Default 5 s. */
   readonly stopTimeout?: Duration.Input | undefined
   /** Bound on each health check run under the lock (a stopped or hung service fails it). Default 5 s. */
   readonly healthTimeout?: Duration.Input | undefined
   /** Who stops the service after the last client (see `ReaperMode`). Default `"detached"`. */
   readonly reaper?: ReaperMode | undefined
+  /**
+   * What identifies this definition (for a command: its command line, directory, environment),
+   * recorded in the hint. A client with a fingerprint never shares a generation recorded with
+   * another one (or with none): it fails with `DefinitionMismatch` while that generation has
+   * clients, and replaces it when nobody holds it. Without one, a client joins whatever runs.
+   */
+  readonly fingerprint?: string | undefined
 }
 
 export interface SharedService<out E = never, out R = never> extends Pipeable {
@@ -101,7 +109,8 @@ export interface CommandSpec {
   readonly ready?: Readiness | undefined
   /** The TCP ports whose listeners must belong to the service (`port`, and a local `ready` target's). */
   readonly ownedPorts: ReadonlyArray<number>
-  readonly fingerprint?: string | undefined
+  /** What the supervisor's stops begin with (validated: `validateStopSignal`). Default `SIGTERM`. */
+  readonly stopSignal?: NodeJS.Signals | undefined
 }
 
 const variance = { _E: (_: never) => _, _R: (_: never) => _ }
@@ -119,6 +128,7 @@ class SharedServiceImpl<E, R> implements SharedService<E, R> {
   readonly stopTimeout: Duration.Duration
   readonly healthTimeout: Duration.Duration
   readonly reaper: ReaperMode
+  readonly fingerprint: string | undefined
   /** Set for `command` services: the supervisor runs the command itself. */
   readonly command: CommandSpec | undefined
 
@@ -138,6 +148,7 @@ class SharedServiceImpl<E, R> implements SharedService<E, R> {
     this.healthCheck = options.healthCheck
     this.recover = options.recover
     this.reaper = options.reaper ?? "detached"
+    this.fingerprint = options.fingerprint
   }
 
   pipe() {
@@ -162,10 +173,25 @@ export const makeUnsafe = <E = never, R = never>(options: Options<E, R>): Shared
 
 export const makeCommand = (
   options: Omit<Options<never, never>, "start" | "stop" | "recover" | "reaper">,
-  command: CommandSpec
-): Effect.Effect<SharedService<StartFailed | PortInUse>, InvalidName> =>
-  Effect.map(validate(options.name), () =>
-    new SharedServiceImpl<StartFailed | PortInUse, never>({ ...options, start: Effect.die("unused") }, command))
+  command: Omit<CommandSpec, "stopSignal"> & { readonly stopSignal?: string | undefined }
+): Effect.Effect<SharedService<StartFailed | PortInUse>, InvalidName | InvalidOption> =>
+  Effect.flatMap(validate(options.name), () =>
+    Effect.map(validateStopSignal(options.name, command.stopSignal), (stopSignal) =>
+      new SharedServiceImpl<StartFailed | PortInUse, never>({ ...options, start: Effect.die("unused") }, { ...command, stopSignal })))
+
+/** Signals that suspend or resume a process: they cannot begin a stop (a SIGCONT goes with every stop signal). */
+const notStopSignals = new Set(["SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGCONT"])
+
+/** A signal name of this platform (`SIGINT`, …) that can begin a stop; `undefined` stays (SIGTERM). */
+export const validateStopSignal = (service: string, signal: string | undefined): Effect.Effect<NodeJS.Signals | undefined, InvalidOption> => {
+  if (signal === undefined) return Effect.succeed(undefined)
+  const fail = (reason: string) => Effect.fail(new InvalidOption({ service, option: "stopSignal", value: signal, reason }))
+  if (!Object.hasOwn(osConstants.signals, signal)) {
+    return fail(`not a signal name (e.g. "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1")`)
+  }
+  if (notStopSignals.has(signal)) return fail("it suspends or resumes a process: it cannot stop one")
+  return Effect.succeed(signal as NodeJS.Signals)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Per-process state
@@ -342,6 +368,10 @@ const acquireLocked = Effect.fnUntraced(function*<E, R>(
 ): Effect.fn.Return<ServiceHandle, SharedServiceError | E, R | Scope.Scope> {
   const scope = yield* Scope.Scope
   if (local.holders > 0 && local.gen?.info !== undefined) {
+    // This process holds a generation already: of this definition, or this acquisition fails.
+    if (mismatched(self, local.gen)) {
+      return yield* Effect.fail(definitionMismatch(self, local.gen, yield* Effect.orElseSucceed(counter.count, () => local.holders)))
+    }
     const lost = counter.referenceLost?.()
     if (lost !== undefined && Deferred.isDoneUnsafe(lost)) return yield* Deferred.await(lost).pipe(Effect.flatMap(Effect.fail))
     local.holders++
@@ -618,8 +648,34 @@ const serviceState = (counter: Counter, info: ServiceInfo.ServiceInfo): "alive" 
   return Proc.isStopped(st) ? "stopped" : "alive"
 }
 
+/**
+ * Whether `gen` runs another definition than `self`: `self` has a fingerprint and `gen` recorded
+ * another one, or none (started by a definition without one, or by older code). A client without
+ * a fingerprint joins whatever runs, as before fingerprints existed.
+ */
+const mismatched = <E, R>(self: SharedServiceImpl<E, R>, gen: Gen): boolean =>
+  self.fingerprint !== undefined && gen.fingerprint !== self.fingerprint
+
+const definitionMismatch = <E, R>(self: SharedServiceImpl<E, R>, gen: Gen, clients: number): DefinitionMismatch =>
+  new DefinitionMismatch({
+    service: self.name,
+    ...(gen.fingerprint === undefined ? {} : { running: gen.fingerprint }),
+    requested: self.fingerprint!,
+    clients,
+    ...(gen.info === undefined ? {} : { metadata: gen.info.metadata })
+  })
+
 const health = <E, R>(ctx: Context<E, R>, gen: Gen): Effect.Effect<Result, never, R> => {
   const { self, counter } = ctx
+  if (mismatched(self, gen)) {
+    // Under the lock the count can only decrease (registrations take the lock): held now means
+    // its clients are left alone; 0 means it is in its grace period, and is replaced. A count
+    // that cannot be read (the set removed under us) is taken as held: nothing is touched.
+    return Effect.match(counter.count, {
+      onFailure: (error): Result => ({ _tag: "Mismatch", error, held: true }),
+      onSuccess: (clients): Result => ({ _tag: "Mismatch", error: definitionMismatch(self, gen, clients), held: clients > 0 })
+    })
+  }
   const info = gen.info
   if (info === undefined || serviceState(counter, info) !== "alive") return Effect.succeed({ _tag: "Unhealthy" })
   const check = healthCheckOf(self)
@@ -666,6 +722,9 @@ const awaitReady = <E, R>(ctx: Context<E, R>, gen: Gen, own: boolean): Effect.Ef
   const { self, counter } = ctx
   const deadline = gen.startedAt + gen.startTimeoutMillis
   const notReady = (error: unknown): Result => ({ _tag: "NotReady", error })
+  // Someone else's start (its starter died holding the lock: nobody registered with it) of
+  // another definition is not waited for: it is replaced.
+  if (!own && mismatched(self, gen)) return Effect.succeed(notReady(definitionMismatch(self, gen, 0)))
   if (self.command === undefined && own) {
     // `make`: run the definition's `start` (its supervisor exists already) and hand the service to it.
     return Effect.map(user(ctx, Effect.timeout(self.start, self.startTimeout)), (exit): Result => {
@@ -772,8 +831,10 @@ const exitedEarly = (counter: Counter, info: ServiceInfo.ServiceInfo): StartFail
 
 const awaitOwner = <E, R>(ctx: Context<E, R>, target: Protocol.Target<Gen>, killed: boolean): Effect.Effect<Result> => {
   const { self, counter } = ctx
-  // A retire takes a stop (SIGTERM … SIGKILL after stopTimeout); a SIGKILL takes an instant.
-  const millis = killed ? 2000 : Duration.toMillis(self.stopTimeout) + 2000
+  // A retire takes a stop (the stop signal … SIGKILL after the stop timeout, the generation's own
+  // when it recorded one); a SIGKILL takes an instant.
+  const stopMillis = Math.max(Duration.toMillis(self.stopTimeout), target._tag === "Gen" ? target.gen.stopTimeoutMillis ?? 0 : 0)
+  const millis = killed ? 2000 : stopMillis + 2000
   return Effect.match(counter.owner.awaitFree(millis), {
     onFailure: (error): Result => ({ _tag: "Stuck", error }),
     onSuccess: (owned): Result => {
@@ -805,7 +866,9 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
       startedAt: now,
       startTimeoutMillis: Duration.toMillis(self.startTimeout),
       starter: { pid: process.pid, startTime: Proc.stat(process.pid)?.startTime ?? 0 },
-      ...(self.command?.fingerprint === undefined ? {} : { fingerprint: self.command.fingerprint })
+      stopTimeoutMillis: Duration.toMillis(self.stopTimeout),
+      ...(self.command?.stopSignal === undefined ? {} : { stopSignal: self.command.stopSignal }),
+      ...(self.fingerprint === undefined ? {} : { fingerprint: self.fingerprint })
     }
     if (counter.kind === "postgres" && self.command !== undefined) {
       return refused(startFailed(self.name, "a command service needs a kernel counter (its supervisor is a local process): define it with SharedService.make"))
@@ -837,6 +900,7 @@ const spawn = <E, R>(ctx: Context<E, R>): Effect.Effect<Result, never, R> =>
         startTimeoutMillis: Duration.toMillis(self.startTimeout),
         idleTimeToLiveMillis: Duration.toMillis(self.idleTimeToLive),
         stopTimeoutMillis: Duration.toMillis(self.stopTimeout),
+        ...(self.command?.stopSignal === undefined ? {} : { stopSignal: self.command.stopSignal }),
         lockTimeoutMillis: Duration.toMillis(self.lockTimeout),
         instance: counter.instance()
       },
@@ -1220,10 +1284,11 @@ export const list: Effect.Effect<ReadonlyArray<ServiceStatus>, SystemError> = Ef
 
 /**
  * Stops the service of `name` now, whoever holds it: under the startup lock, its supervisor is
- * retired (it stops the service's tree: SIGTERM, SIGKILL after its stop timeout) or, if it does
- * not leave, killed; leftovers are swept and the files removed; the set is removed when nobody
- * holds it. Holders keep their (now dangling) references; the next acquisition starts afresh.
- * Completes with whether a live service was stopped.
+ * retired (it stops the service's tree: its stop signal, SIGKILL after its stop timeout) or, if
+ * it does not leave within `timeout` (default: its stop timeout, at least 10 s) + 2 s, killed;
+ * leftovers are swept and the files removed; the set is removed when nobody holds it. Holders
+ * keep their (now dangling) references; the next acquisition starts afresh. Completes with
+ * whether a live service was stopped.
  */
 export const forceStop = (
   name: string,
@@ -1236,7 +1301,6 @@ export const forceStop = (
     yield* validate(name)
     const rc = yield* RefCounter
     const counter = yield* rc.open(name)
-    const timeout = Duration.fromInputUnsafe(options?.timeout ?? Duration.seconds(10))
     const lockTimeout = Duration.fromInputUnsafe(options?.lockTimeout ?? Duration.seconds(30))
     return yield* Effect.uninterruptible(Effect.gen(function*() {
       yield* counter.lock(lockTimeout).pipe(
@@ -1248,7 +1312,11 @@ export const forceStop = (
       if (owned === undefined) {
         const pid = hint instanceof Hint.Hint ? hint.supervisor.pid : yield* counter.owner.stamp
         yield* requestRetire(counter, hint instanceof Hint.Hint ? { _tag: "Gen", gen: hint } : { _tag: "Stamp" })
-        owned = yield* counter.owner.awaitFree(Duration.toMillis(timeout) + 2000)
+        // By default the supervisor is given its own stop timeout (recorded in the hint), at least 10 s.
+        const timeout = options?.timeout !== undefined
+          ? Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+          : Math.max(10_000, hint instanceof Hint.Hint ? hint.stopTimeoutMillis ?? 0 : 0)
+        owned = yield* counter.owner.awaitFree(timeout + 2000)
         if (owned === undefined && pid !== undefined) {
           yield* signalSupervisor(counter, pid, undefined, "kill")
           owned = yield* counter.owner.awaitFree(2000)

@@ -48,7 +48,9 @@ class FingerprintSet {
     for (let i = 0; i < key.length; i++) {
       const c = key.charCodeAt(i)
       a = Math.imul(a ^ c, 0x01000193)
-      b = Math.imul(b ^ c, 0x01000193 ^ 0x5bd1e995)
+      // An odd multiplier (an even one shifts a bit out at every character, so that `b` only
+      // depended on the key's last characters: the runs lost states to collisions).
+      b = Math.imul(b ^ c, 0x5bd1e995)
     }
     a = (a >>> 0) || 1
     b >>>= 0

@@ -24,7 +24,16 @@ const runs: ReadonlyArray<Partial<Budget> & { readonly mode?: Mode }> = [
   { mode: { inProcess: true, standby: true } },
   { kill: 1, mode: { inProcess: true, standby: true } },
   { kill: 1, refuse: 1, mode: { inProcess: true, standby: true } },
-  { stop: 1, exit: 1, term: 1, mode: { inProcess: true, standby: true } }
+  { stop: 1, exit: 1, term: 1, mode: { inProcess: true, standby: true } },
+  // Clients of two definitions (fingerprints: c0 and c2 alike, c1 another).
+  { mode: { definitions: 2 } },
+  { kill: 1, mode: { definitions: 2 } },
+  { stop: 1, mode: { definitions: 2 } },
+  { exit: 1, mode: { definitions: 2 } },
+  { term: 1, mode: { definitions: 2 } },
+  { refuse: 1, mode: { definitions: 2 } },
+  { mode: { inProcess: true, standby: true, definitions: 2 } },
+  { kill: 1, mode: { inProcess: true, standby: true, definitions: 2 } }
 ]
 const only = process.argv[2] === undefined ? undefined : Number(process.argv[2])
 console.log("| clients | faults (at most, each at any step) | states | transitions | final states | depth | time |")
@@ -34,8 +43,12 @@ const started = Date.now()
 for (const [i, budget] of runs.entries()) {
   if (only !== undefined && i !== only) continue
   const { mode, ...faultBudget } = budget
+  const modes = [
+    ...(mode?.inProcess === true ? ["in-process, standbys"] : []),
+    ...(mode?.definitions === undefined ? [] : [`${mode.definitions} definitions`])
+  ]
   const faults = (Object.entries(faultBudget).map(([k, v]) => `${v} ${k}`).join(", ") || "none") +
-    (mode === undefined ? "" : " (in-process, standbys)")
+    (modes.length === 0 ? "" : ` (${modes.join("; ")})`)
   try {
     const r = explore({ clients: 3, budget: { ...none, ...faultBudget }, mode }, { compact: true })
     states += r.states

@@ -55,6 +55,8 @@ interface ClientProc {
   sbCancel: boolean
   /** Inode of the owner file the standby holds, or -1. */
   sbFd: number
+  /** Its definition (a fingerprint): clients of another definition never share a generation. */
+  readonly def: number
 }
 
 interface SupervisorProc {
@@ -69,6 +71,8 @@ interface SupervisorProc {
   term: boolean
   /** In-process mode: the client process whose fiber it is (it dies with it; its service does not). */
   host: Pid | null
+  /** The definition its starter had (the hint's fingerprint). */
+  readonly def: number
 }
 
 interface ServiceProc {
@@ -121,9 +125,14 @@ export interface Mode {
   readonly inProcess?: boolean | undefined
   /** Holders run standbys (in-process mode). */
   readonly standby?: boolean | undefined
+  /**
+   * How many definitions (fingerprints) the clients have: client `i` has definition
+   * `i % definitions` (default 1: every client defines the service alike).
+   */
+  readonly definitions?: number | undefined
 }
 
-const newClient = (): ClientProc => ({
+const newClient = (def = 0): ClientProc => ({
   kind: "client",
   m: Protocol.clientStart,
   phase: "acquiring",
@@ -136,7 +145,8 @@ const newClient = (): ClientProc => ({
   tidy: Protocol.tidyStart,
   sb: null,
   sbCancel: false,
-  sbFd: -1
+  sbFd: -1,
+  def
 })
 
 const fail = (message: string): never => {
@@ -145,7 +155,7 @@ const fail = (message: string): never => {
 
 export const initial = (clients: number, budget: Budget, mode: Mode = {}): World => {
   const procs: Record<Pid, Proc> = {}
-  for (let i = 0; i < clients; i++) procs[`c${i}`] = newClient()
+  for (let i = 0; i < clients; i++) procs[`c${i}`] = newClient(i % (mode.definitions ?? 1))
   return {
     set: { exists: false, epoch: 0, lock: null, count: [], ring: 0 },
     ownerPath: -1,
@@ -194,7 +204,7 @@ export const key = (w: World): string => {
         break
       case "supervisor":
         ps.push(
-          `${k}:${JSON.stringify(p.m)}:${p.alive ? 1 : 0}:${p.stopped ? 1 : 0}:${p.ownerFd}:${p.epoch}:${p.retire ? 1 : 0}${p.term ? 1 : 0}:${p.host}`
+          `${k}:${JSON.stringify(p.m)}:${p.alive ? 1 : 0}:${p.stopped ? 1 : 0}:${p.ownerFd}:${p.epoch}:${p.retire ? 1 : 0}${p.term ? 1 : 0}:${p.host}:${p.def}`
         )
         break
       case "service":
@@ -343,11 +353,19 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
         if (x.set.lock === pid && current(x, me(x).epoch)) x.set.lock = null
       }]]
     case "Health": {
+      // Its definition first (the hint's fingerprint), with the count read under the lock (a
+      // removed set cannot be counted: taken as held, nothing is touched).
+      if (supervisorOf(w, m.gen)!.def !== c.def) {
+        const held = !current(w, c.epoch) || w.set.count.length > 0
+        return [[{ _tag: "Mismatch", error: "DefinitionMismatch", held }, () => {}]]
+      }
       const v = service(w, m.gen)
       const healthy = v !== undefined && v.alive && v.listening && !v.stopped
       return [[healthy ? { _tag: "Healthy" } : { _tag: "Unhealthy" }, () => {}]]
     }
     case "AwaitReady": {
+      // Someone else's start of another definition is never waited for: it is replaced.
+      if (!m.own && supervisorOf(w, m.gen)!.def !== c.def) return [[{ _tag: "NotReady", error: "DefinitionMismatch" }, () => {}]]
       if (w.inProcess && m.own) {
         // The starter runs `start`: the service comes to life with the record of it (see the module comment).
         return [[{ _tag: "NotReady", error: "StartFailed" }, () => {}], [{ _tag: "Ready" }, (x) => {
@@ -375,7 +393,10 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
     case "Retire": {
       const target = retireTarget(w, m.target)
       return [[{ _tag: "Ok" }, (x) => {
-        if (target !== undefined) (x.procs[target] as SupervisorProc).retire = true
+        if (target === undefined) return
+        const s = x.procs[target] as SupervisorProc
+        notInUse(x, pid, s.gen, "retired")
+        s.retire = true
       }]]
     }
     case "AwaitOwner": {
@@ -454,7 +475,8 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
           epoch: x.set.epoch,
           retire: false,
           term: false,
-          host: x.inProcess ? pid : null
+          host: x.inProcess ? pid : null,
+          def: me(x).def
         }
         if (!x.inProcess) x.procs[`v${gen}`] = { kind: "service", gen, alive: true, listening: false, stopped: false }
         me(x).ownerFd = -1
@@ -484,6 +506,7 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
       const gen = m.gen
       return [[{ _tag: "Ok" }, (x) => {
         mustHoldLock(x, "abandoned")
+        if (gen !== undefined) notInUse(x, pid, gen, "abandoned")
         if (gen !== undefined) {
           // The request to its supervisor is the hint, marked abandoned (read between its waits).
           x.hint = { gen, ready: false, abandoned: true }
@@ -509,6 +532,25 @@ const clientOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[ClientR, (w: 
     case "Failed":
       return []
   }
+}
+
+/**
+ * A client of another definition never ends (retires or abandons) a generation whose service
+ * lives and that clients registered with and still hold: a definition mismatch leaves it alone.
+ * (Its own definition's clients end one that is unusable, held or not; a generation whose
+ * service is gone anyone may end.) The count can only decrease under the lock, so a generation
+ * held now was held when the client decided. After an `ipcrm` the lock and the count mean
+ * nothing: not checked.
+ */
+const notInUse = (x: World, pid: Pid, gen: number, what: string) => {
+  if (x.ipcrmed || service(x, gen)?.alive !== true) return
+  const me = x.procs[pid] as ClientProc
+  if (supervisorOf(x, gen)?.def === me.def) return
+  const holders = Object.keys(x.procs).filter((k) => {
+    const p = x.procs[k]!
+    return p.kind === "client" && p.phase === "holding" && p.gen === gen && x.set.count.includes(k)
+  })
+  if (holders.length > 0) fail(`${pid} ${what} g${gen} of another definition, held by ${holders.join(", ")}`)
 }
 
 /** The supervisor that stamped the current owner file (it holds its lock), if any. */
@@ -628,7 +670,8 @@ const standbyOutcomes = (w: World, pid: Pid, c: ClientProc): Array<[Protocol.Sta
           epoch: x.set.epoch,
           retire: false,
           term: false,
-          host: pid
+          host: pid,
+          def: old?.def ?? c.def
         }
         c.sbFd = -1
       }]]
@@ -927,6 +970,10 @@ export const check = (w: World) => {
       (p.regEpoch < 0 || (current(w, p.regEpoch) && !w.set.count.includes(pid)))
     ) {
       fail(`${pid} holds no reference although it acquired`)
+    }
+    // Sharing is never silent adoption: a client only ever holds a generation of its own definition.
+    if (p.kind === "client" && p.phase === "holding" && supervisorOf(w, p.gen)?.def !== p.def) {
+      fail(`${pid} joined g${p.gen}, which runs another definition`)
     }
   }
 }
