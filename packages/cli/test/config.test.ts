@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { QuiesceConfig } from "@quiesce/cli"
 import { SharedService } from "@quiesce/shared-service"
@@ -298,4 +298,57 @@ describe("config file validation", () => {
     assert.strictEqual(one.services.get("db")!.cwd, "/home/a/app/db")
     assert.notStrictEqual(QuiesceConfig.fingerprint(one.services.get("db")!), QuiesceConfig.fingerprint(two.services.get("db")!))
   })
+})
+
+describe("identity", { timeout: 120_000 }, () => {
+  it.live("another definition of a running service: refused with both shown while held (exit 121), replaced once nobody holds it", () =>
+    Effect.gen(function*() {
+      const name = uniqueName("identity")
+      const logs = yield* tempDir
+      const one = yield* project({ [name]: { command: serviceCommand(join(logs, "one.log")), port: "auto", grace: "3s" } })
+      const two = yield* project({ [name]: { command: serviceCommand(join(logs, "two.log")), port: "auto", grace: "3s" } })
+      // Both checkouts' runs see one runtime directory, as one user's do.
+      const env = one.env
+      const holder = yield* quiesce(["run", "-q", name, "--", "sh", "-c", "echo held; sleep 100"], { env, cwd: one.dir })
+      yield* holder.line("held")
+      const refused = yield* quiesceExit(["run", "-q", name, "--", "echo", "never"], { env, cwd: two.dir })
+      assert.strictEqual(refused.code, 121, refused.stderr)
+      const lines = refused.stderr.trimEnd().split("\n")
+      assert.strictEqual(lines[0], `quiesce: service "${name}" is running with another definition, for 1 client:`)
+      assert.include(lines[1]!, `"cwd":"${one.dir}"`)
+      assert.include(lines[2]!, `"cwd":"${two.dir}"`)
+      assert.strictEqual(refused.stdout, "")
+      const held = yield* status(name, env)
+      assert.strictEqual(held.clients, 1, "the running instance is untouched")
+      assert.strictEqual(starts(join(logs, "one.log")).length, 1)
+      assert.strictEqual(stops(join(logs, "one.log")).length, 0)
+      assert.match(held.fingerprint, /^[0-9a-f]{16}$/)
+      // Its holder leaves; within the grace period, the other definition replaces it.
+      yield* holder.kill("SIGTERM")
+      yield* holder.exited
+      const replaced = yield* quiesceExit(["run", "-q", name, "--", "true"], { env, cwd: two.dir })
+      assert.strictEqual(replaced.code, 0, replaced.stderr)
+      assert.strictEqual(stops(join(logs, "one.log")).length, 1)
+      assert.strictEqual(starts(join(logs, "two.log")).length, 1)
+      assert.notStrictEqual((yield* status(name, env)).fingerprint, held.fingerprint)
+    }))
+
+  it.live("stopSignal: whoever stops the service asks with it (here SIGINT, which a plain shell service would ignore)", () =>
+    Effect.gen(function*() {
+      const name = uniqueName("stopsig")
+      const out = yield* tempDir
+      const got = join(out, "got")
+      const { dir, env } = yield* project({
+        [name]: {
+          command: `trap 'echo INT > ${got}; exit 0' INT; trap 'echo TERM > ${got}; exit 0' TERM; while :; do sleep 0.1; done`,
+          grace: "0",
+          stopSignal: "SIGINT",
+          stopTimeout: "5s"
+        }
+      })
+      const run = yield* quiesceExit(["run", "-q", name, "--", "true"], { env, cwd: dir })
+      assert.strictEqual(run.code, 0, run.stderr)
+      yield* eventually("the service to be asked to stop", () => existsSync(got), 20_000)
+      assert.strictEqual(readFileSync(got, "utf8"), "INT\n")
+    }))
 })

@@ -16,6 +16,8 @@ export interface ServiceStatus {
   readonly startedAt: string | null
   /** The readiness probe's verdict now, when the service has a target. */
   readonly ready: boolean | null
+  /** What identifies its definition (command, directory, environment): a `quiesce run` of another one is refused. */
+  readonly fingerprint: string | null
 }
 
 export interface StopReport {
@@ -66,7 +68,8 @@ export const statusDetail = (s: ServiceStatus, now: number): string =>
       `  clients  ${show(s.clients)}`,
       `  uptime   ${uptime(s.startedAt, now)}`,
       `  ready    ${s.ready === null ? "-" : s.ready ? "yes" : "no"}`,
-      `  command  ${s.command ?? "-"}`
+      `  command  ${s.command ?? "-"}`,
+      `  identity ${s.fingerprint ?? "-"}`
     ].join("\n")
 
 export const stopLine = (r: StopReport): string =>

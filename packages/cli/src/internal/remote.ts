@@ -147,6 +147,7 @@ export const acquire = (definition: Definition, remote: Remote, progress: Progre
       ...(targets.length === 0 ? {} : {
         healthCheck: () => Readiness.probeAll(targets, probeOptions)
       }),
+      fingerprint: QuiesceConfig.fingerprint(definition),
       idleTimeToLive: definition.graceMillis,
       startTimeout: definition.startTimeoutMillis + 1_000,
       stopTimeout: definition.stopTimeoutMillis

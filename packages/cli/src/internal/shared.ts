@@ -16,6 +16,7 @@ import {
   NotReadyError,
   PortInUseError,
   type QuiesceError,
+  DefinitionMismatchError,
   RuntimeDirectoryError,
   ServiceStartError,
   SharedServiceFailure,
@@ -83,10 +84,18 @@ const holderOf = (error: SharedServiceError.PortInUse): string =>
     : `pid ${error.pid}${error.command === undefined ? "" : ` (${oneLine(error.command)})`}`
 
 /** The shared-service error as the CLI's: what to print and which exit code. */
-const failure = (service: string) => (error: SharedServiceError.SharedServiceError): QuiesceError => {
+const failure = (service: string, definition?: Definition) => (error: SharedServiceError.SharedServiceError): QuiesceError => {
   switch (error._tag) {
     case "InvalidName":
+    case "InvalidOption":
       return new UsageError({ message: error.message })
+    case "DefinitionMismatch":
+      return new DefinitionMismatchError({
+        service,
+        clients: error.clients,
+        running: error.metadata?.["definition"] ?? (error.running === undefined ? "(none recorded)" : `fingerprint ${error.running}`),
+        requested: definition === undefined ? `fingerprint ${error.requested}` : QuiesceConfig.identity(definition)
+      })
     case "StartFailed":
       return new ServiceStartError({ service, reason: error.reason, ...outputOf(error) })
     case "PortInUse":
@@ -162,7 +171,7 @@ const acquire = (
   progress: Progress = { target: undefined, lastFailure: undefined }
 ): Effect.Effect<Lease, QuiesceError, ChildProcessSpawner | Scope.Scope> =>
   definition.remote === undefined ? acquireLocal(definition, progress) : Remote.acquire(definition, definition.remote, progress).pipe(
-    Effect.mapError((error) => isQuiesceError(error) ? error : failure(definition.name)(error))
+    Effect.mapError((error) => isQuiesceError(error) ? error : failure(definition.name, definition)(error))
   )
 
 const acquireLocal = (definition: Definition, progress: Progress) =>
@@ -222,13 +231,14 @@ const acquireLocal = (definition: Definition, progress: Progress) =>
         startedAt: new Date().toISOString()
       },
       fingerprint: QuiesceConfig.fingerprint(definition),
+      stopSignal: definition.stopSignal,
       ready: SharedService.check(targets.length === 0 ? () => alive : check),
       // A later client finds the service alive (its hint is verified) and has nothing else to check.
       ...(targets.length === 0 ? { healthCheck: false } : {}),
       idleTimeToLive: definition.graceMillis,
       startTimeout: definition.startTimeoutMillis,
       stopTimeout: definition.stopTimeoutMillis
-    }).pipe(Effect.mapError(failure(definition.name)))
+    }).pipe(Effect.mapError(failure(definition.name, definition)))
     const handle = yield* SharedService.acquire(service).pipe(
       Effect.mapError((error) =>
         // The start timed out while the service lived and the probe still failed: say what the probe saw.
@@ -240,7 +250,7 @@ const acquireLocal = (definition: Definition, progress: Progress) =>
             lastFailure: progress.lastFailure ?? "no probe finished",
             ...outputOf(error)
           })
-          : failure(definition.name)(error)
+          : failure(definition.name, definition)(error)
       )
     )
     return {
@@ -273,7 +283,8 @@ const toStatus = (status: SharedService.ServiceStatus): Effect.Effect<ServiceSta
       clients: status.exact ? status.count : null,
       command: info?.metadata["command"] ?? null,
       startedAt: info?.metadata["startedAt"] ?? null,
-      ready
+      ready,
+      fingerprint: status.fingerprint ?? null
     }
   })
 
