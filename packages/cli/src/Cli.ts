@@ -168,11 +168,12 @@ const down = Command.make("down", { names: Flags.names }, (input) =>
 
 const status = Command.make("status", {
   name: Flags.positionalName,
-  json: Flags.json
+  json: Flags.json,
+  backend: Flags.backend
 }, (input) =>
   Effect.gen(function*() {
     const manager = yield* Manager
-    const s = yield* manager.status(input.name)
+    const s = yield* manager.status(input.name, Option.getOrUndefined(input.backend))
     yield* report(input.json, s, (s) => statusDetail(s, Date.now()), (s) => s.state === "running")
   })).pipe(
     Command.withShortDescription("Show one service"),
@@ -183,10 +184,10 @@ const status = Command.make("status", {
     ])
   )
 
-const list = Command.make("list", { json: Flags.json }, (input) =>
+const list = Command.make("list", { json: Flags.json, backend: Flags.backend }, (input) =>
   Effect.gen(function*() {
     const manager = yield* Manager
-    const services = yield* manager.list
+    const services = yield* manager.list(Option.getOrUndefined(input.backend))
     yield* report(input.json, services, (services) => statusTable(services, Date.now()), () => true)
   })).pipe(
     Command.withAlias("ls"),
@@ -200,11 +201,12 @@ const list = Command.make("list", { json: Flags.json }, (input) =>
 
 const stop = Command.make("stop", {
   name: Flags.positionalName,
-  json: Flags.json
+  json: Flags.json,
+  backend: Flags.backend
 }, (input) =>
   Effect.gen(function*() {
     const manager = yield* Manager
-    const stopped = yield* manager.stop(input.name, { timeoutMillis: 10_000 })
+    const stopped = yield* manager.stop(input.name, { timeoutMillis: 10_000, backend: Option.getOrUndefined(input.backend) })
     yield* report(input.json, stopped, stopLine, (r) => r.stopped)
   })).pipe(
     Command.withShortDescription("Stop a service now"),

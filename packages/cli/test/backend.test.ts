@@ -92,6 +92,13 @@ describe("services shared through PostgreSQL", { timeout: 120_000 }, () => {
       yield* holder.line("held")
       const joiner = yield* quiesceExit(["run", "-q", "--backend", database.url, p.name, "--", "true"], { env: p.env, cwd: p.dir })
       assert.strictEqual(joiner.code, 0, joiner.stderr)
+      // status and list read the database's record (the kernel's know nothing of it).
+      const shown = JSON.parse((yield* quiesceExit(["status", p.name, "--json", "--backend", database.url], { env: p.env })).stdout)
+      assert.strictEqual(shown.state, "running")
+      assert.strictEqual(shown.clients, 1)
+      assert.strictEqual(shown.port, p.port)
+      const listed = JSON.parse((yield* quiesceExit(["list", "--json", "--backend", database.url], { env: p.env })).stdout)
+      assert.isTrue(listed.some((s: { name: string }) => s.name === p.name))
       assert.strictEqual(p.starts(), 1)
       // The supervising client dies with its command: no one holds the service any more, and the
       // next client finds it unsupervised and replaces it.

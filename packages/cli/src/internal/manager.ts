@@ -43,9 +43,13 @@ export class Manager extends Context.Service<Manager, {
    * that the program it becomes holds them until it exits (the acquiring scope is then never closed).
    */
   readonly prepareExec: (service: string) => Effect.Effect<void, QuiesceError>
-  readonly status: (name: string) => Effect.Effect<ServiceStatus, QuiesceError>
-  readonly list: Effect.Effect<ReadonlyArray<ServiceStatus>, QuiesceError>
-  readonly stop: (name: string, options: { readonly timeoutMillis: number }) => Effect.Effect<StopReport, QuiesceError>
+  /** `backend`: a PostgreSQL URL, for services shared through it (else this machine's kernel counters). */
+  readonly status: (name: string, backend?: string) => Effect.Effect<ServiceStatus, QuiesceError>
+  readonly list: (backend?: string) => Effect.Effect<ReadonlyArray<ServiceStatus>, QuiesceError>
+  readonly stop: (
+    name: string,
+    options: { readonly timeoutMillis: number; readonly backend?: string | undefined }
+  ) => Effect.Effect<StopReport, QuiesceError>
   /** Prints the service's output (its current instance's, else its last one's); with `follow`, until that instance ends. */
   readonly logs: (name: string, options: { readonly follow: boolean }) => Effect.Effect<void, QuiesceError>
 }>()("@quiesce/cli/internal/Manager") {}

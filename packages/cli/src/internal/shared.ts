@@ -10,7 +10,7 @@ import type * as Scope from "effect/Scope"
 import { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Result from "effect/Result"
 import * as Net from "node:net"
-import { type ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
+import { RefCounter, type ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
 import {
   LockTimeoutError,
   NotReadyError,
@@ -288,19 +288,20 @@ const toStatus = (status: SharedService.ServiceStatus): Effect.Effect<ServiceSta
     }
   })
 
-const status = (name: string) =>
-  SharedService.inspect(name).pipe(
-    Effect.mapError(failure(name)),
-    Effect.flatMap(toStatus)
+/** `effect` on the database's counter when a backend is given (its sessions closed after), else the kernel's. */
+const on = <A>(backend: string | undefined, service: string, effect: Effect.Effect<A, QuiesceError | SharedServiceError.SharedServiceError>) =>
+  (backend === undefined ? effect : Effect.provide(effect, RefCounter.postgres({ url: backend }))).pipe(
+    Effect.mapError((error) => isQuiesceError(error) ? error : failure(service)(error))
   )
 
-const list = SharedService.list.pipe(
-  Effect.mapError(failure("*")),
-  Effect.flatMap((all) => Effect.forEach(all, toStatus, { concurrency: 4 }))
-)
+const status = (name: string, backend?: string) =>
+  on(backend, name, Effect.flatMap(SharedService.inspect(name), toStatus))
 
-const stop = (name: string, options: { readonly timeoutMillis: number }) =>
-  Effect.gen(function*() {
+const list = (backend?: string) =>
+  on(backend, "*", Effect.flatMap(SharedService.list, (all) => Effect.forEach(all, toStatus, { concurrency: 4 })))
+
+const stop = (name: string, options: { readonly timeoutMillis: number; readonly backend?: string | undefined }) =>
+  on(options.backend, name, Effect.gen(function*() {
     const before = yield* SharedService.inspect(name)
     const stopped = yield* SharedService.forceStop(name, { timeout: options.timeoutMillis })
     const report: StopReport = {
@@ -310,7 +311,7 @@ const stop = (name: string, options: { readonly timeoutMillis: number }) =>
       clients: before.exact ? before.count : null
     }
     return report
-  }).pipe(Effect.mapError(failure(name)))
+  }))
 
 /**
  * The `Manager` on the platform's shared-service kernel objects. Needs a `ChildProcessSpawner`
