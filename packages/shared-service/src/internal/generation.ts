@@ -22,6 +22,7 @@
 import { Duration, Effect } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, writeSync } from "node:fs"
+import { createRequire } from "node:module"
 import { fileURLToPath } from "node:url"
 import type { ServiceInfo } from "../ServiceInfo.ts"
 import { PortInUse, StartFailed } from "../SharedServiceError.ts"
@@ -80,8 +81,18 @@ export interface SupervisorConfig {
   readonly instance: number
 }
 
-/** The supervisor's entry, through this package's own exports (found from src/, dist/ or a bundle). */
-const supervisorEntry = (): string => fileURLToPath(import.meta.resolve("@quiesce/shared-service/bin/supervisor"))
+/**
+ * The supervisor's entry, through this package's own exports (found from src/, dist/ or a
+ * bundle). Under a module runner whose `import.meta.resolve` throws (vite's, running this
+ * package's sources through a workspace link), as `require` resolves it: the built entry.
+ */
+const supervisorEntry = (): string => {
+  try {
+    return fileURLToPath(import.meta.resolve("@quiesce/shared-service/bin/supervisor"))
+  } catch {
+    return createRequire(import.meta.url).resolve("@quiesce/shared-service/bin/supervisor")
+  }
+}
 
 const supervisorArgv = (config: SupervisorConfig): ReadonlyArray<string> => {
   const entry = supervisorEntry()
