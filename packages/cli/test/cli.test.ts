@@ -360,11 +360,15 @@ describe("where quiesce's options end, and readiness without a probe", { timeout
     Effect.gen(function*() {
       const { env, name } = yield* testService("alive")
       // `sleep` listens nowhere: a probe of any port would wait out the whole start timeout.
-      const result = yield* quiesceExit([...quietArgs(name), "--start-timeout", "20s", node, client, "env"], { env })
+      const result = yield* quiesceExit([...quietArgs(name, "30s"), "--start-timeout", "20s", node, client, "env"], { env })
       assert.strictEqual(result.code, 0, result.stderr)
       const seen = JSON.parse(result.stdout)
       assert.strictEqual(seen.name, name)
       assert.isUndefined(seen.port, "no QUIESCE_SERVICE_PORT for a service without a port")
+      // The next run (within the grace period) joins it: with nothing to probe, a live process is healthy.
+      const again = yield* quiesceExit([...quietArgs(name, "30s"), "--start-timeout", "20s", node, client, "env"], { env })
+      assert.strictEqual(again.code, 0, again.stderr)
+      assert.strictEqual(JSON.parse(again.stdout).pid, seen.pid, "the same service, not a restarted one")
       // A service that dies within that moment fails the start at once (not at the start timeout).
       const other = `${name}-dead`
       const dead = yield* quiesceExit(["run", "-n", other, "-s", "exit 3", "--start-timeout", "1m", "true"], { env })

@@ -602,7 +602,13 @@ export const command = (
   const ownedPorts = [...new Set([...(options.port === undefined ? [] : [options.port]), ...(ready === undefined ? [] : [ready])])]
   return internal.makeCommand({
     name: options.name,
-    healthCheck: health === undefined ? undefined : (info) => command_.probe(options.name, health, info),
+    // `false`: nothing to probe (the service's process being alive is checked anyway); without a
+    // check of its own the interpreter would fall back to `ready`, which may be a one-shot check.
+    healthCheck: options.healthCheck === false
+      ? () => Effect_.void
+      : health === undefined
+      ? undefined
+      : (info) => command_.probe(options.name, health, info),
     idleTimeToLive: options.idleTimeToLive,
     startTimeout: options.startTimeout,
     lockTimeout: options.lockTimeout,
