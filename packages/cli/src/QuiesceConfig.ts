@@ -29,7 +29,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import { createHash } from "node:crypto"
-import { readFileSync } from "node:fs"
+import { closeSync, constants as fs, fstatSync, openSync, readFileSync } from "node:fs"
 import { constants } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { SharedService } from "@quiesce/shared-service"
@@ -456,6 +456,7 @@ export const decode = (text: string, file: string, options?: { readonly backend?
   }
   const isPackage = file.endsWith("package.json")
   const body = isPackage ? (json as { quiesce?: unknown } | null)?.quiesce : json
+  if (isPackage && body === undefined) throw new ConfigError({ file, path: "", problem: `has no "quiesce" key` })
   const decoded = Schema.decodeUnknownResult(FileSchema)(body, { onExcessProperty: "error" })
   if (Result.isFailure(decoded)) {
     const { path, problem } = problemOf(decoded.failure.issue)
@@ -501,13 +502,37 @@ export const decode = (text: string, file: string, options?: { readonly backend?
   }
 }
 
+/** A config file is small: one larger than this is not one (a log, a `/dev/zero` link). */
+const maxBytes = 1024 * 1024
+
+/**
+ * The text of the file at `path`, `undefined` when nothing is there. Opened without blocking
+ * and read only if it is a regular file of at most 1 MiB: a FIFO, a device or a directory in
+ * its place is an error, not a hang.
+ */
 const readIfExists = (path: string): string | undefined => {
+  const refuse = (problem: string): never => {
+    throw new ConfigError({ file: path, path: "", problem })
+  }
+  let fd: number
   try {
-    return readFileSync(path, "utf8")
+    fd = openSync(path, fs.O_RDONLY | fs.O_NONBLOCK)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    if (code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR") return undefined
-    throw new ConfigError({ file: path, path: "", problem: `cannot be read (${code ?? String(error)})` })
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined
+    return refuse(`cannot be read (${code ?? String(error)})`)
+  }
+  try {
+    const stat = fstatSync(fd)
+    if (stat.isDirectory()) return refuse("is a directory, not a file")
+    if (!stat.isFile()) return refuse("is not a regular file")
+    if (stat.size > maxBytes) return refuse(`is ${stat.size} bytes: a config file has at most ${maxBytes}`)
+    return readFileSync(fd, "utf8").replace(/^\uFEFF/, "")
+  } catch (error) {
+    if (error instanceof ConfigError) throw error
+    return refuse(`cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`)
+  } finally {
+    closeSync(fd)
   }
 }
 

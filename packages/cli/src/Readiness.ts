@@ -131,7 +131,8 @@ export interface HttpGet {
 
 /**
  * Ready when a line of the service's output (its log file) matches `regex`, the source of a
- * JavaScript regular expression without flags. Lines are tested as they are and without
+ * JavaScript regular expression without flags, run by V8's linear-time engine (so no
+ * backreferences: `parse` refuses them). Lines are tested as they are and without
  * their terminal colour codes; a line counts once it ends (with a newline).
  *
  * @example
@@ -305,12 +306,28 @@ const parsePort = (text: string): number | undefined => {
   return isPort(n) ? n : undefined
 }
 
-/** A regular expression's source compiled, or the engine's complaint about it. */
+let linear = false
+
+/**
+ * A regular expression's source compiled for V8's linear-time engine (the `l` flag), or the
+ * engine's complaint about it. A backtracking match cannot be interrupted: a pattern such as
+ * `^(a+)+$` on an unlucky line would stall this process past every timeout and signal, so a
+ * pattern the linear engine cannot run (a backreference) is refused instead.
+ */
 const compile = (regex: string): Result.Result<RegExp, string> => {
+  if (!linear) {
+    process.getBuiltinModule("node:v8").setFlagsFromString("--enable-experimental-regexp-engine")
+    linear = true
+  }
   try {
-    return Result.succeed(new RegExp(regex))
+    return Result.succeed(new RegExp(regex, "l"))
   } catch (error) {
-    return Result.fail(error instanceof Error ? error.message : String(error))
+    const message = error instanceof Error ? error.message : String(error)
+    return Result.fail(
+      message.endsWith("Cannot be executed in linear time")
+        ? "a pattern without backreferences (it must run in linear time: a match cannot be interrupted)"
+        : message
+    )
   }
 }
 

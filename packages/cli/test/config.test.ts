@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { QuiesceConfig } from "@quiesce/cli"
@@ -233,6 +234,41 @@ describe("services from a config file", { timeout: 120_000 }, () => {
       assert.include(up.stderr, "no database here")
       const down = yield* quiesceExit(["down", name], { env, cwd: dir })
       assert.include(down.stdout, `${name} was not up`)
+    }))
+
+  it.live("concurrent ups start one holder; up of several is all or nothing", () =>
+    Effect.gen(function*() {
+      const name = uniqueName("upmany")
+      const bad = uniqueName("upbad")
+      const logs = yield* tempDir
+      const { dir, env } = yield* project({
+        [name]: { command: serviceCommand(join(logs, "s.log")), port: "auto", grace: "200ms" },
+        [bad]: { command: "exit 4" }
+      })
+      const ups = yield* Effect.forEach([1, 2, 3], () => quiesceExit(["up", name], { env, cwd: dir }), { concurrency: "unbounded" })
+      for (const up of ups) assert.strictEqual(up.code, 0, up.stderr)
+      assert.strictEqual(ups.filter((up) => / is up, held by pid /.test(up.stdout)).length, 1, ups.map((u) => u.stdout).join(""))
+      yield* eventually("the one holder to hold it", () => starts(join(logs, "s.log")).length === 1)
+      const down = yield* quiesceExit(["down", name], { env, cwd: dir })
+      assert.strictEqual(down.code, 0, down.stderr)
+      yield* eventually("the service to stop: no other holder is left", () => stops(join(logs, "s.log")).length === 1)
+      // The second fails: the first, started by this up, is released too.
+      const both = yield* quiesceExit(["up", name, bad], { env, cwd: dir })
+      assert.strictEqual(both.code, 125, both.stderr)
+      yield* eventually("the first to be released and stopped", () => stops(join(logs, "s.log")).length === 2)
+      assert.include((yield* quiesceExit(["down", name], { env, cwd: dir })).stdout, `${name} was not up`)
+    }))
+
+  it.live("a config that is not a regular file (a FIFO, /dev/zero) is refused at once, not read", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const fifo = join(dir, "quiesce.config.json")
+      execFileSync("mkfifo", [fifo])
+      const result = yield* quiesceExit(["run", "x", "--", "true"], { cwd: dir })
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.strictEqual(result.stderr, `quiesce: ${fifo}: is not a regular file\n`)
+      const zero = yield* quiesceExit(["run", "--config", "/dev/zero", "x", "--", "true"], { cwd: dir })
+      assert.strictEqual(zero.stderr, "quiesce: /dev/zero: is not a regular file\n")
     }))
 
   it.live("progress: plain lines when waiting takes a while and stderr is not a terminal; nothing with --quiet", () =>

@@ -302,7 +302,22 @@ describe("log: targets", () => {
       assert.isTrue(Result.isFailure(result) && result.failure.includes(why), bad)
     }
     assert.deepStrictEqual(Readiness.parse("log:"), Result.fail("a regular expression after log:, as in log:listening on port \\d+"))
+    // A backreference needs backtracking, which no timeout could interrupt: refused.
+    const backreference = Readiness.parse("log:(a)\\1")
+    assert.isTrue(Result.isFailure(backreference) && backreference.failure.includes("without backreferences"))
   })
+
+  it.effect("a pattern that backtracks catastrophically elsewhere runs in linear time here: the attempt ends", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "quiesce-redos-"))
+      const file = join(dir, "service.log")
+      writeFileSync(file, `${"a".repeat(64)}!\n`)
+      // Backtracking, 64 characters would take longer than the universe is old: this attempt
+      // returning at all (within the test's timeout) is the point.
+      const failure = yield* Effect.flip(Readiness.probe(Readiness.log("^(a+)+$"), { logFile: file }))
+      assert.include(failure, "no line")
+      rmSync(dir, { recursive: true, force: true })
+    }))
 
   it.effect("a log target without a log file, or with an invalid expression, fails saying so", () =>
     Effect.gen(function*() {

@@ -191,6 +191,11 @@ export interface Counter extends View {
   readonly decrement: Effect.Effect<void, SystemError>
   /** The number of processes holding a reference (see `exact`). */
   readonly count: Effect.Effect<number, SystemError>
+  /**
+   * The sessions queued for the owner lock (a database counter's standbys), where the counter
+   * can see them; absent where it cannot (the kernel's).
+   */
+  readonly standbys?: Effect.Effect<number, SystemError> | undefined
   /** Registrations since the supervisor last consumed them. */
   readonly rings: Effect.Effect<number, SystemError>
   /** Waits up to `millis` for the count to be 0: `true` when it is. */

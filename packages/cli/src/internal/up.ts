@@ -11,7 +11,7 @@
  */
 import * as Effect from "effect/Effect"
 import { spawn } from "node:child_process"
-import { closeSync, constants, openSync, readFileSync, unlinkSync, writeSync } from "node:fs"
+import { closeSync, constants, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs"
 import { constants as os } from "node:os"
 import { SharedService } from "@quiesce/shared-service"
 import { type QuiesceError, RuntimeDirectoryError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
@@ -70,14 +70,45 @@ const forget = (name: string) => {
   }
 }
 
+/** Replaces the record of `name` at once (a reader sees the old record or the new, never a torn one). */
 const record = (name: string, holder: Holder) => {
-  forget(name)
-  const fd = openSync(upFile(name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+  const temporary = `${upFile(name)}.${process.pid}`
+  const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   try {
     writeSync(fd, JSON.stringify(holder))
   } finally {
     closeSync(fd)
   }
+  renameSync(temporary, upFile(name))
+}
+
+/**
+ * Claims `name` for this `up` (its record names this process until its holder is ready), so
+ * that of concurrent `up`s exactly one starts a holder; or the live holder (or `up`) that has it.
+ */
+const claim = (name: string): Holder | undefined => {
+  const self = { pid: process.pid, startTime: startTime(process.pid) ?? 0 }
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(upFile(name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+      try {
+        writeSync(fd, JSON.stringify(self))
+      } finally {
+        closeSync(fd)
+      }
+      return undefined
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw error
+      // Someone's record: alive, it has the name; a dead one's is removed, and we try once more.
+      const holder = holderOf(name)
+      if (holder !== undefined) return holder
+    }
+  }
+}
+
+/** Removes the record of `name` if it still names `pid` (a failed `up` lets go of its claim only). */
+const forgetIf = (name: string, pid: number) => {
+  if (holderOf(name)?.pid === pid) forget(name)
 }
 
 const relay = (chunk: Buffer) => {
@@ -158,12 +189,44 @@ export interface UpOptions {
  * says what happened; a failure stops there, with the holder's exit code.
  */
 export const up = (entry: Entry, names: ReadonlyArray<string>, options: UpOptions): Effect.Effect<ReadonlyArray<string>, UpError> =>
-  Effect.forEach(names, (name) => {
-    const invalid = SharedService.validateName(name)
-    if (invalid !== undefined) return Effect.fail(new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` }))
-    const holder = holderOf(name)
-    if (holder !== undefined) return Effect.succeed(`${name} is already up, held by pid ${holder.pid}`)
-    return Effect.map(hold(entry, name, options), (pid) => `${name} is up, held by pid ${pid} (quiesce down ${name} releases it)`)
+  Effect.suspend(() => {
+    // All or nothing: when one fails (or this is interrupted), the holders started here go.
+    const started: Array<{ readonly name: string; readonly pid: number }> = []
+    return Effect.forEach(names, (name) => {
+      const invalid = SharedService.validateName(name)
+      if (invalid !== undefined) return Effect.fail(new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` }))
+      let holder: Holder | undefined
+      try {
+        holder = claim(name)
+      } catch (error) {
+        return Effect.fail(new RuntimeDirectoryError({
+          service: name,
+          path: upFile(name),
+          reason: `cannot record its holder (${(error as NodeJS.ErrnoException).code ?? String(error)})`
+        }))
+      }
+      if (holder !== undefined) {
+        return Effect.succeed(`${name} is already up, held by pid ${holder.pid}`)
+      }
+      return hold(entry, name, options).pipe(
+        Effect.tap((pid) => Effect.sync(() => started.push({ name, pid }))),
+        Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => forgetIf(name, process.pid))),
+        Effect.map((pid) => `${name} is up, held by pid ${pid} (quiesce down ${name} releases it)`)
+      )
+    }).pipe(
+      Effect.onExit((exit) =>
+        exit._tag === "Success" ? Effect.void : Effect.sync(() => {
+          for (const { name, pid } of started) {
+            try {
+              process.kill(pid, "SIGTERM")
+            } catch {
+              // gone already
+            }
+            forgetIf(name, pid)
+          }
+        })
+      )
+    )
   })
 
 /** Ends the holders of `names`; each line says what happened. Waits (bounded) until each holder is gone. */
@@ -180,6 +243,8 @@ export const down = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<
       }
       try {
         process.kill(holder.pid, "SIGTERM")
+        // A stopped holder acts on it once continued.
+        process.kill(holder.pid, "SIGCONT")
       } catch {
         // it died meanwhile
       }

@@ -285,6 +285,8 @@ const encodeHint = Schema.encodeSync(Schema.fromJsonString(Hint))
 
 const countSql = `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = $1::int::oid AND objid = $2::int::oid`
+/** Sessions waiting for a lock of the name (the owner lock's: standbys). */
+const waitingSql = countSql.replace("AND granted AND", "AND NOT granted AND")
 const holderSql = `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND mode = 'ExclusiveLock'
   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = $1::int::oid AND objid = $2::int::oid`
 
@@ -553,6 +555,10 @@ class PgCounter implements Counter {
   })
 
   referenceLost = () => this.reference?.ended
+
+  standbys: Effect.Effect<number, SystemError> = Effect.suspend(() =>
+    Effect.map(this.q(waitingSql, [this.id, ROLE.OWNER]), (rows) => Number(rows[0]!["n"]))
+  )
 
   count: Effect.Effect<number, SystemError> = Effect.suspend(() =>
     Effect.map(this.q(countSql, [this.id, ROLE.COUNT]), (rows) => Number(rows[0]!["n"]))

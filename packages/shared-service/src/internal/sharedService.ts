@@ -988,7 +988,7 @@ const startInProcess = <E, R>(
       tick: Effect.void,
       log: () => {}
     }
-    const supervision = { count: env.counter.count }
+    const supervision = { count: env.counter.count, standbys: env.counter.standbys }
     supervising.add(supervision)
     yield* Effect.forkDetach(
       Supervisor.run(env).pipe(
@@ -1001,19 +1001,34 @@ const startInProcess = <E, R>(
     )
   })
 
-/** The generations this process supervises in-process, with their live counts. */
-const supervising = new Set<{ readonly count: Effect.Effect<number, unknown> }>()
+/** The generations this process supervises in-process, with their live counts and queued standbys. */
+const supervising = new Set<{
+  readonly count: Effect.Effect<number, unknown>
+  readonly standbys: Effect.Effect<number, unknown> | undefined
+}>()
+
+/**
+ * Whether a supervisor can leave its generation to others: it has clients, one of which has a
+ * standby queued for the owner lock (it adopts the generation once this process's session ends).
+ * Where standbys cannot be seen, it cannot leave: it stays until it has stopped the service.
+ */
+const canLeave = (s: { readonly count: Effect.Effect<number, unknown>; readonly standbys: Effect.Effect<number, unknown> | undefined }) =>
+  s.standbys === undefined
+    ? Effect.succeed(false)
+    : Effect.flatMap(s.count, (n) => n === 0 ? Effect.succeed(false) : Effect.map(s.standbys!, (queued) => queued > 0)).pipe(
+      Effect.orElseSucceed(() => false)
+    )
 
 /**
  * Completes once no generation this process supervises in-process needs it any more: each has
- * been stopped (its last client gone and its grace over), or has clients, whose standbys take
- * it over when this process exits (as when it crashes). Polled every 100 ms.
+ * been stopped (its last client gone and its grace over), or has clients with a standby queued,
+ * which takes it over when this process exits (as when it crashes). Polled every 100 ms.
  */
 export const awaitHandover: Effect.Effect<void> = Effect.suspend(function loop(): Effect.Effect<void> {
   if (supervising.size === 0) return Effect.void
   return Effect.flatMap(
-    Effect.forEach([...supervising], (s) => Effect.orElseSucceed(s.count, () => 1)),
-    (counts) => counts.every((n) => n > 0) ? Effect.void : Effect.andThen(Effect.sleep(100), loop())
+    Effect.forEach([...supervising], canLeave),
+    (leave) => leave.every(Boolean) ? Effect.void : Effect.andThen(Effect.sleep(100), loop())
   )
 })
 
