@@ -52,7 +52,7 @@ const fromParser = <A>(parse: (text: string) => Result.Result<A, string>) =>
 
 const Duration = Schema.Union([
   fromParser(Readiness.parseDuration),
-  Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
+  Schema.Number.check(Schema.isFinite(), Schema.isGreaterThanOrEqualTo(0))
 ]).annotate({ description: "a duration: \"500ms\", \"5s\", \"2m\", or milliseconds" })
 
 const Port = Schema.Union([
@@ -75,7 +75,10 @@ const ServiceSchema = Schema.Struct({
   stop: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
   host: Schema.optional(Schema.String.check(Schema.isNonEmpty())),
   cwd: Schema.optional(Schema.String),
-  env: Schema.optional(Schema.Record(Schema.String, Schema.String)),
+  env: Schema.optional(Schema.Record(
+    Schema.String.check(Schema.makeFilter((key) => /^[^=\0]+$/.test(key) ? undefined : "Expected a variable name")),
+    Schema.String.check(Schema.makeFilter((value) => value.includes("\0") ? "Expected a value without NUL characters" : undefined))
+  )),
   port: Schema.optional(Port),
   ready: Schema.optional(Schema.Union([Target, Schema.Array(Target)])),
   expect: Schema.optional(fromParser(Readiness.parseExpect)),
@@ -414,6 +417,10 @@ const problemOf = (issue: SchemaIssue.Issue): { readonly path: string; readonly 
   const first = SchemaIssue.makeFormatterStandardSchemaV1()(issue).issues[0]
   const path = (first?.path ?? []).map((segment) => typeof segment === "object" ? segment.key : segment)
   const message = first?.message ?? "invalid"
+  if (message === "Expected no excess property" && path.length === 4 && path[2] === "env") {
+    // A record's key its filter refused reads as an excess one.
+    return { path: formatPath(path), problem: `not a variable name (it must be non-empty, without "=" or NUL)` }
+  }
   if (message === "Expected no excess property") {
     const key = String(path.at(-1))
     const known = keysAt(path)

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { startPostgres } from "./postgres.ts"
-import { eventually, freePort, quiesce, quiesceExit, tempDir, uniqueName } from "./util.ts"
+import { eventually, freePort, processesWith, quiesce, quiesceExit, tempDir, uniqueName } from "./util.ts"
 
 let database: { readonly url: string; readonly stop: () => Promise<void> }
 const databaseDir = mkdtempSync(join(tmpdir(), "quiesce-backend-"))
@@ -67,6 +67,18 @@ const listening = (port: number): boolean => {
 }
 
 describe("services shared through PostgreSQL", { timeout: 120_000 }, () => {
+  it.live("a run of several clients, one of which leaves early: the service outlives it and stops a grace period after the last", () =>
+    Effect.gen(function*() {
+      const p = yield* project({ backend: "${QUIESCE_TEST_DB}", grace: "2s" })
+      const early = yield* quiesce(["run", "-q", p.name, "--", "true"], { env: p.env, cwd: p.dir })
+      const late = yield* quiesce(["run", "-q", p.name, "--", "sh", "-c", "sleep 2; echo done"], { env: p.env, cwd: p.dir })
+      assert.strictEqual((yield* early.exit).code, 0, early.stderr())
+      assert.strictEqual((yield* late.exit).code, 0, late.stderr())
+      assert.strictEqual(p.starts(), 1)
+      // The last one out waited for the grace period and stopped it (no orphan, no early stop).
+      assert.isFalse(listening(p.port), "stopped by the time the last client has exited")
+    }))
+
   it.live("concurrent runs share one start; each sees its host and port; the last one out stops it after the grace", () =>
     Effect.gen(function*() {
       const p = yield* project({ backend: "${QUIESCE_TEST_DB}" })
@@ -85,7 +97,8 @@ describe("services shared through PostgreSQL", { timeout: 120_000 }, () => {
   it.live("--backend instead of the file's; a SIGKILLed client's reference is dropped at once", () =>
     Effect.gen(function*() {
       const p = yield* project({ grace: "200ms" })
-      const holder = yield* quiesce(["run", "-q", "--backend", database.url, p.name, "--", "sh", "-c", "echo held; sleep 100"], {
+      const marker = String(100_000 + p.port)
+      const holder = yield* quiesce(["run", "-q", "--backend", database.url, p.name, "--", "sh", "-c", `echo held; exec sleep ${marker}`], {
         env: p.env,
         cwd: p.dir
       })
@@ -104,6 +117,8 @@ describe("services shared through PostgreSQL", { timeout: 120_000 }, () => {
       // next client finds it unsupervised and replaces it.
       yield* holder.kill("SIGKILL")
       yield* holder.exited
+      // quiesce stayed the command's parent (its session holds the reference): the command dies with it.
+      yield* eventually("the SIGKILLed client's command to die with it", () => processesWith("sleep", marker).length === 0)
       // (Its server was left running, unsupervised: the next one stops it with the recorded
       // start output, then starts its own.)
       const after = yield* quiesceExit(["run", "-q", "--backend", database.url, p.name, "--", "true"], { env: p.env, cwd: p.dir })

@@ -79,6 +79,12 @@ describe("services from a config file", { timeout: 120_000 }, () => {
         `quiesce: ${join(second.dir, "package.json")}: quiesce.services.${other}.port: Expected a value between 1 and 65535\n`
       )
       assert.strictEqual((yield* status(other, second.env)).state, "stopped")
+      // A directory that is not there: in the file's terms, before anything starts.
+      const third = uniqueName("nocwd")
+      const nowhere = yield* project({ [third]: { command: "sleep 100", cwd: "no/such/dir" } })
+      const lost = yield* quiesceExit(["run", third, "--", "true"], { env: nowhere.env, cwd: nowhere.dir })
+      assert.strictEqual(lost.code, 2, lost.stderr)
+      assert.strictEqual(lost.stderr, `quiesce: ${join(nowhere.dir, "quiesce.config.json")}: services.${third}.cwd: ${join(nowhere.dir, "no/such/dir")} is not a directory\n`)
     }))
 
   it.live("two services in one run: each one's coordinates in the environment, one start each, both stop after the run", () =>
@@ -313,7 +319,9 @@ describe("config file validation", () => {
       [{ db: { command: "x", stopSignal: "SIGFOO" } }, /services\.db\.stopSignal: Expected a signal name/],
       [{ db: { command: "x", output: "tty" } }, /services\.db\.output: Expected/],
       [{ db: { command: "x", env: { A: 1 } } }, /services\.db\.env\.A: Expected string/],
-      [{ db: { command: "x", outptu: "file" } }, /services\.db\.outptu: unknown key; did you mean "output"\?$/]
+      [{ db: { command: "x", outptu: "file" } }, /services\.db\.outptu: unknown key; did you mean "output"\?$/],
+      [{ db: { command: "x", env: { "A=B": "1" } } }, /services\.db\.env\["A=B"\]: not a variable name/],
+      [{ db: { command: "x", env: { A: "a\0b" } } }, /services\.db\.env\.A: Expected a value without NUL/]
     ]
     for (const [services, pattern] of cases) {
       assert.throws(decode(services), pattern, JSON.stringify(services))
@@ -321,6 +329,10 @@ describe("config file validation", () => {
     assert.throws(
       () => QuiesceConfig.decode(JSON.stringify({ backend: "${QUIESCE_TEST_UNSET_VARIABLE}", services: {} }), "/a/quiesce.config.json"),
       /^\/a\/quiesce\.config\.json: backend: \$\{QUIESCE_TEST_UNSET_VARIABLE\} is not set in the environment$/
+    )
+    assert.throws(
+      () => QuiesceConfig.decode(`{ "services": { "db": { "command": "x", "grace": 1e400 } } }`, "/a/quiesce.config.json"),
+      /services\.db\.grace: /
     )
     assert.throws(
       () => QuiesceConfig.decode(`{ "services": { "db": { "command": "x", } } }`, "/a/quiesce.config.json"),

@@ -11,11 +11,11 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { spawn } from "node:child_process"
-import { writeSync } from "node:fs"
+import { statSync, writeSync } from "node:fs"
 import { SharedService } from "@quiesce/shared-service"
 import * as QuiesceConfig from "../QuiesceConfig.ts"
 import type { Definition, Output } from "../QuiesceConfig.ts"
-import { formatMillis, type QuiesceError, UsageError } from "../QuiesceError.ts"
+import { ConfigError, formatMillis, type QuiesceError, UsageError } from "../QuiesceError.ts"
 import type * as Readiness from "../Readiness.ts"
 import { type Lease, Manager, type Progress } from "./manager.ts"
 
@@ -58,6 +58,14 @@ const definitionFlags = {
 } as const
 
 const usage = (message: string) => new UsageError({ message })
+
+const isDirectory = (path: string): boolean => {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}
 
 /** The service defined by `--name` and `--service`, the rest from its flags. */
 const fromFlags = (input: RunInput, name: string, command: string): Definition =>
@@ -108,7 +116,13 @@ const fromConfig = (input: RunInput): Effect.Effect<Plan, QuiesceError> =>
           `${names.join(", ")} ${names.length === 1 ? "is" : "are"} defined in ${config.file}`
       )
     }
-    return { definitions: yield* select(config, names), command }
+    const definitions = yield* select(config, names)
+    // A directory that is not there fails here, in the file's terms, not as a spawn error.
+    const missing = definitions.find((d) => !isDirectory(d.cwd))
+    if (missing !== undefined) {
+      return yield* new ConfigError({ file: config.file, path: `services.${missing.name}.cwd`, problem: `${missing.cwd} is not a directory` })
+    }
+    return { definitions, command }
   })
 
 /** The definitions of `names`, in order: each named once, and no two sharing their variables. */
@@ -207,8 +221,10 @@ const withProgress = <A, E, R>(
         Effect.forever(Effect.andThen(
           Effect.sync(() => {
             shown = true
+            // Cut to the terminal's width: a wrapped line would not be erased by the next one.
+            const width = Math.max(20, (process.stderr.columns || 80) - 1)
             const line = `quiesce: waiting for ${what()} (${elapsed()})`
-            write(`\r\x1b[2K${line.length > 160 ? `${line.slice(0, 159)}…` : line}`)
+            write(`\r\x1b[2K${line.length > width ? `${line.slice(0, width - 1)}…` : line}`)
           }),
           Effect.sleep(100)
         ))

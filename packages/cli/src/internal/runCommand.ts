@@ -1,15 +1,20 @@
 /**
- * The fallback where `quiesce run` cannot become its command (no `process.execve`: Windows,
- * Node < 22.15): runs it as a child in the foreground, with inherited stdio, the environment it
- * is given, signals forwarded, and returns its exit status as a process exit code.
+ * Where `quiesce run` cannot become its command (no `process.execve`: Windows, Node < 22.15; or
+ * a service shared through a database, whose session is quiesce's): runs it as a child in the
+ * foreground, with inherited stdio, the environment it is given, signals forwarded, and returns
+ * its exit status as a process exit code.
  */
 import * as Effect from "effect/Effect"
 import * as PlatformError from "effect/PlatformError"
 import * as ChildProcess from "effect/process/ChildProcess"
 import { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
+import { existsSync } from "node:fs"
 import { constants } from "node:os"
 import { CommandError, ExitCode } from "../QuiesceError.ts"
 import { forwardSignals } from "./signals.ts"
+
+/** util-linux's `setpriv`, where there is one (Linux). */
+const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => existsSync(path))
 
 const signalExitCode = (error: PlatformError.PlatformError): number | undefined => {
   // The Node spawner reports death by signal only in the error's text.
@@ -46,8 +51,11 @@ export const runCommand = Effect.fnUntraced(function*(
     return yield* new CommandError({ command: "", reason: "no command given", exitCode: ExitCode.usage })
   }
   const spawner = yield* ChildProcessSpawner
+  // The command dies with quiesce (`setpriv --pdeathsig`, which then execs it): a SIGKILLed
+  // quiesce leaves no command running without the reference it held for it.
+  const [file, fileArgs] = setpriv === undefined ? [command, args] : [setpriv, ["--pdeathsig=KILL", "--", command, ...args]]
   return yield* Effect.scoped(Effect.gen(function*() {
-    const handle = yield* spawner.spawn(ChildProcess.make(command, args, {
+    const handle = yield* spawner.spawn(ChildProcess.make(file, fileArgs, {
       // Already the whole environment (quiesce's own, with the service's coordinates).
       env,
       extendEnv: false,
