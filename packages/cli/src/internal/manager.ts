@@ -5,6 +5,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { Lease } from "../GlobalSetup.ts"
 import type { Definition } from "../QuiesceConfig.ts"
 import type { QuiesceError } from "../QuiesceError.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
@@ -23,17 +24,8 @@ export interface Progress {
  */
 export const aliveMillis = 500
 
-/** A held reference to a ready service. */
-export interface Lease {
-  readonly name: string
-  /** The service's process; none for a service elsewhere (a remote one). */
-  readonly pid: number | undefined
-  /** Where it runs, for a remote service. */
-  readonly host?: string | undefined
-  readonly port: number | undefined
-  /** Whether this invocation started the service. */
-  readonly started: boolean
-}
+/** A held reference to a ready service (documented where it is public, in `GlobalSetup`). */
+export type { Lease }
 
 export class Manager extends Context.Service<Manager, {
   /** Holds a reference to the service until the scope closes, starting it if no one holds it. */
