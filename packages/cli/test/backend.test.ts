@@ -35,8 +35,22 @@ const project = (options: { readonly backend?: string; readonly grace?: string }
     const name = uniqueName("remote")
     const port = yield* freePort
     const starts = join(dir, "starts")
+    const pids = join(dir, "pids")
+    // A failed test leaves no server behind (a passing one has had it stopped by quiesce).
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (!existsSync(pids)) return
+        for (const pid of readFileSync(pids, "utf8").split("\n").filter((l) => l !== "")) {
+          try {
+            process.kill(Number(pid), "SIGKILL")
+          } catch {
+            // stopped already
+          }
+        }
+      })
+    )
     const service = {
-      start: `echo start >> '${starts}'; python3 -m http.server --bind 127.0.0.1 ${port} --directory '${dir}' >/dev/null 2>&1 & echo $!`,
+      start: `echo start >> '${starts}'; python3 -m http.server --bind 127.0.0.1 ${port} --directory '${dir}' >/dev/null 2>&1 & echo $! | tee -a '${pids}'`,
       stop: `kill "$QUIESCE_START_OUTPUT"`,
       host: "127.0.0.1",
       port,
