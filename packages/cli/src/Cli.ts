@@ -97,6 +97,11 @@ const run = Command.make("run", { ...runFlags, command: Flags.command }, (input)
         return yield* Exec.replace(program, env)
       }
       // No execve (Windows, Node < 22.15), or a remote service: run the command as a child, forward signals, wait.
+      // A database session lost meanwhile is said at once: the service may be stopped or replaced under the command.
+      yield* Effect.forkScoped(Effect.forEach(leases, (lease) =>
+        lease.lost === undefined ? Effect.void : Effect.flatMap(lease.lost, (lost) =>
+          Console.error(`quiesce: ${lost.message}; the command runs on, but "${lease.name}" may be stopped or replaced under it`)),
+        { concurrency: "unbounded", discard: true }))
       yield* setExitCode(yield* runCommand(plan.command, env))
     }))
     // The last one out stops what it supervises (or leaves it to another client's standby).

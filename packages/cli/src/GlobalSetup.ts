@@ -32,7 +32,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as Scope from "effect/Scope"
-import { SharedService } from "@quiesce/shared-service"
+import { SharedService, type SharedServiceError } from "@quiesce/shared-service"
 import { acquireAll, environment, select } from "./internal/run.ts"
 import { layer as managerLayer } from "./internal/shared.ts"
 import * as QuiesceConfig from "./QuiesceConfig.ts"
@@ -85,6 +85,11 @@ export interface Lease {
   readonly port: number | undefined
   /** Whether this acquisition started it (`false`: it was running, held by others). */
   readonly started: boolean
+  /**
+   * Completes if the reference is lost while held: a service shared through a database whose
+   * session ended (the server restarted, the network was cut). Never, for a local service.
+   */
+  readonly lost?: Effect.Effect<SharedServiceError.SessionLost> | undefined
 }
 
 /**

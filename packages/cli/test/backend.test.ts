@@ -142,6 +142,21 @@ describe("services shared through PostgreSQL", { timeout: 120_000 }, () => {
       yield* eventually("the second instance to be stopped after its grace", () => !listening(p.port), 30_000)
     }))
 
+  it.live("a session lost while the command runs is said at once; the command runs on", () =>
+    Effect.gen(function*() {
+      const p = yield* project({ backend: "${QUIESCE_TEST_DB}" })
+      // Learnt by the session's heartbeat, within its keepalive idle time (10 s by default).
+      const run = yield* quiesce(["run", "-q", p.name, "--", "sh", "-c", "echo held; sleep 18; echo finished"], { env: p.env, cwd: p.dir })
+      yield* run.line("held")
+      // The server ends every client session of the database (as a restart or a cut network would).
+      const psql = process.getBuiltinModule("node:child_process").execFileSync
+      psql("psql", [database.url, "-Atc", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'"])
+      const exit = yield* run.exit
+      assert.strictEqual(exit.code, 0, run.stderr())
+      assert.include(run.stdout(), "finished")
+      assert.match(run.stderr(), new RegExp(`quiesce: .*; the command runs on, but "${p.name}" may be stopped or replaced under it`))
+    }))
+
   it.live("no backend: a one-line error naming the file; an unreachable one: exit 125 saying so", () =>
     Effect.gen(function*() {
       const p = yield* project({})

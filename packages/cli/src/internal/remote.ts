@@ -158,6 +158,7 @@ export const acquire = (definition: Definition, remote: Remote, progress: Progre
       pid: undefined,
       host: remote.host,
       port: handle.info.port,
-      started: handle.started
+      started: handle.started,
+      lost: handle.lost
     }
   })
