@@ -254,6 +254,9 @@ describe("services from a config file", { timeout: 120_000 }, () => {
       const ups = yield* Effect.forEach([1, 2, 3], () => quiesceExit(["up", name], { env, cwd: dir }), { concurrency: "unbounded" })
       for (const up of ups) assert.strictEqual(up.code, 0, up.stderr)
       assert.strictEqual(ups.filter((up) => / is up, held by pid /.test(up.stdout)).length, 1, ups.map((u) => u.stdout).join(""))
+      // The others waited for that one's holder, and name it.
+      const pids = ups.map((up) => /held by pid (\d+)/.exec(up.stdout)?.[1])
+      assert.strictEqual(new Set(pids).size, 1, ups.map((u) => u.stdout).join(""))
       yield* eventually("the one holder to hold it", () => starts(join(logs, "s.log")).length === 1)
       const down = yield* quiesceExit(["down", name], { env, cwd: dir })
       assert.strictEqual(down.code, 0, down.stderr)

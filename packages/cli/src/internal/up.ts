@@ -28,6 +28,8 @@ interface Holder {
   readonly pid: number
   /** `/proc/<pid>/stat`'s start time, so that a recycled pid is never signalled. */
   readonly startTime: number
+  /** The record of an `up` still bringing the service up (its pid is that `up`'s). */
+  readonly claiming?: boolean | undefined
 }
 
 const startTime = (pid: number): number | undefined => {
@@ -87,7 +89,7 @@ const record = (name: string, holder: Holder) => {
  * that of concurrent `up`s exactly one starts a holder; or the live holder (or `up`) that has it.
  */
 const claim = (name: string): Holder | undefined => {
-  const self = { pid: process.pid, startTime: startTime(process.pid) ?? 0 }
+  const self: Holder = { pid: process.pid, startTime: startTime(process.pid) ?? 0, claiming: true }
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = openSync(upFile(name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
@@ -195,24 +197,26 @@ export const up = (entry: Entry, names: ReadonlyArray<string>, options: UpOption
     return Effect.forEach(names, (name) => {
       const invalid = SharedService.validateName(name)
       if (invalid !== undefined) return Effect.fail(new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` }))
-      let holder: Holder | undefined
-      try {
-        holder = claim(name)
-      } catch (error) {
-        return Effect.fail(new RuntimeDirectoryError({
-          service: name,
-          path: upFile(name),
-          reason: `cannot record its holder (${(error as NodeJS.ErrnoException).code ?? String(error)})`
-        }))
-      }
-      if (holder !== undefined) {
-        return Effect.succeed(`${name} is already up, held by pid ${holder.pid}`)
-      }
-      return hold(entry, name, options).pipe(
+      // Another `up` bringing it up: wait until it has (or has failed, and it is ours to try).
+      const claimed: Effect.Effect<Holder | undefined, RuntimeDirectoryError> = Effect.suspend(() => {
+        let holder: Holder | undefined
+        try {
+          holder = claim(name)
+        } catch (error) {
+          return Effect.fail(new RuntimeDirectoryError({
+            service: name,
+            path: upFile(name),
+            reason: `cannot record its holder (${(error as NodeJS.ErrnoException).code ?? String(error)})`
+          }))
+        }
+        return holder?.claiming === true ? Effect.andThen(Effect.sleep(100), claimed) : Effect.succeed(holder)
+      })
+      return Effect.flatMap(claimed, (holder) =>
+        holder !== undefined ? Effect.succeed(`${name} is already up, held by pid ${holder.pid}`) : hold(entry, name, options).pipe(
         Effect.tap((pid) => Effect.sync(() => started.push({ name, pid }))),
         Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => forgetIf(name, process.pid))),
         Effect.map((pid) => `${name} is up, held by pid ${pid} (quiesce down ${name} releases it)`)
-      )
+      ))
     }).pipe(
       Effect.onExit((exit) =>
         exit._tag === "Success" ? Effect.void : Effect.sync(() => {
