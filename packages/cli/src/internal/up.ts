@@ -188,7 +188,8 @@ export interface UpOptions {
 
 /**
  * Holds each of `names` (one holder each, in order; one already up is left as it is). Each line
- * says what happened; a failure stops there, with the holder's exit code.
+ * says what happened. A failure stops there, with the holder's exit code, and ends the holders
+ * this call started: all or nothing.
  */
 export const up = (entry: Entry, names: ReadonlyArray<string>, options: UpOptions): Effect.Effect<ReadonlyArray<string>, UpError> =>
   Effect.suspend(() => {
