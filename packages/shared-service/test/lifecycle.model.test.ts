@@ -36,7 +36,35 @@ const expectCaught = (m: {
   assert.fail("the broken protocol passed the model check")
 }
 
-const configurations: ReadonlyArray<{ readonly clients: number; readonly budget: Partial<Budget> }> = [
+interface Configuration {
+  readonly clients: number
+  readonly budget: Partial<Budget>
+  readonly mode?: Mode
+}
+
+/** A broken protocol the checker must reject, with the faults that expose it. */
+interface Mutant {
+  readonly name: string
+  readonly budget: Partial<Budget>
+  readonly machines: Machines
+  readonly finds: RegExp
+}
+
+/** Explores every configuration exhaustively (each must run to final states, none violating an invariant). */
+const exhaustive = (title: string, label: string, configurations: ReadonlyArray<Configuration>) =>
+  describe(title, () => {
+    it.each(configurations)("every interleaving of $clients clients, mode $mode, faults $budget", (c) => {
+      const report = explore({ clients: c.clients, budget: { ...none, ...c.budget }, mode: c.mode })
+      console.log(
+        `model${label}: ${c.clients} clients ${JSON.stringify(c.budget)}: ${report.states} states, ` +
+          `${report.transitions} transitions, ${report.finals} final states, depth ${report.maxDepth}, ${report.millis} ms`
+      )
+      assert.isAbove(report.states, 500)
+      assert.isAbove(report.finals, 0)
+    }, 120_000)
+  })
+
+const configurations: ReadonlyArray<Configuration> = [
   { clients: 3, budget: {} },
   { clients: 2, budget: { kill: 1, refuse: 1 } },
   { clients: 2, budget: { stop: 1, exit: 1 } },
@@ -44,26 +72,10 @@ const configurations: ReadonlyArray<{ readonly clients: number; readonly budget:
   { clients: 2, budget: { ipcrm: 1 } }
 ]
 
-describe("lifecycle protocol, exhaustive model check", () => {
-  it.each(configurations)("every interleaving of $clients clients and their supervisors with faults $budget", (c) => {
-    const report = explore({ clients: c.clients, budget: { ...none, ...c.budget } })
-    console.log(
-      `model: ${c.clients} clients ${JSON.stringify(c.budget)}: ${report.states} states, ${report.transitions} transitions, ` +
-        `${report.finals} final states, depth ${report.maxDepth}, ${report.millis} ms`
-    )
-    assert.isAbove(report.states, 500)
-    assert.isAbove(report.finals, 0)
-  }, 120_000)
-})
+exhaustive("lifecycle protocol, exhaustive model check", "", configurations)
 
 /** Broken protocols the checker must reject, each with a configuration that exposes it. */
-const mutants: ReadonlyArray<{
-  readonly name: string
-  readonly clients: number
-  readonly budget: Partial<Budget>
-  readonly machines: Machines
-  readonly finds: RegExp
-}> = [
+const mutants: ReadonlyArray<Mutant & { readonly clients: number }> = [
   {
     name: "the supervisor stops after the grace period without re-checking under the lock",
     clients: 2,
@@ -133,7 +145,7 @@ const mutants: ReadonlyArray<{
  * adopts it, or the next client sweeps it); an owner never supervises an older generation than
  * the hint's; a standby adopts only holding both locks, and only after the supervisor is gone.
  */
-const inProcessConfigurations: ReadonlyArray<{ readonly clients: number; readonly budget: Partial<Budget>; readonly mode: Mode }> = [
+const inProcessConfigurations: ReadonlyArray<Configuration> = [
   { clients: 3, budget: {}, mode: { inProcess: true, standby: true } },
   { clients: 2, budget: { kill: 1 }, mode: { inProcess: true } },
   { clients: 2, budget: { kill: 1, refuse: 1 }, mode: { inProcess: true, standby: true } },
@@ -141,24 +153,9 @@ const inProcessConfigurations: ReadonlyArray<{ readonly clients: number; readonl
   { clients: 2, budget: { term: 1, refuse: 1 }, mode: { inProcess: true, standby: true } }
 ]
 
-describe("in-process supervision with standbys, exhaustive model check", () => {
-  it.each(inProcessConfigurations)("every interleaving of $clients clients, mode $mode, faults $budget", (c) => {
-    const report = explore({ clients: c.clients, budget: { ...none, ...c.budget }, mode: c.mode })
-    console.log(
-      `model (in-process${c.mode.standby === true ? ", standbys" : ""}): ${c.clients} clients ${JSON.stringify(c.budget)}: ` +
-        `${report.states} states, ${report.transitions} transitions, ${report.finals} final states, depth ${report.maxDepth}, ${report.millis} ms`
-    )
-    assert.isAbove(report.states, 500)
-    assert.isAbove(report.finals, 0)
-  }, 120_000)
-})
+exhaustive("in-process supervision with standbys, exhaustive model check", " (in-process)", inProcessConfigurations)
 
-const inProcessMutants: ReadonlyArray<{
-  readonly name: string
-  readonly budget: Partial<Budget>
-  readonly machines: Machines
-  readonly finds: RegExp
-}> = [
+const inProcessMutants: ReadonlyArray<Mutant> = [
   {
     name: "a standby adopts without taking the startup lock",
     budget: { kill: 1 },
@@ -206,7 +203,7 @@ describe("the model checker catches broken protocols", () => {
  * holds (in its grace period) is replaced, and someone else's start of another definition is
  * replaced rather than waited for.
  */
-const definitionConfigurations: ReadonlyArray<{ readonly clients: number; readonly budget: Partial<Budget>; readonly mode: Mode }> = [
+const definitionConfigurations: ReadonlyArray<Configuration> = [
   { clients: 3, budget: {}, mode: { definitions: 2 } },
   { clients: 2, budget: { kill: 1 }, mode: { definitions: 2 } },
   { clients: 2, budget: { stop: 1, exit: 1 }, mode: { definitions: 2 } },
@@ -215,24 +212,9 @@ const definitionConfigurations: ReadonlyArray<{ readonly clients: number; readon
   { clients: 2, budget: { kill: 1 }, mode: { inProcess: true, standby: true, definitions: 2 } }
 ]
 
-describe("clients of different definitions, exhaustive model check", () => {
-  it.each(definitionConfigurations)("every interleaving of $clients clients, mode $mode, faults $budget", (c) => {
-    const report = explore({ clients: c.clients, budget: { ...none, ...c.budget }, mode: c.mode })
-    console.log(
-      `model (2 definitions${c.mode.inProcess === true ? ", in-process, standbys" : ""}): ${c.clients} clients ${JSON.stringify(c.budget)}: ` +
-        `${report.states} states, ${report.transitions} transitions, ${report.finals} final states, depth ${report.maxDepth}, ${report.millis} ms`
-    )
-    assert.isAbove(report.states, 500)
-    assert.isAbove(report.finals, 0)
-  }, 120_000)
-})
+exhaustive("clients of different definitions, exhaustive model check", " (2 definitions)", definitionConfigurations)
 
-const definitionMutants: ReadonlyArray<{
-  readonly name: string
-  readonly budget: Partial<Budget>
-  readonly machines: Machines
-  readonly finds: RegExp
-}> = [
+const definitionMutants: ReadonlyArray<Mutant> = [
   {
     name: "a client joins a generation of another definition",
     budget: {},
