@@ -28,7 +28,7 @@ import { statusDetail, statusTable, stopLine, toJson } from "./internal/format.t
 import { Manager } from "./internal/manager.ts"
 import { runCommand } from "./internal/runCommand.ts"
 import { layer as managerLayer } from "./internal/shared.ts"
-import { CommandError, ExitCode, type QuiesceError, render } from "./QuiesceError.ts"
+import { CommandError, ExitCode, isQuiesceError, render } from "./QuiesceError.ts"
 
 /**
  * The package's version, as its package.json says (one level up from both `src/` and `dist/`,
@@ -298,9 +298,6 @@ const formatter: CliOutput.Formatter = {
   formatErrors: (errors) => base().formatErrors(errors),
   formatVersion: (name, version) => base().formatVersion(name, version)
 }
-
-const isQuiesceError = (u: unknown): u is QuiesceError =>
-  typeof u === "object" && u !== null && "_tag" in u && "exitCode" in u && typeof u.exitCode === "number"
 
 /**
  * Runs `quiesce` with `argv` (without the node and script paths) and returns the exit code.

@@ -36,7 +36,7 @@ import { SharedService, type SharedServiceError } from "@quiesce/shared-service"
 import { acquireAll, environment, select } from "./internal/run.ts"
 import { layer as managerLayer } from "./internal/shared.ts"
 import * as QuiesceConfig from "./QuiesceConfig.ts"
-import { outputLines, type QuiesceError, UsageError } from "./QuiesceError.ts"
+import { isQuiesceError, outputLines, type QuiesceError, UsageError } from "./QuiesceError.ts"
 
 /**
  * Where the services come from, and how their start is shown.
@@ -268,9 +268,6 @@ async () => {
       Effect.andThen(SharedService.awaitHandover)
     ))
 }
-
-const isQuiesceError = (u: unknown): u is QuiesceError =>
-  typeof u === "object" && u !== null && "_tag" in u && "exitCode" in u
 
 /**
  * The error as a runner shows it: its name and message, then for a failed start the

@@ -569,6 +569,24 @@ export type QuiesceError =
   | DefinitionMismatchError
 
 /**
+ * Whether `u` is one of the command line's errors (a `_tag` and a numeric `exitCode`), as
+ * opposed to a library's own error on its way to being mapped.
+ *
+ * @example
+ * ```ts
+ * import { QuiesceError } from "@quiesce/cli"
+ *
+ * console.log(QuiesceError.isQuiesceError(new QuiesceError.UsageError({ message: "bad" }))) // true
+ * console.log(QuiesceError.isQuiesceError(new Error("bad"))) // false
+ * ```
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isQuiesceError = (u: unknown): u is QuiesceError =>
+  typeof u === "object" && u !== null && "_tag" in u && "exitCode" in u && typeof u.exitCode === "number"
+
+/**
  * What `quiesce` prints for an error: its message, each line prefixed `quiesce: `, then for a
  * failed start the service's last output.
  *

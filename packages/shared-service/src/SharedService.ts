@@ -872,9 +872,10 @@ export const prepareExec: (name: string) => Effect.Effect<void, SystemError | In
  * counter, or `reaper: "in-process"`) needs it any more: each has been stopped (its last client
  * gone and its grace period over), or is held by clients elsewhere one of which has a standby
  * queued for the owner lock (database counters, where the server shows the queue), which takes
- * it over when this process exits. On a kernel counter it waits until the service is stopped. A process that started such a service calls it after releasing its
- * handles and before it exits, so that the last one out still stops the service. It completes at
- * once when this process supervises nothing.
+ * it over when this process exits. On a kernel counter it waits until the service is stopped.
+ * A process that started such a service calls it after releasing its handles and before it
+ * exits, so that the last one out still stops the service. It completes at once when this
+ * process supervises nothing.
  *
  * @example
  * ```ts

@@ -21,6 +21,7 @@ import type { Definition, Remote } from "../QuiesceConfig.ts"
 import { ServiceStartError } from "../QuiesceError.ts"
 import * as Readiness from "../Readiness.ts"
 import type { Progress } from "./manager.ts"
+import { describeTargets, targetsOf } from "./targets.ts"
 
 /** Kept of a command's output: enough for a container id or an error, bounded. */
 const outputLimit = 16 * 1024
@@ -84,14 +85,6 @@ const environmentOf = (definition: Definition, remote: Remote) => ({
   ...(typeof definition.port === "number" ? { PORT: String(definition.port), QUIESCE_SERVICE_PORT: String(definition.port) } : {})
 })
 
-/** The targets of a remote service: its own, else its host and port's, else none. */
-const targetsOf = (definition: Definition, remote: Remote): ReadonlyArray<Readiness.Target> =>
-  definition.ready.length > 0
-    ? definition.ready
-    : typeof definition.port === "number"
-    ? [Readiness.tcp(definition.port, remote.host)]
-    : []
-
 /**
  * Holds a reference to the remote `definition` for the scope, starting it if no one (on any
  * machine) holds it. The database's sessions live in the scope too.
@@ -100,8 +93,8 @@ export const acquire = (definition: Definition, remote: Remote, progress: Progre
   Effect.gen(function*() {
     const counter = yield* Layer.build(RefCounter.postgres({ url: remote.backend }))
     const env = environmentOf(definition, remote)
-    const targets = targetsOf(definition, remote)
-    progress.target = targets.length === 0 ? "started" : targets.map(Readiness.format).join(", ")
+    const targets = targetsOf(definition, typeof definition.port === "number" ? definition.port : undefined, remote.host)
+    progress.target = describeTargets(targets, "started")
     const probeOptions = { attemptTimeoutMillis: definition.readyTimeoutMillis, cwd: definition.cwd, env }
     const failed = (reason: string, ran?: Ran) =>
       new ServiceStartError({

@@ -12,11 +12,12 @@ import * as Result from "effect/Result"
 import * as Net from "node:net"
 import { RefCounter, type ServiceInfo, SharedService, type SharedServiceError } from "@quiesce/shared-service"
 import {
+  DefinitionMismatchError,
+  isQuiesceError,
   LockTimeoutError,
   NotReadyError,
   PortInUseError,
   type QuiesceError,
-  DefinitionMismatchError,
   RuntimeDirectoryError,
   ServiceStartError,
   SharedServiceFailure,
@@ -28,6 +29,7 @@ import * as Readiness from "../Readiness.ts"
 import type { ServiceStatus, StopReport } from "./format.ts"
 import { logs } from "./logs.ts"
 import * as Remote from "./remote.ts"
+import { describeTargets, targetsOf } from "./targets.ts"
 import { aliveMillis, type Lease, Manager, type Progress } from "./manager.ts"
 
 /** A port nothing listens on right now, for `--port auto`. */
@@ -156,16 +158,6 @@ const decodeTargets = (recorded: string | undefined): ReadonlyArray<Readiness.Ta
   return targets
 }
 
-/** The probes of a service: its own targets, else its port's, else none. */
-const targetsOf = (definition: Definition, port: number | undefined): ReadonlyArray<Readiness.Target> =>
-  definition.ready.length > 0 ? definition.ready : port === undefined ? [] : [Readiness.tcp(port)]
-
-const describeTargets = (targets: ReadonlyArray<Readiness.Target>): string =>
-  targets.length === 0 ? `alive for ${aliveMillis}ms` : targets.map(Readiness.format).join(", ")
-
-const isQuiesceError = (error: unknown): error is QuiesceError =>
-  typeof error === "object" && error !== null && "exitCode" in error && "_tag" in error
-
 const acquire = (
   definition: Definition,
   progress: Progress = { target: undefined, lastFailure: undefined }
@@ -181,7 +173,7 @@ const acquireLocal = (definition: Definition, progress: Progress) =>
       ? yield* freePort
       : definition.port ?? definition.ready.map(Readiness.port).find((p) => p !== undefined)
     const targets = targetsOf(definition, port)
-    const target = describeTargets(targets)
+    const target = describeTargets(targets, `alive for ${aliveMillis}ms`)
     progress.target = target
     const env = {
       ...definition.env,

@@ -14,7 +14,7 @@ import { spawn } from "node:child_process"
 import { closeSync, constants, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs"
 import { constants as os } from "node:os"
 import { SharedService } from "@quiesce/shared-service"
-import { type QuiesceError, RuntimeDirectoryError, SharedServiceFailure, UsageError } from "../QuiesceError.ts"
+import { type QuiesceError, RuntimeDirectoryError, SharedServiceFailure } from "../QuiesceError.ts"
 
 /** How to run `quiesce` again: this executable when it is one, else the package's. */
 export interface Entry {
@@ -189,15 +189,13 @@ export interface UpOptions {
 /**
  * Holds each of `names` (one holder each, in order; one already up is left as it is). Each line
  * says what happened. A failure stops there, with the holder's exit code, and ends the holders
- * this call started: all or nothing.
+ * this call started: all or nothing. The names are valid (the parser checks them).
  */
 export const up = (entry: Entry, names: ReadonlyArray<string>, options: UpOptions): Effect.Effect<ReadonlyArray<string>, UpError> =>
   Effect.suspend(() => {
     // All or nothing: when one fails (or this is interrupted), the holders started here go.
     const started: Array<{ readonly name: string; readonly pid: number }> = []
     return Effect.forEach(names, (name) => {
-      const invalid = SharedService.validateName(name)
-      if (invalid !== undefined) return Effect.fail(new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` }))
       // Another `up` bringing it up: wait until it has (or has failed, and it is ours to try).
       const claimed: Effect.Effect<Holder | undefined, RuntimeDirectoryError> = Effect.suspend(() => {
         let holder: Holder | undefined
@@ -239,8 +237,6 @@ export const down = (names: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<
   Effect.gen(function*() {
     const lines: Array<string> = []
     for (const name of names) {
-      const invalid = SharedService.validateName(name)
-      if (invalid !== undefined) return yield* new UsageError({ message: `invalid service name ${JSON.stringify(name)}: ${invalid}` })
       const holder = holderOf(name)
       if (holder === undefined) {
         lines.push(`${name} was not up`)

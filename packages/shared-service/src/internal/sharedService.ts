@@ -988,7 +988,7 @@ const startInProcess = <E, R>(
       tick: Effect.void,
       log: () => {}
     }
-    const supervision = { count: env.counter.count, standbys: env.counter.standbys }
+    const supervision: Supervision = { count: env.counter.count, standbys: env.counter.standbys }
     supervising.add(supervision)
     yield* Effect.forkDetach(
       Supervisor.run(env).pipe(
@@ -1001,18 +1001,20 @@ const startInProcess = <E, R>(
     )
   })
 
-/** The generations this process supervises in-process, with their live counts and queued standbys. */
-const supervising = new Set<{
+/** A generation this process supervises in-process: its live count and queued standbys. */
+interface Supervision {
   readonly count: Effect.Effect<number, unknown>
   readonly standbys: Effect.Effect<number, unknown> | undefined
-}>()
+}
+
+const supervising = new Set<Supervision>()
 
 /**
  * Whether a supervisor can leave its generation to others: it has clients, one of which has a
  * standby queued for the owner lock (it adopts the generation once this process's session ends).
  * Where standbys cannot be seen, it cannot leave: it stays until it has stopped the service.
  */
-const canLeave = (s: { readonly count: Effect.Effect<number, unknown>; readonly standbys: Effect.Effect<number, unknown> | undefined }) =>
+const canLeave = (s: Supervision): Effect.Effect<boolean> =>
   s.standbys === undefined
     ? Effect.succeed(false)
     : Effect.flatMap(s.count, (n) => n === 0 ? Effect.succeed(false) : Effect.map(s.standbys!, (queued) => queued > 0)).pipe(
